@@ -1,0 +1,108 @@
+"""Canonical bytes (RFC 8785, JCS) of journal entries and the SHA-256 hash chain.
+
+An auditor with nothing but DESIGN.md must be able to recompute every hash, so this is the
+spec in code: hash = SHA-256(prev_hash || JCS({seq, id, receipt_no, created_at, sale})).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+GENESIS_HASH = bytes(32)
+MAX_SAFE_INT = 2**53 - 1
+
+_encode_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
+class CanonicalError(ValueError):
+    """A value has no canonical JSON form (NaN, infinity, unsafe integer, bad string)."""
+
+
+def _number(value: float) -> str:
+    """ECMAScript Number::toString, which RFC 8785 prescribes for every number."""
+    if not math.isfinite(value):
+        raise CanonicalError(f"{value!r} has no JSON form")
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    # repr gives the shortest digits that round-trip, as ECMAScript requires.
+    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k = len(digits)
+    n = int(exponent) + k  # position of the decimal point after the first digit
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    e = n - 1
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{sign}{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _write(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            raise CanonicalError(f"integer {value} is beyond ±2^53-1 and has no exact JSON form")
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(_number(value))
+    elif isinstance(value, str):
+        out.append(_encode_str(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(value, key=_utf16_key)):
+            if not isinstance(key, str):
+                raise CanonicalError(f"object key {key!r} is not a string")
+            if i:
+                out.append(",")
+            out.append(_encode_str(key))
+            out.append(":")
+            _write(value[key], out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _write(item, out)
+        out.append("]")
+    else:
+        raise CanonicalError(f"{type(value).__name__} has no JSON form")
+
+
+def canonical(value: Any) -> bytes:
+    """RFC 8785 canonical UTF-8 bytes of a JSON value."""
+    out: list[str] = []
+    _write(value, out)
+    try:
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CanonicalError("a string holds a lone UTF-16 surrogate, which is not text") from exc
+
+
+def entry_bytes(seq: int, sale_id: str, receipt_no: str, created_at: str, sale_json: bytes) -> bytes:
+    """Canonical bytes of an entry, given the sale already in canonical form."""
+    head = canonical({"created_at": created_at, "id": sale_id, "receipt_no": receipt_no})
+    # Keys in JCS order: created_at, id, receipt_no, sale, seq.
+    return head[:-1] + b',"sale":' + sale_json + b',"seq":' + str(seq).encode() + b"}"
+
+
+def entry_hash(prev_hash: bytes, entry_canonical: bytes) -> bytes:
+    """SHA-256(prev_hash || canonical bytes of the entry)."""
+    return hashlib.sha256(prev_hash + entry_canonical).digest()

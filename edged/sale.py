@@ -1,0 +1,179 @@
+"""Validation of a sale as a POS UI sends it; every problem names its JSON path."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from edged.chain import MAX_SAFE_INT
+from edged.errors import Problem, ValidationError
+
+MONEY_KEYS = frozenset({"total", "amount", "unit_price", "discount", "tax"})
+# Card secrets that must never be stored (DESIGN invariant 6).
+SECRET_KEYS = frozenset(
+    {"pan", "card_number", "cardnumber", "track", "track1", "track2", "track3", "track_data",
+     "cvv", "cvv2", "cvc", "cvc2", "cid", "pin", "pin_block"}
+)
+MAX_PROBLEMS = 50
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_DECIMAL_QTY = re.compile(r"-?\d{1,9}(\.\d{1,6})?")
+_MASKED_PAN = re.compile(r"\d{6}[*Xx]{3,9}\d{4}")
+_DIGIT_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return f'"{value}"' if len(value) <= 40 else "a long string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, problem: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(path, problem))
+
+    def money(self, path: str, value: Any) -> bool:
+        if not _is_int(value):
+            self.add(path, f"must be an integer number of minor units, got {_kind(value)}")
+            return False
+        return True
+
+    def walk(self, path: str, value: Any, *, in_payment: bool) -> None:
+        """Checks that hold anywhere in a sale: money keys, safe integers, no card secrets."""
+        if isinstance(value, dict):
+            for key, item in value.items():
+                sub = f"{path}.{key}"
+                lowered = key.lower()
+                if lowered in SECRET_KEYS:
+                    self.add(sub, "card secrets (full PAN, track data, CVV, PIN) must not be "
+                             "stored; keep only masked_pan, scheme, auth_code, terminal_ref")
+                    continue
+                if lowered in MONEY_KEYS:
+                    self.money(sub, item)
+                if lowered == "masked_pan" and not (
+                    isinstance(item, str) and _MASKED_PAN.fullmatch(item)
+                ):
+                    self.add(sub, "must be first 6 and last 4 digits with the middle masked, "
+                             "e.g. 411111******1111")
+                    continue
+                self.walk(sub, item, in_payment=in_payment or sub == "sale.payments")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.walk(f"{path}[{i}]", item, in_payment=in_payment)
+        elif _is_int(value) and abs(value) > MAX_SAFE_INT:
+            self.add(path, f"integer {value} is beyond ±2^53-1, which JSON cannot carry exactly")
+        elif isinstance(value, float) and value != value:  # NaN never compares equal
+            self.add(path, "NaN is not a number JSON can carry")
+        elif in_payment and isinstance(value, str):
+            for run in _DIGIT_RUN.findall(value):
+                if _luhn_ok(run):
+                    self.add(path, "looks like a full card number; store only the masked PAN")
+                    break
+
+    def string(self, obj: dict[str, Any], path: str, key: str) -> str | None:
+        value = obj.get(key)
+        if value is None and key not in obj:
+            self.add(f"{path}.{key}", "is required")
+            return None
+        if not isinstance(value, str) or not value:
+            self.add(f"{path}.{key}", f"must be a non-empty string, got {_kind(value)}")
+            return None
+        return value
+
+    def required_money(self, obj: dict[str, Any], path: str, key: str) -> int | None:
+        if key not in obj:
+            self.add(f"{path}.{key}", "is required")
+            return None
+        value = obj[key]
+        return value if _is_int(value) else None  # the walk reports a wrong type
+
+    def objects(self, sale: dict[str, Any], key: str, *, non_empty: bool) -> list[Any]:
+        path = f"sale.{key}"
+        value = sale.get(key)
+        if key not in sale:
+            self.add(path, "is required")
+            return []
+        if not isinstance(value, list):
+            self.add(path, f"must be an array, got {_kind(value)}")
+            return []
+        if non_empty and not value:
+            self.add(path, "must hold at least one entry")
+        good = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                good.append((f"{path}[{i}]", item))
+            else:
+                self.add(f"{path}[{i}]", f"must be an object, got {_kind(item)}")
+        return good
+
+
+def validate_sale(sale: Any) -> dict[str, Any]:
+    """Return the sale unchanged if it honours the v1 contract, else raise ValidationError."""
+    c = _Checker()
+    if not isinstance(sale, dict):
+        raise ValidationError([Problem("sale", f"must be an object, got {_kind(sale)}")])
+    sale_id = c.string(sale, "sale", "id")
+    if sale_id is not None:
+        try:
+            uuid.UUID(sale_id)
+            if len(sale_id) != 36:
+                raise ValueError(sale_id)
+        except ValueError:
+            c.add("sale.id", "must be a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+    currency = sale.get("currency")
+    if not (isinstance(currency, str) and _CURRENCY.fullmatch(currency)):
+        c.add("sale.currency", f"must be an ISO 4217 code of three capitals, got {_kind(currency)}"
+              if "currency" in sale else "is required")
+    total = c.required_money(sale, "sale", "total")
+    for path, line in c.objects(sale, "lines", non_empty=True):
+        c.string(line, path, "sku")
+        c.required_money(line, path, "amount")
+        if "qty" not in line:
+            c.add(f"{path}.qty", "is required")
+        else:
+            qty = line["qty"]
+            if not (_is_int(qty) or (isinstance(qty, str) and _DECIMAL_QTY.fullmatch(qty))):
+                c.add(f"{path}.qty", "must be an integer count or a decimal string such as "
+                      f'"0.350", got {_kind(qty)}')
+    paid = 0
+    payments = c.objects(sale, "payments", non_empty=False)
+    for path, payment in payments:
+        c.string(payment, path, "method")
+        amount = c.required_money(payment, path, "amount")
+        paid += amount or 0
+    if "meta" in sale and not isinstance(sale["meta"], dict):
+        c.add("sale.meta", f"must be an object, got {_kind(sale['meta'])}")
+    c.walk("sale", sale, in_payment=False)
+    if total is not None and not c.problems and paid != total:
+        c.add("sale.payments", f"amounts add up to {paid}, but sale.total is {total}")
+    if c.problems:
+        raise ValidationError(c.problems)
+    return sale

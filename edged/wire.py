@@ -1,0 +1,92 @@
+"""MQTT topics and payloads shared by the terminal and the collector (contract v1)."""
+
+from __future__ import annotations
+
+import msgspec
+
+WIRE_VERSION = 1
+DEFAULT_TOPIC_PREFIX = "edged/v1"
+
+
+class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One journal entry as forwarded; hashes are lowercase hex."""
+
+    seq: int
+    id: str
+    receipt_no: str
+    created_at: str
+    prev_hash: str
+    hash: str
+    sale: msgspec.Raw  # the sale's JSON as sent; the collector re-canonicalizes it
+
+
+class TxBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """terminal -> store on `{prefix}/{store}/{terminal}/tx`, QoS 1."""
+
+    v: int
+    store: str
+    terminal: str
+    entries: list[Entry]
+
+
+class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """store -> terminal on `{prefix}/{store}/{terminal}/ack`: every seq <= upto is stored."""
+
+    v: int
+    upto: int
+
+
+class Status(msgspec.Struct, frozen=True, omit_defaults=True):
+    """terminal -> store on `{prefix}/{store}/{terminal}/status`, retained; also the Last Will."""
+
+    v: int
+    state: str
+    since: str
+    pending: int | None = None
+    version: str | None = None
+
+
+class Topics:
+    """Topic names of one terminal under a prefix."""
+
+    def __init__(self, prefix: str, store: str, terminal: str) -> None:
+        base = f"{prefix}/{store}/{terminal}"
+        self.tx = f"{base}/tx"
+        self.ack = f"{base}/ack"
+        self.status = f"{base}/status"
+
+
+def tx_filter(prefix: str) -> str:
+    """Subscription filter matching every terminal's tx topic."""
+    return f"{prefix}/+/+/tx"
+
+
+def parse_tx_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """(store, terminal) of a tx topic under `prefix`, or None if it is not one."""
+    head = prefix + "/"
+    if not topic.startswith(head) or not topic.endswith("/tx"):
+        return None
+    parts = topic[len(head) : -len("/tx")].split("/")
+    if len(parts) != 2 or not all(parts):
+        return None
+    return parts[0], parts[1]
+
+
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+
+
+def decode_tx(payload: bytes) -> TxBatch:
+    """Decode a tx payload; raises msgspec.ValidationError/DecodeError naming the JSON path."""
+    batch = msgspec.json.decode(payload, type=TxBatch)
+    if batch.v != WIRE_VERSION:
+        raise msgspec.ValidationError(f"unsupported version {batch.v} - at `$.v`")
+    return batch
+
+
+def decode_ack(payload: bytes) -> Ack:
+    """Decode an ack payload; raises msgspec.ValidationError/DecodeError naming the JSON path."""
+    ack = msgspec.json.decode(payload, type=Ack)
+    if ack.v != WIRE_VERSION:
+        raise msgspec.ValidationError(f"unsupported version {ack.v} - at `$.v`")
+    return ack

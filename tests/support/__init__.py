@@ -1,0 +1,1 @@
+"""Test support: real processes (mosquitto, edged) and a loopback fault proxy."""
