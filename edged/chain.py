@@ -45,6 +45,13 @@ def _number(value: float) -> str:
     return f"{sign}{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
+def _double_text(value: int) -> str | None:
+    try:
+        return _number(float(value))
+    except OverflowError:
+        return None
+
+
 def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
@@ -57,18 +64,20 @@ def _write(value: Any, out: list[str]) -> None:
     elif value is False:
         out.append("false")
     elif isinstance(value, int):
-        if abs(value) > MAX_SAFE_INT:
+        text = str(value)
+        # Beyond 2^53 only the ECMAScript rendering of a double is canonical (it round-trips).
+        if abs(value) > MAX_SAFE_INT and _double_text(value) != text:
             raise CanonicalError(f"integer {value} is beyond ±2^53-1 and has no exact JSON form")
-        out.append(str(value))
+        out.append(text)
     elif isinstance(value, float):
         out.append(_number(value))
     elif isinstance(value, str):
         out.append(_encode_str(value))
     elif isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise CanonicalError("an object key is not a string")
         out.append("{")
         for i, key in enumerate(sorted(value, key=_utf16_key)):
-            if not isinstance(key, str):
-                raise CanonicalError(f"object key {key!r} is not a string")
             if i:
                 out.append(",")
             out.append(_encode_str(key))
@@ -96,7 +105,9 @@ def canonical(value: Any) -> bytes:
         raise CanonicalError("a string holds a lone UTF-16 surrogate, which is not text") from exc
 
 
-def entry_bytes(seq: int, sale_id: str, receipt_no: str, created_at: str, sale_json: bytes) -> bytes:
+def entry_bytes(
+    seq: int, sale_id: str, receipt_no: str, created_at: str, sale_json: bytes
+) -> bytes:
     """Canonical bytes of an entry, given the sale already in canonical form."""
     head = canonical({"created_at": created_at, "id": sale_id, "receipt_no": receipt_no})
     # Keys in JCS order: created_at, id, receipt_no, sale, seq.

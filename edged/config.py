@@ -24,23 +24,23 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     pass
 
 
-class TerminalSection(_Section):
+class TerminalSection(_Section, frozen=True):
     store_id: Ident
     terminal_id: Ident
     # Python format string; fields: store, terminal, seq.
     receipt_format: str = "{store}-{terminal}-{seq:06d}"
 
 
-class JournalSection(_Section):
+class JournalSection(_Section, frozen=True):
     path: str = ""
     retain_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0
 
 
-class ApiSection(_Section):
+class ApiSection(_Section, frozen=True):
     socket: str = ""
 
 
-class UplinkSection(_Section):
+class UplinkSection(_Section, frozen=True):
     host: str
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     tls: bool = False
@@ -64,13 +64,13 @@ class UplinkSection(_Section):
         return self.port or (8883 if self.tls else 1883)
 
 
-class CollectorSection(_Section):
+class CollectorSection(_Section, frozen=True):
     db: str
     # MQTT v5 shared subscription group; several collectors with the same group share the load.
     shared_group: Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN)] | None = None
 
 
-class Config(_Section):
+class Config(_Section, frozen=True):
     """The terminal daemon's settings (`edged run`)."""
 
     terminal: TerminalSection
@@ -80,7 +80,7 @@ class Config(_Section):
     source: str = ""
 
 
-class CollectorConfig(_Section):
+class CollectorConfig(_Section, frozen=True):
     """The store collector's settings (`edged collector`)."""
 
     uplink: UplinkSection
@@ -109,8 +109,8 @@ def _translate(file: str, exc: msgspec.ValidationError) -> ConfigError:
             if appends:
                 key = f"{key}.{m.group(1)}" if key else m.group(1)
             return ConfigError(file, key, problem)
-    for pattern, friendly in _FRIENDLY.items():
-        if pattern in message:
+    for fragment, friendly in _FRIENDLY.items():
+        if fragment in message:
             return ConfigError(file, key, friendly)
     problem = message.replace("`", "")
     problem = problem[0].lower() + problem[1:] if problem else "invalid value"
@@ -178,7 +178,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cfg.terminal.receipt_format.format(store="s", terminal="t", seq=1)
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(
-            str(file), "terminal.receipt_format", f"bad format ({exc}); fields: store, terminal, seq"
+            str(file),
+            "terminal.receipt_format",
+            f"bad format ({exc}); the fields are store, terminal and seq",
         ) from None
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/edged").split(":")[0]
     runtime_dir = os.environ.get("RUNTIME_DIRECTORY", "/run/edged").split(":")[0]
@@ -189,9 +191,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cfg.api, socket=_resolve(base, cfg.api.socket) or f"{runtime_dir}/edged.sock"
     )
     uplink = _resolve_uplink(base, cfg.uplink, str(file))
-    return msgspec.structs.replace(
-        cfg, journal=journal, api=api, uplink=uplink, source=str(file)
-    )
+    return msgspec.structs.replace(cfg, journal=journal, api=api, uplink=uplink, source=str(file))
 
 
 def load_collector_config(path: str | os.PathLike[str]) -> CollectorConfig:
@@ -205,9 +205,7 @@ def load_collector_config(path: str | os.PathLike[str]) -> CollectorConfig:
     assert uplink is not None
     db = cfg.collector.db
     if not db.startswith("sqlite:///"):
-        raise ConfigError(
-            str(file), "collector.db", f"unsupported URL {db!r}; use sqlite:///PATH"
-        )
+        raise ConfigError(str(file), "collector.db", f"unsupported URL {db!r}; use sqlite:///PATH")
     db_path = _resolve(base, db.removeprefix("sqlite:///"))
     collector = msgspec.structs.replace(cfg.collector, db=f"sqlite:///{db_path}")
     return msgspec.structs.replace(cfg, uplink=uplink, collector=collector, source=str(file))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from typing import Any
@@ -12,8 +13,23 @@ from edged.errors import Problem, ValidationError
 MONEY_KEYS = frozenset({"total", "amount", "unit_price", "discount", "tax"})
 # Card secrets that must never be stored (DESIGN invariant 6).
 SECRET_KEYS = frozenset(
-    {"pan", "card_number", "cardnumber", "track", "track1", "track2", "track3", "track_data",
-     "cvv", "cvv2", "cvc", "cvc2", "cid", "pin", "pin_block"}
+    {
+        "pan",
+        "card_number",
+        "cardnumber",
+        "track",
+        "track1",
+        "track2",
+        "track3",
+        "track_data",
+        "cvv",
+        "cvv2",
+        "cvc",
+        "cvc2",
+        "cid",
+        "pin",
+        "pin_block",
+    }
 )
 MAX_PROBLEMS = 50
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -30,6 +46,14 @@ def _luhn_ok(digits: str) -> bool:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
     return total % 10 == 0
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return len(text) == 36
 
 
 def _kind(value: Any) -> str:
@@ -73,16 +97,22 @@ class _Checker:
                 sub = f"{path}.{key}"
                 lowered = key.lower()
                 if lowered in SECRET_KEYS:
-                    self.add(sub, "card secrets (full PAN, track data, CVV, PIN) must not be "
-                             "stored; keep only masked_pan, scheme, auth_code, terminal_ref")
+                    self.add(
+                        sub,
+                        "card secrets (full PAN, track data, CVV, PIN) must not be "
+                        "stored; keep only masked_pan, scheme, auth_code, terminal_ref",
+                    )
                     continue
                 if lowered in MONEY_KEYS:
                     self.money(sub, item)
                 if lowered == "masked_pan" and not (
                     isinstance(item, str) and _MASKED_PAN.fullmatch(item)
                 ):
-                    self.add(sub, "must be first 6 and last 4 digits with the middle masked, "
-                             "e.g. 411111******1111")
+                    self.add(
+                        sub,
+                        "must be first 6 and last 4 digits with the middle masked, "
+                        "e.g. 411111******1111",
+                    )
                     continue
                 self.walk(sub, item, in_payment=in_payment or sub == "sale.payments")
         elif isinstance(value, list):
@@ -90,7 +120,7 @@ class _Checker:
                 self.walk(f"{path}[{i}]", item, in_payment=in_payment)
         elif _is_int(value) and abs(value) > MAX_SAFE_INT:
             self.add(path, f"integer {value} is beyond ±2^53-1, which JSON cannot carry exactly")
-        elif isinstance(value, float) and value != value:  # NaN never compares equal
+        elif isinstance(value, float) and math.isnan(value):
             self.add(path, "NaN is not a number JSON can carry")
         elif in_payment and isinstance(value, str):
             for run in _DIGIT_RUN.findall(value):
@@ -141,17 +171,16 @@ def validate_sale(sale: Any) -> dict[str, Any]:
     if not isinstance(sale, dict):
         raise ValidationError([Problem("sale", f"must be an object, got {_kind(sale)}")])
     sale_id = c.string(sale, "sale", "id")
-    if sale_id is not None:
-        try:
-            uuid.UUID(sale_id)
-            if len(sale_id) != 36:
-                raise ValueError(sale_id)
-        except ValueError:
-            c.add("sale.id", "must be a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+    if sale_id is not None and not _is_uuid(sale_id):
+        c.add("sale.id", "must be a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427")
     currency = sale.get("currency")
     if not (isinstance(currency, str) and _CURRENCY.fullmatch(currency)):
-        c.add("sale.currency", f"must be an ISO 4217 code of three capitals, got {_kind(currency)}"
-              if "currency" in sale else "is required")
+        c.add(
+            "sale.currency",
+            f"must be an ISO 4217 code of three capitals, got {_kind(currency)}"
+            if "currency" in sale
+            else "is required",
+        )
     total = c.required_money(sale, "sale", "total")
     for path, line in c.objects(sale, "lines", non_empty=True):
         c.string(line, path, "sku")
@@ -161,8 +190,11 @@ def validate_sale(sale: Any) -> dict[str, Any]:
         else:
             qty = line["qty"]
             if not (_is_int(qty) or (isinstance(qty, str) and _DECIMAL_QTY.fullmatch(qty))):
-                c.add(f"{path}.qty", "must be an integer count or a decimal string such as "
-                      f'"0.350", got {_kind(qty)}')
+                c.add(
+                    f"{path}.qty",
+                    "must be an integer count or a decimal string such as "
+                    f'"0.350", got {_kind(qty)}',
+                )
     paid = 0
     payments = c.objects(sale, "payments", non_empty=False)
     for path, payment in payments:

@@ -1,0 +1,59 @@
+"""`edged run` (the terminal daemon) and `edged collector` (the store-side consumer)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from edged import __version__
+from edged.config import DEFAULT_CONFIG_PATH, load_collector_config, load_config
+from edged.errors import ConfigError, JournalError
+
+EX_IOERR = 74  # sysexits.h: the journal cannot be used
+EX_CONFIG = 78  # sysexits.h: configuration error; systemd should not restart
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edged", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"edged {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "run the terminal daemon"),
+        ("collector", "run the store collector"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="TOML config file")
+        cmd.add_argument(
+            "--log-level", choices=("debug", "info", "warning", "error"), help="default info"
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from edged import log
+
+    log.configure(args.log_level)
+    try:
+        if args.command == "run":
+            from edged import daemon
+
+            asyncio.run(daemon.run(load_config(args.config)))
+        else:
+            from edged.collector import run_collector
+
+            asyncio.run(run_collector(load_collector_config(args.config)))
+    except ConfigError as exc:
+        print(f"edged: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except JournalError as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return EX_IOERR
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

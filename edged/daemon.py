@@ -1,0 +1,165 @@
+"""The only place that wires components: journal, uplink, local API, systemd notification."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import msgspec
+import structlog
+
+from edged import __version__
+from edged.api.server import ApiServer
+from edged.clock import utc_now_iso
+from edged.config import Config
+from edged.events import EventHub
+from edged.journal import Journal
+from edged.sdnotify import Notifier
+from edged.supervise import supervise
+from edged.uplink import Uplink
+
+log = structlog.get_logger(__name__)
+
+RETENTION_INTERVAL_S = 3600.0
+
+
+class TerminalServices:
+    """What the local API may reach, handed to it by the daemon."""
+
+    def __init__(
+        self, cfg: Config, journal: Journal, uplink: Uplink | None, events: EventHub
+    ) -> None:
+        self._cfg = cfg
+        self._journal = journal
+        self._uplink = uplink
+        self.events = events
+        self._started = time.monotonic()
+        self._since = utc_now_iso()
+
+    async def commit_sale(self, sale: Any) -> dict[str, Any]:
+        result = await self._journal.commit(sale)
+        log.info("sale_committed", sale_id=sale["id"], seq=result.seq, duplicate=result.duplicate)
+        return {
+            "seq": result.seq,
+            "receipt_no": result.receipt_no,
+            "hash": result.hash,
+            "duplicate": result.duplicate,
+        }
+
+    async def get_sale(self, sale_id: str) -> dict[str, Any] | None:
+        found = await self._journal.get(sale_id)
+        if found is None:
+            return None
+        entry, acked = found
+        return {
+            "sale": msgspec.json.decode(entry.sale_json),
+            "seq": entry.seq,
+            "receipt_no": entry.receipt_no,
+            "created_at": entry.created_at,
+            "hash": entry.hash.hex(),
+            "acked": acked,
+        }
+
+    def link_status(self) -> dict[str, Any]:
+        if self._uplink is None:
+            return {"state": "disabled", "since": self._since}
+        return self._uplink.status()
+
+    def status(self) -> dict[str, Any]:
+        stats = self._journal.stats()
+        terminal = self._cfg.terminal
+        return {
+            "terminal": {"store_id": terminal.store_id, "terminal_id": terminal.terminal_id},
+            "link": self.link_status(),
+            "outbox": {
+                "pending": stats.pending,
+                "oldest_created_at": stats.oldest_pending_created_at,
+                "acked_upto": stats.acked_upto,
+                "last_ack_at": stats.last_ack_at,
+            },
+            "journal": {"last_seq": stats.last_seq, "path": str(self._journal.path)},
+            "devices": {},
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+        }
+
+    async def sync_now(self) -> dict[str, Any]:
+        if self._uplink is None:
+            return {"link": "disabled", "pending": self._journal.stats().pending}
+        return await self._uplink.sync_now()
+
+
+async def _watchdog(notifier: Notifier, interval_s: float) -> None:
+    while True:
+        notifier.notify("WATCHDOG=1")
+        await asyncio.sleep(interval_s)
+
+
+async def _retention(journal: Journal, retain_days: float) -> None:
+    while True:
+        await journal.purge(retain_days)
+        await asyncio.sleep(RETENTION_INTERVAL_S)
+
+
+def _status_line(services: TerminalServices) -> str:
+    status = services.status()
+    return (
+        f"STATUS=link {status['link']['state']}, {status['outbox']['pending']} pending, "
+        f"last seq {status['journal']['last_seq']}"
+    )
+
+
+async def run(cfg: Config, notifier: Notifier | None = None) -> None:
+    """Run the terminal daemon until SIGTERM or SIGINT, then shut down cleanly."""
+    notifier = notifier or Notifier()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    events = EventHub()
+    terminal = cfg.terminal
+    journal = await Journal.open(
+        cfg.journal.path,
+        store_id=terminal.store_id,
+        terminal_id=terminal.terminal_id,
+        receipt_format=terminal.receipt_format,
+    )
+    try:
+        uplink = Uplink(cfg.uplink, terminal, journal, events, __version__) if cfg.uplink else None
+        services = TerminalServices(cfg, journal, uplink, events)
+        async with ApiServer(cfg.api.socket, services), asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(
+                    supervise("retention", lambda: _retention(journal, cfg.journal.retain_days)),
+                    name="retention",
+                )
+            ]
+            if uplink is not None:
+                tasks.append(tg.create_task(supervise("uplink", uplink.run), name="uplink"))
+            if notifier.watchdog_interval_s:
+                interval = notifier.watchdog_interval_s
+                tasks.append(tg.create_task(_watchdog(notifier, interval), name="watchdog"))
+            notifier.notify("READY=1", _status_line(services))
+            log.info(
+                "daemon_ready",
+                store_id=terminal.store_id,
+                terminal_id=terminal.terminal_id,
+                socket=cfg.api.socket,
+                journal=cfg.journal.path,
+                uplink=f"{cfg.uplink.host}:{cfg.uplink.effective_port}" if cfg.uplink else None,
+                version=__version__,
+            )
+            await stop.wait()
+            log.info("daemon_stopping")
+            notifier.notify("STOPPING=1")
+            for task in tasks:
+                task.cancel()
+        # The API has finished its in-flight requests; the journal finishes queued commits.
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await journal.close()
+        notifier.close()
+    log.info("daemon_stopped")

@@ -1,0 +1,37 @@
+"""Journal schema and its migrations, versioned with PRAGMA user_version."""
+
+from __future__ import annotations
+
+# Migration N (1-based) brings the schema from version N-1 to N. Append; never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE identity (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        store_id TEXT NOT NULL,
+        terminal_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE entries (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        receipt_no TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        sale TEXT NOT NULL,          -- RFC 8785 canonical JSON of the sale
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL
+    ) STRICT;
+    -- The outbox state of every entry: seq <= acked_upto is stored at the store.
+    -- The anchor is the last purged entry, from which the remaining chain continues.
+    CREATE TABLE outbox (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        acked_upto INTEGER NOT NULL,
+        last_ack_at TEXT,
+        anchor_seq INTEGER NOT NULL,
+        anchor_hash BLOB NOT NULL
+    ) STRICT;
+    INSERT INTO outbox (one, acked_upto, last_ack_at, anchor_seq, anchor_hash)
+        VALUES (1, 0, NULL, 0, zeroblob(32));
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,38 @@
+"""Restart a failed component on its own, with backoff, so one fault stays local (invariant 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+RESTART_MIN_S = 0.5
+RESTART_MAX_S = 30.0
+HEALTHY_AFTER_S = 60.0  # a component that ran this long starts its backoff afresh
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    min_s: float = RESTART_MIN_S,
+    max_s: float = RESTART_MAX_S,
+) -> None:
+    """Run `run()` until it returns or is cancelled; restart it after any other exception."""
+    delay = min_s
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+        except Exception:
+            if time.monotonic() - started > HEALTHY_AFTER_S:
+                delay = min_s
+            log.exception("component_failed", component=name, restart_in_s=delay)
+        else:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_s)

@@ -1,0 +1,105 @@
+"""The canonical form and hash chain must be recomputable from the spec alone (invariant 4)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edged.chain import GENESIS_HASH, CanonicalError, canonical, entry_bytes, entry_hash
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def test_rfc8785_examples() -> None:
+    # Key order is by UTF-16 code units: U+1F600 (D83D DE00) sorts before U+FB33.
+    value = {"\ufb33": 3, "\U0001f600": 2, "€": 1, "b": [1, 2.5, None, True], "a": 'é\n"'}
+    assert canonical(value) == (
+        '{"a":"é\\n\\"","b":[1,2.5,null,true],"€":1,"\U0001f600":2,"\ufb33":3}'.encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [
+        (0.0, "0"),
+        (-0.0, "0"),
+        (1.0, "1"),
+        (100.0, "100"),
+        (1e20, "100000000000000000000"),
+        (1e21, "1e+21"),
+        (1e-6, "0.000001"),
+        (1e-7, "1e-7"),
+        (123.456, "123.456"),
+        (-5e-324, "-5e-324"),
+        (1.7976931348623157e308, "1.7976931348623157e+308"),
+        (333333333.3333333, "333333333.3333333"),
+        # From the RFC 8785 appendix (IEEE 754 bit patterns).
+        (struct.unpack(">d", bytes.fromhex("4340000000000001"))[0], "9007199254740994"),
+        (struct.unpack(">d", bytes.fromhex("44b52d02c7e14af5"))[0], "9.999999999999997e+22"),
+        (struct.unpack(">d", bytes.fromhex("44b52d02c7e14af6"))[0], "1e+23"),
+        (6.149967769412922e16, "61499677694129220"),
+    ],
+)
+def test_numbers_follow_ecmascript(number: float, text: str) -> None:
+    assert canonical(number) == text.encode()
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 2**53 + 1, {1: "x"}, b"bytes", "\ud800"])
+def test_values_without_canonical_form_are_refused(bad: object) -> None:
+    with pytest.raises(CanonicalError):
+        canonical(bad)
+
+
+def _as_doubles(value: object) -> object:
+    """What a JSON parser that reads every number as a double sees."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list):
+        return [_as_doubles(v) for v in value]
+    assert isinstance(value, dict)
+    return {k: _as_doubles(v) for k, v in value.items()}
+
+
+@given(json_values)
+def test_canonical_is_json_that_round_trips(value: object) -> None:
+    text = canonical(value)
+    assert _as_doubles(json.loads(text)) == _as_doubles(value)
+    assert canonical(json.loads(text)) == text  # idempotent, also for a re-parsed copy
+    assert b"\n" not in text  # no insignificant whitespace
+
+
+def test_entry_bytes_equal_canonical_of_whole_entry() -> None:
+    sale = {"id": "x", "total": 5, "lines": [{"sku": "é", "qty": "0.350", "amount": 5}]}
+    expected = canonical(
+        {
+            "seq": 7,
+            "id": "x",
+            "receipt_no": "S-T-000007",
+            "created_at": "2026-11-23T09:41:00.123Z",
+            "sale": sale,
+        }
+    )
+    got = entry_bytes(7, "x", "S-T-000007", "2026-11-23T09:41:00.123Z", canonical(sale))
+    assert got == expected
+
+
+def test_hash_is_sha256_of_prev_and_canonical() -> None:
+    body = b'{"seq":1}'
+    assert entry_hash(GENESIS_HASH, body) == hashlib.sha256(bytes(32) + body).digest()
