@@ -45,9 +45,7 @@ def test_float_money_names_the_path() -> None:
     sale = good_sale()
     sale["lines"].append({"sku": "X", "qty": 1, "amount": 1.5})
     found = problems(sale)
-    assert found["sale.lines[2].amount"] == (
-        "must be an integer number of minor units, got 1.5"
-    )
+    assert found["sale.lines[2].amount"] == ("must be an integer number of minor units, got 1.5")
 
 
 def test_money_anywhere_must_be_integer() -> None:
@@ -76,8 +74,15 @@ def test_wrong_fields(changes: dict[str, Any], path: str) -> None:
 
 def test_missing_fields_are_reported_together() -> None:
     found = problems({"lines": [{}]})
-    for path in ("sale.id", "sale.currency", "sale.total", "sale.lines[0].sku",
-                 "sale.lines[0].qty", "sale.lines[0].amount", "sale.payments"):
+    for path in (
+        "sale.id",
+        "sale.currency",
+        "sale.total",
+        "sale.lines[0].sku",
+        "sale.lines[0].qty",
+        "sale.lines[0].amount",
+        "sale.payments",
+    ):
         assert found[path]
 
 

@@ -1,0 +1,107 @@
+"""Config errors name the file, the key and the problem; defaults follow the contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edged.config import load_collector_config, load_config
+from edged.errors import ConfigError
+
+GOOD = '[terminal]\nstore_id = "berlin-01"\nterminal_id = "till_3"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "edged.toml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_uses_contract_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/edged")
+    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/edged")
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.terminal.store_id == "berlin-01"
+    assert cfg.journal.path == "/var/lib/edged/journal.db"
+    assert cfg.api.socket == "/run/edged/edged.sock"
+    assert cfg.uplink is None  # a journal-only terminal
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(tmp_path, GOOD + '[journal]\npath = "data/j.db"\n[api]\nsocket = "e.sock"\n')
+    )
+    assert cfg.journal.path == str(tmp_path / "data/j.db")
+    assert cfg.api.socket == str(tmp_path / "e.sock")
+
+
+def test_uplink_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD + '[uplink]\nhost = "broker.store"\n'))
+    assert cfg.uplink is not None
+    assert (cfg.uplink.effective_port, cfg.uplink.keepalive_s) == (1883, 5)
+    assert cfg.uplink.topic_prefix == "edged/v1"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ('[terminal]\nstore_id = "s"\n', "terminal.terminal_id", "missing required key"),
+        (GOOD + "colour = 1\n", "terminal.colour", "unknown key"),
+        (GOOD + "[journal]\nsize = 1\n", "journal.size", "unknown key"),
+        (GOOD + "[printer]\n", "printer", "unknown key"),
+        ('[terminal]\nstore_id = 5\nterminal_id = "t"\n', "terminal.store_id", "expected str"),
+        ('[terminal]\nstore_id = "a b"\nterminal_id = "t"\n', "terminal.store_id", "1 to 32"),
+        (
+            '[terminal]\nstore_id = "' + "x" * 33 + '"\nterminal_id = "t"\n',
+            "terminal.store_id",
+            "1 to 32",
+        ),
+        (GOOD + '[uplink]\nhost = "h"\nport = "1883"\n', "uplink.port", "expected int"),
+        (GOOD + '[uplink]\nhost = "h"\nport = 70000\n', "uplink.port", "<= 65535"),
+        (GOOD + '[uplink]\nhost = "h"\nwindow = 0\n', "uplink.window", ">= 1"),
+        (GOOD + "[uplink]\nport = 1\n", "uplink.host", "missing required key"),
+        (GOOD + '[uplink]\nhost = "h"\nca_file = "ca.pem"\n', "uplink.tls", "tls is false"),
+        (GOOD + '[uplink]\nhost = "h"\ntopic_prefix = "a/#"\n', "uplink.topic_prefix", "wildcards"),
+        (
+            GOOD.replace("{", "") + 'receipt_format = "{nope}"\n',
+            "terminal.receipt_format",
+            "bad format",
+        ),
+        ("terminal = 3\n", "terminal", "expected object"),
+    ],
+)
+def test_errors_name_file_key_and_problem(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.file == str(path)
+    assert info.value.key == key
+    assert problem in info.value.problem
+    assert str(info.value).startswith(f"{path}: {key}: ")
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[terminal\n"))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_collector_config(tmp_path: Path) -> None:
+    path = write(tmp_path, '[uplink]\nhost = "h"\n[collector]\ndb = "sqlite:///c.db"\n')
+    cfg = load_collector_config(path)
+    assert cfg.collector.db == f"sqlite:///{tmp_path / 'c.db'}"
+
+
+def test_collector_rejects_other_databases_for_now(tmp_path: Path) -> None:
+    path = write(tmp_path, '[uplink]\nhost = "h"\n[collector]\ndb = "postgres://x"\n')
+    with pytest.raises(ConfigError, match="collector.db: unsupported URL"):
+        load_collector_config(path)

@@ -1,0 +1,303 @@
+"""The journal against real SQLite files: seq, chain, idempotency, outbox, retention, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edged.errors import (
+    ChainError,
+    JournalError,
+    JournalFullError,
+    SaleConflictError,
+    ValidationError,
+)
+from edged.journal import Journal
+from edged.journal.verify import verify_journal
+
+
+def sale(total: int = 100, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "total": total,
+        "lines": [{"sku": "A", "qty": 1, "amount": total}],
+        "payments": [{"method": "cash", "amount": total}],
+        **extra,
+    }
+
+
+async def open_journal(path: Path, **kw: Any) -> Journal:
+    return await Journal.open(path, store_id="S1", terminal_id="T1", **kw)
+
+
+async def test_seq_receipt_and_chain(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    results = [await j.commit(sale()) for _ in range(3)]
+    assert [r.seq for r in results] == [1, 2, 3]
+    assert [r.receipt_no for r in results] == ["S1-T1-000001", "S1-T1-000002", "S1-T1-000003"]
+    entries = await j.unacked(0, 10)
+    assert entries[0].prev_hash == bytes(32)
+    assert entries[1].prev_hash == entries[0].hash
+    assert entries[2].hash.hex() == results[2].hash
+    await j.close()
+    report = verify_journal(tmp_path / "j.db")
+    assert (report.first_seq, report.last_seq, report.entries) == (1, 3, 3)
+
+
+async def test_concurrent_commits_are_gapless_and_grouped(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    results = await asyncio.gather(*(j.commit(sale()) for _ in range(600)))
+    assert sorted(r.seq for r in results) == list(range(1, 601))
+    await j.close()
+    assert verify_journal(tmp_path / "j.db").last_seq == 600
+
+
+async def test_same_id_same_content_is_a_duplicate(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    s = sale()
+    first = await j.commit(s)
+    again = await j.commit(dict(s))
+    assert again.duplicate and not first.duplicate
+    assert (again.seq, again.receipt_no, again.hash) == (first.seq, first.receipt_no, first.hash)
+    assert j.stats().last_seq == 1
+    await j.close()
+
+
+async def test_same_id_in_one_group(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    s = sale()
+    other = dict(s, meta={"note": "changed"})
+    results = await asyncio.gather(
+        j.commit(s), j.commit(dict(s)), j.commit(other), return_exceptions=True
+    )
+    assert results[0].seq == 1 and results[1].duplicate  # type: ignore[union-attr]
+    assert isinstance(results[2], SaleConflictError)
+    await j.close()
+
+
+async def test_same_id_other_content_is_an_error(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    s = sale()
+    await j.commit(s)
+    with pytest.raises(SaleConflictError, match="already committed as seq 1"):
+        await j.commit(
+            dict(
+                s,
+                total=200,
+                lines=[{"sku": "A", "qty": 2, "amount": 200}],
+                payments=[{"method": "cash", "amount": 200}],
+            )
+        )
+    fresh = await j.commit(sale())
+    assert fresh.seq == 2  # a conflict takes no seq
+    await j.close()
+
+
+async def test_duplicates_mixed_with_new_sales_after_restart(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    old = sale()
+    await j.commit(old)
+    await j.close()
+    j = await open_journal(tmp_path / "j.db")
+    results = await asyncio.gather(j.commit(sale()), j.commit(old), j.commit(sale()))
+    assert results[1].duplicate and results[1].seq == 1
+    assert sorted(r.seq for r in (results[0], results[2])) == [2, 3]
+    await j.close()
+    assert verify_journal(tmp_path / "j.db").last_seq == 3
+
+
+async def test_invalid_sale_is_not_journaled(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    await j.commit(sale())
+    with pytest.raises(ValidationError):
+        await j.commit({"id": "x"})
+    assert j.stats().last_seq == 1
+    await j.close()
+
+
+async def test_outbox_state(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    ids = [(await j.commit(sale())) for _ in range(5)]
+    assert j.stats().pending == 5
+    assert [e.seq for e in await j.unacked(0, 2)] == [1, 2]
+    assert await j.mark_acked(3) == 3
+    assert await j.mark_acked(2) == 3  # acks are cumulative; an older one changes nothing
+    assert await j.mark_acked(99) == 5  # never beyond what exists
+    await j.mark_acked(3)
+    assert [e.seq for e in await j.unacked(0, 10)] == []
+    stats = j.stats()
+    assert (stats.pending, stats.acked_upto) == (0, 5)
+    assert stats.last_ack_at is not None and stats.oldest_pending_created_at is None
+    assert ids
+    await j.close()
+
+
+async def test_state_survives_reopen(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    s = sale()
+    for _ in range(3):
+        await j.commit(sale())
+    await j.commit(s)
+    await j.mark_acked(2)
+    await j.close()
+    j = await open_journal(tmp_path / "j.db")
+    assert (j.stats().last_seq, j.stats().acked_upto, j.stats().pending) == (4, 2, 2)
+    found = await j.get(s["id"])
+    assert found is not None and found[0].seq == 4 and found[1] is False
+    assert (await j.commit(sale())).seq == 5
+    await j.close()
+
+
+async def test_wait_committed_wakes_on_commit(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    waiter = asyncio.create_task(j.wait_committed(0))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await j.commit(sale())
+    async with asyncio.timeout(5):
+        await waiter
+    await j.close()
+
+
+async def test_purge_keeps_anchor_and_verify_passes(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    for _ in range(10):
+        await j.commit(sale())
+    await j.mark_acked(6)
+    assert await j.purge(retain_days=0) == 6
+    assert await j.purge(retain_days=0) == 0
+    assert await j.purge(retain_days=30) == 0
+    assert (await j.commit(sale())).seq == 11
+    await j.close()
+    report = verify_journal(tmp_path / "j.db")
+    assert (report.anchor_seq, report.first_seq, report.last_seq) == (6, 7, 11)
+
+
+async def test_purge_everything_then_continue(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    for _ in range(3):
+        await j.commit(sale())
+    await j.mark_acked(3)
+    await j.purge(retain_days=0)
+    await j.close()
+    j = await open_journal(tmp_path / "j.db")
+    assert (await j.commit(sale())).seq == 4
+    await j.close()
+    assert verify_journal(tmp_path / "j.db").last_seq == 4
+
+
+def _tamper(path: Path, sql: str, *params: Any) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(sql, params)
+
+
+@pytest.mark.parametrize(
+    ("sql", "seq", "words"),
+    [
+        ("UPDATE entries SET sale = replace(sale, '100', '999') WHERE seq = 3", 3, "altered"),
+        ("DELETE FROM entries WHERE seq = 3", 3, "missing"),
+        ("UPDATE entries SET receipt_no = 'X' WHERE seq = 4", 4, "altered"),
+        ("UPDATE entries SET created_at = '2020-01-01T00:00:00.000Z' WHERE seq = 2", 2, "altered"),
+    ],
+)
+async def test_verify_names_the_first_bad_seq(
+    tmp_path: Path, sql: str, seq: int, words: str
+) -> None:
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    for _ in range(5):
+        await j.commit(sale())
+    await j.close()
+    _tamper(path, sql)
+    with pytest.raises(ChainError) as info:
+        verify_journal(path)
+    assert info.value.seq == seq and words in info.value.problem
+
+
+async def test_verify_detects_a_swap(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    for _ in range(4):
+        await j.commit(sale())
+    await j.close()
+    with sqlite3.connect(path) as conn:
+        a, b = conn.execute("SELECT sale FROM entries WHERE seq IN (2, 3) ORDER BY seq").fetchall()
+        conn.execute("UPDATE entries SET sale = ? WHERE seq = 2", b)
+        conn.execute("UPDATE entries SET sale = ? WHERE seq = 3", a)
+    with pytest.raises(ChainError) as info:
+        verify_journal(path)
+    assert info.value.seq == 2
+
+
+async def test_verify_reads_while_the_journal_is_open(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    for _ in range(3):
+        await j.commit(sale())
+    assert verify_journal(tmp_path / "j.db").last_seq == 3
+    await j.commit(sale())
+    assert verify_journal(tmp_path / "j.db").last_seq == 4
+    await j.close()
+
+
+async def test_corrupt_file_is_refused_not_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(JournalError, match="not a SQLite file"):
+        await open_journal(path)
+    assert path.read_bytes().startswith(b"this is not sqlite")
+
+
+async def test_damaged_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    for _ in range(50):
+        await j.commit(sale(meta={"pad": "x" * 500}))
+    await j.close()
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # trash the schema page after the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalError, match="corrupt|not an edged journal|malformed"):
+        await open_journal(path)
+
+
+async def test_foreign_terminal_journal_is_refused(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    await j.close()
+    with pytest.raises(JournalError, match="belongs to store 'S1' terminal 'T1'"):
+        await Journal.open(tmp_path / "j.db", store_id="S1", terminal_id="T2")
+
+
+async def test_other_sqlite_database_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "other.db") as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(JournalError, match="not an edged journal"):
+        await open_journal(tmp_path / "other.db")
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    await j.close()
+    _tamper(tmp_path / "j.db", "PRAGMA user_version = 99")
+    with pytest.raises(JournalError, match="newer than this edged supports"):
+        await open_journal(tmp_path / "j.db")
+
+
+async def test_disk_full_fails_the_commit_and_keeps_what_was_committed(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    first = await j.commit(sale())
+    # Cap the file at its current size: SQLite then reports SQLITE_FULL, as on a full disk.
+    await j._db.execute_fetchall("PRAGMA max_page_count = 1")  # noqa: SLF001
+    with pytest.raises(JournalFullError, match="disk full"):
+        await j.commit(sale(meta={"pad": "x" * 20000}))
+    await j._db.execute_fetchall("PRAGMA max_page_count = 1000000")  # noqa: SLF001
+    after = await j.commit(sale())
+    assert (first.seq, after.seq) == (1, 2)  # the failed commit took no seq
+    await j.close()
+    assert verify_journal(path).last_seq == 2
