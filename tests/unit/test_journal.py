@@ -293,10 +293,10 @@ async def test_disk_full_fails_the_commit_and_keeps_what_was_committed(tmp_path:
     j = await open_journal(path)
     first = await j.commit(sale())
     # Cap the file at its current size: SQLite then reports SQLITE_FULL, as on a full disk.
-    await j._db.execute_fetchall("PRAGMA max_page_count = 1")  # noqa: SLF001
+    await j._db.execute_fetchall("PRAGMA max_page_count = 1")
     with pytest.raises(JournalFullError, match="disk full"):
         await j.commit(sale(meta={"pad": "x" * 20000}))
-    await j._db.execute_fetchall("PRAGMA max_page_count = 1000000")  # noqa: SLF001
+    await j._db.execute_fetchall("PRAGMA max_page_count = 1000000")
     after = await j.commit(sale())
     assert (first.seq, after.seq) == (1, 2)  # the failed commit took no seq
     await j.close()
