@@ -1,0 +1,20 @@
+# Sourced by scripts/test, scripts/demo and scripts/bench: a fresh machine to a ready .venv.
+# Creates .venv, installs edged with its test extras, and makes sure mosquitto exists.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing mosquitto with apt-get" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+    else
+        echo "mosquitto is missing: install it (sudo apt-get install mosquitto) and rerun" >&2
+        exit 1
+    fi
+fi
+export PATH="$PATH:/usr/sbin"
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+    | grep -v "^WARNING: Location" >&2 || true
