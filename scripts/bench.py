@@ -35,8 +35,12 @@ def scenario(func: Callable[[argparse.Namespace, Path], Awaitable[None]]) -> Any
 
 
 def emit(name: str, metric: str, value: float, unit: str, baseline: float | None = None) -> None:
-    row: dict[str, Any] = {"scenario": name, "metric": metric, "value": round(value, 4),
-                           "unit": unit}
+    row: dict[str, Any] = {
+        "scenario": name,
+        "metric": metric,
+        "value": round(value, 4),
+        "unit": unit,
+    }
     if baseline is not None:
         row["baseline"] = round(baseline, 4)
         row["ratio"] = round(value / baseline, 3) if baseline else None
@@ -99,8 +103,12 @@ async def echo_latencies(path: Path, n: int) -> list[float]:
         assert proc.stdout is not None
         proc.stdout.readline()
         reader, writer = await asyncio.open_unix_connection(str(path))
-        line = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "sale.commit",
-                           "params": {"sale": sale()}}).encode() + b"\n"
+        line = (
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "sale.commit", "params": {"sale": sale()}}
+            ).encode()
+            + b"\n"
+        )
         out = []
         for _ in range(n):
             t0 = time.perf_counter()
