@@ -32,6 +32,7 @@ SECRET_KEYS = frozenset(
     }
 )
 MAX_PROBLEMS = 50
+MAX_DEPTH = 32  # nesting of objects and arrays; far beyond any real sale
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _DECIMAL_QTY = re.compile(r"-?\d{1,9}(\.\d{1,6})?")
 _MASKED_PAN = re.compile(r"\d{6}[*Xx]{3,9}\d{4}")
@@ -90,9 +91,11 @@ class _Checker:
             return False
         return True
 
-    def walk(self, path: str, value: Any, *, in_payment: bool) -> None:
+    def walk(self, path: str, value: Any, *, in_payment: bool, depth: int = 0) -> None:
         """Checks that hold anywhere in a sale: money keys, safe integers, no card secrets."""
-        if isinstance(value, dict):
+        if depth > MAX_DEPTH and isinstance(value, dict | list):
+            self.add(path, f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(value, dict):
             for key, item in value.items():
                 sub = f"{path}.{key}"
                 lowered = key.lower()
@@ -114,10 +117,11 @@ class _Checker:
                         "e.g. 411111******1111",
                     )
                     continue
-                self.walk(sub, item, in_payment=in_payment or sub == "sale.payments")
+                paying = in_payment or sub == "sale.payments"
+                self.walk(sub, item, in_payment=paying, depth=depth + 1)
         elif isinstance(value, list):
             for i, item in enumerate(value):
-                self.walk(f"{path}[{i}]", item, in_payment=in_payment)
+                self.walk(f"{path}[{i}]", item, in_payment=in_payment, depth=depth + 1)
         elif _is_int(value) and abs(value) > MAX_SAFE_INT:
             self.add(path, f"integer {value} is beyond ±2^53-1, which JSON cannot carry exactly")
         elif isinstance(value, float) and math.isnan(value):

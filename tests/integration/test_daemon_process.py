@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from edged.api.codes import SALE_CONFLICT
+from edged.api.codes import SALE_CONFLICT, SHUTTING_DOWN
 from edged.client import ApiClient, ApiError
 from tests.support.daemon import DaemonProcess
 
@@ -50,7 +50,13 @@ async def burst(path: str, confirmed: dict[str, tuple[int, str]], unknown: Unkno
             while True:
                 s = sale()
                 unknown[s["id"]] = s
-                result = await client.call("sale.commit", {"sale": s})
+                try:
+                    result = await client.call("sale.commit", {"sale": s})
+                except ApiError as exc:
+                    if exc.code != SHUTTING_DOWN:
+                        raise
+                    del unknown[s["id"]]  # refused before it ran: certainly not committed
+                    return
                 del unknown[s["id"]]
                 confirmed[s["id"]] = (result["seq"], result["receipt_no"])
     except (ConnectionError, OSError, TimeoutError):

@@ -125,3 +125,10 @@ def test_masked_pan_must_be_masked() -> None:
 
 def test_not_an_object() -> None:
     assert problems([1]) == {"sale": "must be an object, got an array"}
+
+
+def test_deep_nesting_is_a_validation_error() -> None:
+    deep: Any = "x"
+    for _ in range(3000):
+        deep = {"a": deep}
+    assert "nested deeper" in problems(good_sale(meta=deep))["sale.meta" + ".a" * 32]

@@ -1,0 +1,40 @@
+"""Every error code the local API returns, in one place (the README copies this list).
+
+- `-32700` PARSE_ERROR: the line is not UTF-8 JSON; the message names the byte offset.
+  The connection stays usable.
+- `-32600` INVALID_REQUEST: not a JSON-RPC 2.0 request object (wrong `jsonrpc`, bad `id`
+  type, `method` not a string, `params` neither object nor array, an unknown member, a
+  batch). Also a line over the 1 MiB limit, after which the server closes the connection.
+- `-32601` METHOD_NOT_FOUND: no such method; the message lists the methods that exist.
+- `-32602` INVALID_PARAMS: wrong parameters or an invalid sale. `data.errors` is a list of
+  `{path, problem}`, e.g. `{"path": "sale.lines[2].amount", "problem": "must be an
+  integer number of minor units, got 1.5"}`. Fix the request; resending it unchanged fails.
+- `-32603` INTERNAL_ERROR: a bug or unexpected failure in the daemon, logged with a
+  traceback (`data.error` names the exception type). The outcome is unknown; retrying a
+  `sale.commit` with the same sale id is always safe.
+- `-32000` JOURNAL_ERROR: the journal could not be written or read; the message says what.
+  For `sale.commit`: not committed. Retry with the same id; call a technician if it persists.
+- `-32001` JOURNAL_FULL: the disk holding the journal is full. Nothing was committed and
+  nothing committed before is lost. Call a technician.
+- `-32002` SALE_CONFLICT: this sale id was already committed with other content
+  (`data`: `{id, seq}`). Use a new id for a new sale.
+- `-32003` SALE_NOT_FOUND: `sale.get` found no sale with this id (`data`: `{id}`).
+- `-32004` SHUTTING_DOWN: the daemon is stopping and did not run the request. Retry once it
+  is back (systemd restarts it); the sale id makes a retried commit safe.
+"""
+
+from __future__ import annotations
+
+# JSON-RPC 2.0 standard codes
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+# Application codes, from -32000 down
+JOURNAL_ERROR = -32000
+JOURNAL_FULL = -32001
+SALE_CONFLICT = -32002
+SALE_NOT_FOUND = -32003
+SHUTTING_DOWN = -32004

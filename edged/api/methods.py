@@ -1,0 +1,255 @@
+"""The local API's methods: parameter checks, calls into Services, errors mapped to codes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+import structlog
+
+from edged.api import codes
+from edged.api.jsonrpc import Notification, Request, RequestId, error_response, result_response
+from edged.api.services import Services, ShuttingDownError
+from edged.errors import (
+    EdgedError,
+    JournalError,
+    JournalFullError,
+    Problem,
+    SaleConflictError,
+    ValidationError,
+)
+from edged.events import EVENT_TYPES
+
+log = structlog.get_logger(__name__)
+
+MAX_SALE_ID_CHARS = 128
+MAX_PROBLEMS_IN_MESSAGE = 3
+
+
+class RpcError(EdgedError):
+    """A JSON-RPC error a method raises on purpose; becomes the response's `error`."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        self.code = code
+        self.message = message
+        self.data = data
+        super().__init__(f"{code}: {message}")
+
+
+class Session(Protocol):
+    """What a method may ask of the connection that called it."""
+
+    peer: int
+
+    def subscribe(self, types: frozenset[str]) -> None:
+        """Replace this connection's event subscription (empty: unsubscribe)."""
+        ...
+
+
+Handler = Callable[[Services, Session, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """A method's name, its parameters (in positional order) and its handler."""
+
+    name: str
+    params: tuple[str, ...]
+    required: frozenset[str]
+    handler: Handler
+
+
+def invalid_params(problems: Sequence[Problem]) -> RpcError:
+    """-32602 with `data.errors` = [{path, problem}] and the first problems in the message."""
+    shown = "; ".join(str(p) for p in problems[:MAX_PROBLEMS_IN_MESSAGE])
+    more = len(problems) - MAX_PROBLEMS_IN_MESSAGE
+    if more > 0:
+        shown += f" (and {more} more in data.errors)"
+    return RpcError(
+        codes.INVALID_PARAMS,
+        f"invalid params: {shown}",
+        {"errors": [{"path": p.path, "problem": p.problem} for p in problems]},
+    )
+
+
+async def _status(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    return services.status()
+
+
+async def _sale_commit(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    return await services.commit_sale(params["sale"])
+
+
+async def _sale_get(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    sale_id = params["id"]
+    if not isinstance(sale_id, str) or not sale_id or len(sale_id) > MAX_SALE_ID_CHARS:
+        raise invalid_params(
+            [Problem("id", f"must be a sale id string of 1 to {MAX_SALE_ID_CHARS} characters")]
+        )
+    found = await services.get_sale(sale_id)
+    if found is None:
+        raise RpcError(
+            codes.SALE_NOT_FOUND, f"sale not found: no sale with id {sale_id!r}", {"id": sale_id}
+        )
+    return found
+
+
+async def _sync_now(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    return await services.sync_now()
+
+
+async def _subscribe(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    events = params["events"]
+    known = ", ".join(sorted(EVENT_TYPES))
+    if not isinstance(events, list):
+        raise invalid_params(
+            [Problem("events", f"must be an array of event types ({known}); [] unsubscribes")]
+        )
+    problems = []
+    for i, name in enumerate(events):
+        if not isinstance(name, str):
+            problems.append(Problem(f"events[{i}]", f"must be a string, one of: {known}"))
+        elif name not in EVENT_TYPES:
+            problems.append(
+                Problem(f"events[{i}]", f"unknown event type {name[:40]!r}; known: {known}")
+            )
+    if problems:
+        raise invalid_params(problems)
+    types = frozenset(events)
+    session.subscribe(types)
+    return {"events": sorted(types)}
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("status", (), frozenset(), _status),
+        Method("sale.commit", ("sale",), frozenset({"sale"}), _sale_commit),
+        Method("sale.get", ("id",), frozenset({"id"}), _sale_get),
+        Method("sync.now", (), frozenset(), _sync_now),
+        Method("subscribe", ("events",), frozenset({"events"}), _subscribe),
+    )
+}
+
+
+def bind_params(method: Method, params: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
+    """Map by-name or by-position params onto the method's names; -32602 on any mismatch."""
+    names = method.params
+    if params is None:
+        bound: dict[str, Any] = {}
+    elif isinstance(params, list):
+        if len(params) > len(names):
+            takes = ", ".join(names) if names else "none"
+            raise invalid_params(
+                [
+                    Problem(
+                        "params",
+                        f"{method.name} takes {len(names)} parameter(s) ({takes}), "
+                        f"got {len(params)}",
+                    )
+                ]
+            )
+        bound = dict(zip(names, params, strict=False))
+    else:
+        bound = params
+    problems = [
+        Problem(
+            key[:60], f"is not a parameter of {method.name}; it takes: {', '.join(names) or 'none'}"
+        )
+        for key in bound
+        if key not in names
+    ]
+    problems += [
+        Problem(name, "is required")
+        for name in names
+        if name in method.required and name not in bound
+    ]
+    if problems:
+        raise invalid_params(problems)
+    return bound
+
+
+class Dispatcher:
+    """Run one request against Services and encode its response; never raises Exception."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def dispatch(self, message: Request | Notification, session: Session) -> bytes | None:
+        """Return the encoded response, or None for a notification."""
+        req_id: RequestId = message.id if isinstance(message, Request) else None
+        try:
+            result = await self._call(message, session)
+            if isinstance(message, Notification):
+                return None
+            try:
+                return result_response(req_id, result)
+            except (TypeError, msgspec.EncodeError) as exc:
+                raise RuntimeError(f"{message.method} returned a result JSON cannot carry") from exc
+        except RpcError as exc:
+            return self._error(message, session, exc.code, exc.message, exc.data)
+        except Exception as exc:
+            code, text, data = self._map(message, session, exc)
+            return self._error(message, session, code, text, data)
+
+    async def _call(self, message: Request | Notification, session: Session) -> Any:
+        method = METHODS.get(message.method)
+        if method is None:
+            raise RpcError(
+                codes.METHOD_NOT_FOUND,
+                f"method not found: {message.method[:60]!r}; methods: {', '.join(sorted(METHODS))}",
+            )
+        params = bind_params(method, message.params)
+        return await method.handler(self.services, session, params)
+
+    def _error(
+        self, message: Request | Notification, session: Session, code: int, text: str, data: Any
+    ) -> bytes | None:
+        if code in (codes.INVALID_PARAMS, codes.METHOD_NOT_FOUND):
+            paths = [e["path"] for e in data["errors"]] if code == codes.INVALID_PARAMS else None
+            # paths, not problems: a problem text may quote what the client sent
+            log.info(
+                "api_request_rejected",
+                peer=session.peer,
+                method=message.method[:60],
+                code=code,
+                paths=paths,
+            )
+        if isinstance(message, Notification):
+            return None
+        return error_response(message.id, code, text, data)
+
+    def _map(
+        self, message: Request | Notification, session: Session, exc: Exception
+    ) -> tuple[int, str, Any]:
+        """Translate a service exception into (code, message, data)."""
+        if isinstance(exc, ValidationError):
+            problems = exc.problems or [Problem("params", str(exc) or "invalid")]
+            err = invalid_params(problems)
+            return err.code, err.message, err.data
+        if isinstance(exc, SaleConflictError):
+            return (
+                codes.SALE_CONFLICT,
+                f"sale id conflict: {exc}",
+                {"id": exc.sale_id, "seq": exc.seq},
+            )
+        if isinstance(exc, JournalFullError):
+            log.error("api_journal_full", peer=session.peer, method=message.method, error=str(exc))
+            return codes.JOURNAL_FULL, f"journal full: {exc}", None
+        if isinstance(exc, JournalError):
+            log.error("api_journal_error", peer=session.peer, method=message.method, error=str(exc))
+            return codes.JOURNAL_ERROR, f"journal error: {exc}", None
+        if isinstance(exc, ShuttingDownError):
+            return (
+                codes.SHUTTING_DOWN,
+                f"shutting down: {str(exc) or 'the daemon is stopping'}",
+                None,
+            )
+        log.exception("api_handler_failed", peer=session.peer, method=message.method)
+        return (
+            codes.INTERNAL_ERROR,
+            f"internal error in {message.method}; the daemon logged the details",
+            {"error": type(exc).__name__},
+        )
