@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 
 from edged import __version__
-from edged.config import DEFAULT_CONFIG_PATH, load_collector_config, load_config
+from edged.config import (
+    DEFAULT_CONFIG_PATH,
+    CollectorConfig,
+    load_collector_config,
+    load_config,
+)
 from edged.errors import ConfigError, JournalError
+from edged.sdnotify import Notifier
 
 EX_IOERR = 74  # sysexits.h: the journal cannot be used
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd should not restart
@@ -30,6 +37,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _collector(cfg: CollectorConfig) -> None:
+    """Run the collector until SIGTERM/SIGINT; READY=1 to systemd once it is subscribed."""
+    from edged.collector.service import run_collector
+
+    loop = asyncio.get_running_loop()
+    notifier = Notifier()
+    ready = asyncio.Event()
+    task = asyncio.create_task(run_collector(cfg, ready=ready), name="collector")
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    waiter = asyncio.create_task(ready.wait(), name="collector-ready")
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if ready.is_set():
+        notifier.notify("READY=1", "STATUS=subscribed")
+    waiter.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        notifier.notify("STOPPING=1")
+    finally:
+        notifier.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from edged import log
@@ -41,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(daemon.run(load_config(args.config)))
         else:
-            from edged.collector import run_collector
-
-            asyncio.run(run_collector(load_collector_config(args.config)))
+            asyncio.run(_collector(load_collector_config(args.config)))
     except ConfigError as exc:
         print(f"edged: config error: {exc}", file=sys.stderr)
         return EX_CONFIG

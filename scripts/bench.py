@@ -136,7 +136,6 @@ async def commit(args: argparse.Namespace, work: Path) -> None:
     sqlite_lat = sqlite_commit_latencies(work / "baseline.db", n)
     echo_lat = await echo_latencies(work / "echo.sock", n)
     daemon = DaemonProcess(work / "d1")
-    (work / "d1").mkdir()
     t0 = time.perf_counter()
     daemon.start()
     ready_s = time.perf_counter() - t0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -132,7 +131,7 @@ async def demo(work: Path) -> None:
                 lambda s: s["outbox"]["pending"] == 0,
                 timeout_s=60,
             )
-        rows, distinct, top = collector_rows(collector_db)
+        rows, distinct, top = collector_rows(Path(collector.db))
         say(
             f"The store has {rows} rows for {distinct} distinct seqs, 1..{top}: none lost, "
             "none twice"
@@ -143,9 +142,8 @@ async def demo(work: Path) -> None:
         print(f"  edged exited with status {daemon.terminate()}")
     finally:
         daemon.kill()
-        if collector.poll() is None:
-            os.killpg(collector.pid, signal.SIGTERM)
-            collector.wait(10)
+        if collector.running:
+            collector.terminate()
         broker.stop()
 
 

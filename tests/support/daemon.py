@@ -1,61 +1,28 @@
-"""`edged run` as a real child process, ready when it says READY=1 over a real notify socket."""
+"""`edged run` and `edged collector` as real child processes that tests can kill and restart."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-READY_TIMEOUT_S = 20.0
+from tests.support.process import log_tail, spawn_ready
 
 
-class DaemonProcess:
-    """One terminal daemon with its own config, journal and socket under `workdir`."""
-
-    def __init__(
-        self, workdir: Path, *, store: str = "S1", terminal: str = "T1", uplink: str = ""
-    ) -> None:
+class _Process:
+    def __init__(self, workdir: Path, command: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
-        self.socket = str(workdir / "edged.sock")
-        self.journal = str(workdir / "journal.db")
-        self.config = workdir / "edged.toml"
-        self.log = workdir / "edged.log"
-        self.config.write_text(
-            f'[terminal]\nstore_id = "{store}"\nterminal_id = "{terminal}"\n'
-            f'[journal]\npath = "{self.journal}"\n[api]\nsocket = "{self.socket}"\n' + uplink
-        )
+        self.command = command
+        self.config = workdir / f"{command}.toml"
+        self.log = workdir / f"{command}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
-        notify_path = str(self.workdir / f"notify-{self.starts}")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-            notify.bind(notify_path)
-            notify.settimeout(0.2)
-            env = dict(os.environ, NOTIFY_SOCKET=notify_path, EDGED_LOG_FORMAT="json")
-            with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "edged.cli", "run", "--config", str(self.config)],
-                    stdout=log,
-                    stderr=log,
-                    env=env,
-                    start_new_session=True,
-                )
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"edged exited {self.proc.returncode}:\n{self.log_tail()}")
-                try:
-                    if b"READY=1" in notify.recv(4096).split(b"\n"):
-                        return
-                except TimeoutError:
-                    continue
-        raise RuntimeError(f"edged sent no READY=1 within {READY_TIMEOUT_S}s:\n{self.log_tail()}")
+        notify = self.workdir / f"notify-{self.command}-{self.starts}"
+        self.proc = spawn_ready([self.command, "--config", str(self.config)], notify, self.log)
 
     def kill(self) -> None:
         """SIGKILL, as a crash or a power cut would."""
@@ -66,8 +33,46 @@ class DaemonProcess:
     def terminate(self) -> int:
         """SIGTERM and wait for the clean exit; returns the exit status."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log, lines)
+
+
+def uplink_section(port: int, **settings: object) -> str:
+    """An `[uplink]` section for a broker on 127.0.0.1:port; settings as TOML values."""
+    lines = ["[uplink]", 'host = "127.0.0.1"', f"port = {port}"]
+    for key, value in settings.items():
+        lines.append(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+class DaemonProcess(_Process):
+    """One terminal daemon with its own config, journal and socket under `workdir`."""
+
+    def __init__(
+        self, workdir: Path, *, store: str = "S1", terminal: str = "T1", uplink: str = ""
+    ) -> None:
+        super().__init__(workdir, "run")
+        self.store, self.terminal = store, terminal
+        self.socket = str(workdir / "edged.sock")
+        self.journal = str(workdir / "journal.db")
+        self.config.write_text(
+            f'[terminal]\nstore_id = "{store}"\nterminal_id = "{terminal}"\n'
+            f'[journal]\npath = "{self.journal}"\n[api]\nsocket = "{self.socket}"\n' + uplink
+        )
+
+
+class CollectorProcess(_Process):
+    """One store collector with its own SQLite database under `workdir`."""
+
+    def __init__(self, workdir: Path, uplink: str, *, extra: str = "") -> None:
+        super().__init__(workdir, "collector")
+        self.db = str(workdir / "store.db")
+        self.config.write_text(uplink + f'[collector]\ndb = "sqlite:///{self.db}"\n' + extra)

@@ -30,8 +30,7 @@ class Mosquitto:
             "set_tcp_nodelay true\n"
             "max_queued_messages 10000\n"
             f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
-            + extra_conf
+            "log_type error\nlog_type warning\nlog_type notice\n" + extra_conf
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -1,0 +1,44 @@
+"""Start an edged command as a child process and wait for its READY=1 on a real notify socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+READY_TIMEOUT_S = 20.0
+
+
+def log_tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def spawn_ready(args: list[str], notify_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Run `python -m edged.cli ARGS` with NOTIFY_SOCKET; return once it sent READY=1."""
+    notify_path.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(0.2)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), EDGED_LOG_FORMAT="json")
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edged.cli", *args],
+                stdout=out,
+                stderr=out,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"edged {args[0]} exited {proc.returncode}:\n{log_tail(log)}")
+            try:
+                if b"READY=1" in notify.recv(4096).split(b"\n"):
+                    return proc
+            except TimeoutError:
+                continue
+    proc.kill()
+    raise RuntimeError(f"edged {args[0]}: no READY=1 within {READY_TIMEOUT_S}s:\n{log_tail(log)}")
