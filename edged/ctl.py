@@ -220,9 +220,11 @@ def cmd_tail(args: argparse.Namespace) -> int:
         sale = json.loads(sale_text)
         total = format_money(sale["total"], sale["currency"])
         mark = "acked" if seq <= acked else "pending"
+        count = len(sale["lines"])
+        lines = f"{count:>3} line{'s' if count != 1 else ' '}"
         print(
-            f"{seq:>8}  {receipt_no}  {created_at}  {total:>14}  "
-            f"{len(sale['lines'])} lines  {mark:<7}  {bytes(digest).hex()[:16]}…"
+            f"{seq:>8}  {receipt_no}  {created_at}  {total:>14}  {lines}  {mark:<7}  "
+            f"{bytes(digest).hex()[:16]}…"
         )
     return 0
 

@@ -17,7 +17,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edged.client import ApiClient
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.mosquitto import Mosquitto
 
 BOLD, DIM, OFF = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
@@ -86,20 +86,11 @@ def collector_rows(db: Path) -> tuple[int, int, int]:
 async def demo(work: Path) -> None:
     broker = Mosquitto(work)
     broker.start()
-    uplink = (
-        f'[uplink]\nhost = "127.0.0.1"\nport = {broker.port}\nkeepalive_s = 2\nonline_after_s = 1\n'
-    )
-    collector_cfg = work / "collector.toml"
-    collector_db = work / "store.db"
-    collector_cfg.write_text(uplink + f'[collector]\ndb = "sqlite:///{collector_db}"\n')
-    collector = subprocess.Popen(
-        [sys.executable, "-m", "edged.cli", "collector", "--config", str(collector_cfg)],
-        stderr=(work / "collector.log").open("wb"),
-        start_new_session=True,
-    )
+    uplink = uplink_section(broker.port, keepalive_s=2, online_after_s=1)
+    collector = CollectorProcess(work / "store", uplink)
     daemon = DaemonProcess(work / "till", store="berlin-01", terminal="till-3", uplink=uplink)
-    (work / "till").mkdir()
     try:
+        collector.start()
         say(f"edged, a store collector and a mosquitto broker are running in {work}")
         daemon.start()
         print(f"  config: {daemon.config}\n  journal: {daemon.journal}\n  socket: {daemon.socket}")
