@@ -124,8 +124,8 @@ class _Checker:
                 self.walk(f"{path}[{i}]", item, in_payment=in_payment, depth=depth + 1)
         elif _is_int(value) and abs(value) > MAX_SAFE_INT:
             self.add(path, f"integer {value} is beyond ±2^53-1, which JSON cannot carry exactly")
-        elif isinstance(value, float) and math.isnan(value):
-            self.add(path, "NaN is not a number JSON can carry")
+        elif isinstance(value, float) and not math.isfinite(value):
+            self.add(path, f"{value} is not a number JSON can carry")
         elif in_payment and isinstance(value, str):
             for run in _DIGIT_RUN.findall(value):
                 if _luhn_ok(run):

@@ -10,11 +10,13 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edged.client import ApiClient
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
+from tests.support.mosquitto import Mosquitto
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], Awaitable[None]]] = {}
 
@@ -173,6 +176,142 @@ async def commit(args: argparse.Namespace, work: Path) -> None:
         emit("commit_8_clients", "throughput", rate, "commits/s", one_fsync_each)
     finally:
         daemon.terminate()
+
+
+async def commit_backlog(path: str, count: int, clients: int = 8) -> None:
+    async def one(n: int) -> None:
+        async with ApiClient(path) as c:
+            for _ in range(n):
+                await c.call("sale.commit", {"sale": sale()})
+
+    await asyncio.gather(*(one(count // clients) for _ in range(clients)))
+
+
+async def wait_status(path: str, check: Callable[[dict[str, Any]], bool], timeout_s: float) -> None:
+    async with ApiClient(path) as c, asyncio.timeout(timeout_s):
+        while not check(await c.call("status")):
+            await asyncio.sleep(0.02)
+
+
+def raw_qos1_rate(port: int, payload: bytes, count: int) -> float:
+    """Baseline: paho publishing `count` QoS 1 messages, one sale each, until all PUBACKed."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-raw")
+    client.max_inflight_messages_set(0)  # no paho limit; measured fastest in reference/mqtt.md
+    client.max_queued_messages_set(0)
+    done = threading.Event()
+    acked = 0
+
+    def on_publish(*_: Any) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == count:
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.loop_start()
+    t = time.perf_counter()
+    for _ in range(count):
+        client.publish("bench/raw", payload, qos=1)
+    done.wait(300)
+    elapsed = time.perf_counter() - t
+    client.loop_stop()
+    client.disconnect()
+    return count / elapsed
+
+
+def one_entry_payload(journal: str) -> bytes:
+    """A real tx payload holding one journal entry, as the terminal would send it alone."""
+    with sqlite3.connect(journal) as conn:
+        seq, sale_id, receipt_no, created_at, body, prev_hash, digest = conn.execute(
+            "SELECT seq, id, receipt_no, created_at, sale, prev_hash, hash FROM entries LIMIT 1"
+        ).fetchone()
+    entry = {
+        "seq": seq,
+        "id": sale_id,
+        "receipt_no": receipt_no,
+        "created_at": created_at,
+        "prev_hash": prev_hash.hex(),
+        "hash": digest.hex(),
+        "sale": json.loads(body),
+    }
+    return json.dumps({"v": 1, "store": "S1", "terminal": "T1", "entries": [entry]}).encode()
+
+
+@scenario
+async def drain(args: argparse.Namespace, work: Path) -> None:
+    """A backlog drained through mosquitto and the collector, acknowledged, vs raw QoS 1."""
+    count = 10_000 if args.quick else 100_000
+    broker = Mosquitto(work)
+    uplink = uplink_section(broker.port)
+    offline = DaemonProcess(work / "till")  # builds the backlog with no uplink configured
+    offline.start()
+    t = time.perf_counter()
+    await commit_backlog(offline.socket, count)
+    emit("backlog", "commit_8_clients_pipelined", count / (time.perf_counter() - t), "sales/s")
+    offline.terminate()
+    broker.start()
+    collector = CollectorProcess(work / "store", uplink)
+    collector.start()
+    try:
+        daemon = DaemonProcess(work / "till", uplink=uplink)
+        daemon.start()
+        t = time.perf_counter()
+        await wait_status(daemon.socket, lambda s: s["outbox"]["pending"] == 0, 600)
+        rate = count / (time.perf_counter() - t)
+        payload = one_entry_payload(daemon.journal)
+        raw = await asyncio.to_thread(raw_qos1_rate, broker.port, payload, min(count, 50_000))
+        emit("drain", "acked_throughput", rate, "sales/s", raw)
+        emit("baseline", "raw_qos1_one_sale_per_message", raw, "msgs/s")
+        with sqlite3.connect(collector.db) as conn:
+            (stored,) = conn.execute("SELECT count(*) FROM transactions").fetchone()
+        emit("drain", "stored_at_collector", stored, "sales")
+        daemon.terminate()
+    finally:
+        collector.terminate()
+        broker.stop()
+
+
+@scenario
+async def reconnect(args: argparse.Namespace, work: Path) -> None:
+    """Broker killed and restarted on the same port: time from restart to the first ack."""
+    broker = Mosquitto(work)
+    broker.start()
+    uplink = uplink_section(broker.port)
+    collector = CollectorProcess(work / "store", uplink)
+    collector.start()
+    daemon = DaemonProcess(work / "till", uplink=uplink)
+    daemon.start()
+    rounds = 2 if args.quick else 5
+    try:
+        for outage_s in [1.0, 5.0][:rounds] + [2.0] * max(0, rounds - 2):
+            await wait_status(daemon.socket, lambda s: s["outbox"]["pending"] == 0, 60)
+            broker.stop()
+            await commit_backlog(daemon.socket, 16, clients=2)
+            await asyncio.sleep(outage_s)
+            target = (await status_of(daemon.socket))["journal"]["last_seq"]
+            broker.start()
+            t = time.perf_counter()
+            await wait_status(daemon.socket, lambda s: s["outbox"]["acked_upto"] > target - 16, 60)
+            emit(
+                "reconnect",
+                f"restart_to_first_ack_after_{outage_s:g}s_outage",
+                time.perf_counter() - t,
+                "s",
+            )
+    finally:
+        daemon.terminate()
+        collector.terminate()
+        broker.stop()
+
+
+async def status_of(path: str) -> dict[str, Any]:
+    async with ApiClient(path) as c:
+        result: dict[str, Any] = await c.call("status")
+        return result
 
 
 def main() -> None:

@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.chain import GENESIS_HASH, CanonicalError, canonical, entry_bytes, entry_hash
+from edged.chain import (
+    GENESIS_HASH,
+    CanonicalError,
+    canonical,
+    canonical_exact,
+    entry_bytes,
+    entry_hash,
+)
 
 json_values = st.recursive(
     st.none()
@@ -60,10 +67,42 @@ def test_numbers_follow_ecmascript(number: float, text: str) -> None:
     assert canonical(number) == text.encode()
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, 2**53 + 1, {1: "x"}, b"bytes", "\ud800"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        math.nan,
+        math.inf,
+        2**53 + 1,
+        {"a": [2**53 + 1]},
+        {1: "x"},
+        b"bytes",
+        "\ud800",
+        {"k": "\ud800"},
+    ],
+)
 def test_values_without_canonical_form_are_refused(bad: object) -> None:
     with pytest.raises(CanonicalError):
         canonical(bad)
+
+
+@given(json_values)
+def test_fast_path_equals_the_reference(value: object) -> None:
+    assert canonical(value) == canonical_exact(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"\U0001f600": 1, "\ufb33": 2},
+        {"a": 1.0, "b": [0.5, 1e21]},
+        [1e-7],
+        {"n": 9007199254740993 - 1},
+        {"s": ":1.5 looks like a number"},
+        {"e": '\u2028\x7f\x1f"\\/'},
+    ],
+)
+def test_fast_path_edge_cases(value: object) -> None:
+    assert canonical(value) == canonical_exact(value)
 
 
 def _as_doubles(value: object) -> object:
