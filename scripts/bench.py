@@ -295,7 +295,9 @@ async def reconnect(args: argparse.Namespace, work: Path) -> None:
             target = (await status_of(daemon.socket))["journal"]["last_seq"]
             broker.start()
             t = time.perf_counter()
-            await wait_status(daemon.socket, lambda s: s["outbox"]["acked_upto"] > target - 16, 60)
+            await wait_status(
+                daemon.socket, lambda s, first=target - 15: s["outbox"]["acked_upto"] >= first, 60
+            )
             emit(
                 "reconnect",
                 f"restart_to_first_ack_after_{outage_s:g}s_outage",
