@@ -1,10 +1,18 @@
-"""Wall-clock timestamps as the contracts spell them."""
+"""Wall-clock timestamps as the contracts spell them: RFC 3339 UTC, milliseconds, "Z"."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 
+def utc_iso(epoch_s: float) -> str:
+    """RFC 3339 UTC with milliseconds for a POSIX time, e.g. "2026-11-23T09:41:00.123Z"."""
+    ms = int(epoch_s * 1000)
+    dt = datetime.fromtimestamp(ms // 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
 def utc_now_iso() -> str:
-    """Now as RFC 3339 UTC with milliseconds, e.g. 2026-11-23T09:41:00.123Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time in the journal's and the wire's format."""
+    return utc_iso(time.time())

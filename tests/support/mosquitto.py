@@ -30,7 +30,10 @@ class Mosquitto:
             "set_tcp_nodelay true\n"
             "max_queued_messages 10000\n"
             f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n" + extra_conf
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            # As root, mosquitto would switch to its own user and could not write the log here.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + extra_conf
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

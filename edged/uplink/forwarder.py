@@ -1,0 +1,255 @@
+"""The forwarding pump: drains the journal's unacknowledged tail to the broker, in seq order.
+
+Batches of up to batch_max entries, at most `window` batches awaiting the collector's ack,
+cumulative acks slide the window, and anything not acked within ack_timeout_s (or across a
+reconnect) is sent again from acked_upto: delivery is at least once, the collector dedupes.
+Woken by new commits (journal.wait_committed), by acks and by its own deadlines; no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import msgspec
+import structlog
+
+from edged.events import EventHub
+from edged.journal import Journal, StoredEntry
+from edged.uplink.client import Connection
+from edged.uplink.pulse import Pulse
+from edged.wire import WIRE_VERSION, Entry, TxBatch, decode_ack, encode
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_EVENT_MIN_INTERVAL_S = 0.5  # `outbox` events during a drain, at most this often
+BATCH_MAX_BYTES = 1 << 20  # brokers often cap messages; 1 MiB is safe for mosquitto & co.
+ENTRY_OVERHEAD_BYTES = 400  # JSON around one sale: keys, hashes, ids (for the byte cap only)
+
+
+@dataclass(slots=True)
+class _InFlight:
+    first: int
+    last: int
+    sent_at: float  # monotonic
+
+
+def encode_batch(store: str, terminal: str, entries: list[StoredEntry]) -> bytes:
+    """The tx payload; each sale goes in as its stored canonical JSON, untouched."""
+    return encode(
+        TxBatch(
+            v=WIRE_VERSION,
+            store=store,
+            terminal=terminal,
+            entries=[
+                Entry(
+                    seq=e.seq,
+                    id=e.id,
+                    receipt_no=e.receipt_no,
+                    created_at=e.created_at,
+                    prev_hash=e.prev_hash.hex(),
+                    hash=e.hash.hex(),
+                    sale=msgspec.Raw(e.sale_json),
+                )
+                for e in entries
+            ],
+        )
+    )
+
+
+def _cap_bytes(entries: list[StoredEntry]) -> list[StoredEntry]:
+    """The longest prefix (at least one entry) that stays under BATCH_MAX_BYTES."""
+    total = 0
+    for i, e in enumerate(entries):
+        total += len(e.sale_json) + ENTRY_OVERHEAD_BYTES
+        if total > BATCH_MAX_BYTES and i > 0:
+            return entries[:i]
+    return entries
+
+
+class Forwarder:
+    """Drains the journal over one connection at a time (run() per connection)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        events: EventHub,
+        *,
+        store: str,
+        terminal: str,
+        tx_topic: str,
+        ack_topic: str,
+        batch_max: int,
+        window: int,
+        ack_timeout_s: float,
+        changed: Pulse,
+    ) -> None:
+        self._journal = journal
+        self._events = events
+        self._store = store
+        self._terminal = terminal
+        self._tx_topic = tx_topic
+        self._ack_topic = ack_topic
+        self._batch_max = batch_max
+        self._window = window
+        self._ack_timeout_s = ack_timeout_s
+        self._wake = asyncio.Event()
+        self._changed = changed  # fired on every ack that moves acked_upto
+        self._inflight: deque[_InFlight] = deque()
+        self._next_after = 0  # the next batch starts after this seq
+        self.highest_sent = 0  # highest seq published by this process; acks beyond are bogus
+        self.batches_sent = 0
+        self.resends = 0  # go-back-N restarts after an ack timeout
+        self._timeout_warned = False
+        self._bogus_warned = False
+        self._last_event: tuple[int, int, int] | None = None
+        self._last_event_at = 0.0
+        self._event_owed = False
+
+    @property
+    def in_flight(self) -> int:
+        """Batches sent on this connection and not yet fully acknowledged."""
+        return len(self._inflight)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, conn: Connection) -> NoReturn:
+        """Forward until the connection fails (LinkError from a publish) or cancellation."""
+        self._inflight.clear()
+        self._next_after = self._journal.stats().acked_upto  # resend whatever was unacked
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._watch_commits(), name="uplink-commit-watch")
+            tg.create_task(self._read_acks(conn), name="uplink-ack-reader")
+            while True:
+                self._wake.clear()
+                self._expire(time.monotonic())
+                await self._fill(conn, tg)
+                self._emit_outbox()
+                timeout = self._next_deadline(time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _watch_commits(self) -> NoReturn:
+        while True:
+            await self._journal.wait_committed(self._journal.stats().last_seq)
+            self._wake.set()
+
+    async def _read_acks(self, conn: Connection) -> None:
+        async for msg in conn.messages():
+            if msg.topic == self._ack_topic:
+                await self.handle_ack(msg.topic, msg.payload)
+            else:
+                log.warning("mqtt_unexpected_message", topic=msg.topic, size=len(msg.payload))
+
+    def _expire(self, now: float) -> None:
+        """Go back to acked_upto when the oldest batch waited ack_timeout_s for its ack."""
+        if not self._inflight or now - self._inflight[0].sent_at < self._ack_timeout_s:
+            return
+        acked = self._journal.stats().acked_upto
+        oldest = self._inflight[0]
+        fields = {
+            "first_seq": max(oldest.first, acked + 1),
+            "last_sent_seq": self._inflight[-1].last,
+            "ack_timeout_s": self._ack_timeout_s,
+            "acked_upto": acked,
+        }
+        if self._timeout_warned:
+            log.debug("ack_timeout_resend", **fields)
+        else:
+            self._timeout_warned = True
+            log.warning("ack_timeout_resend", **fields)
+        self.resends += 1
+        self._inflight.clear()
+        self._next_after = acked
+
+    async def _fill(self, conn: Connection, tg: asyncio.TaskGroup) -> None:
+        while len(self._inflight) < self._window:
+            entries = await self._journal.unacked(self._next_after, self._batch_max)
+            if not entries:
+                return
+            entries = _cap_bytes(entries)
+            payload = encode_batch(self._store, self._terminal, entries)
+            first, last = entries[0].seq, entries[-1].seq
+            self._inflight.append(_InFlight(first, last, time.monotonic()))
+            self._next_after = last
+            self.highest_sent = max(self.highest_sent, last)
+            self.batches_sent += 1
+            # Tasks start in creation order, so paho sends the batches in seq order.
+            tg.create_task(
+                conn.publish(self._tx_topic, payload, timeout=self._ack_timeout_s),
+                name=f"uplink-publish-{first}-{last}",
+            )
+
+    def _next_deadline(self, now: float) -> float | None:
+        deadlines: list[float] = []
+        if self._inflight:
+            deadlines.append(self._inflight[0].sent_at + self._ack_timeout_s - now)
+        if self._event_owed:
+            deadlines.append(self._last_event_at + OUTBOX_EVENT_MIN_INTERVAL_S - now)
+        return max(0.0, min(deadlines)) if deadlines else None
+
+    async def handle_ack(self, topic: str, payload: bytes) -> None:
+        """Apply a cumulative ack; a bogus one is logged with its topic and problem, ignored."""
+        try:
+            ack = decode_ack(payload)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self._bogus(topic, f"malformed ack: {exc}", payload)
+            return
+        acked = self._journal.stats().acked_upto
+        if ack.upto <= acked:
+            log.debug("ack_stale", topic=topic, upto=ack.upto, acked_upto=acked)
+            return
+        if ack.upto > self.highest_sent:
+            self._bogus(
+                topic,
+                f"upto {ack.upto} is beyond the highest seq sent ({self.highest_sent})",
+                payload,
+            )
+            return
+        acked = await self._journal.mark_acked(ack.upto)
+        self._bogus_warned = False
+        self._timeout_warned = False
+        while self._inflight and self._inflight[0].last <= acked:
+            self._inflight.popleft()
+        self._next_after = max(self._next_after, acked)
+        self._changed.fire()
+        self._wake.set()
+
+    def _bogus(self, topic: str, problem: str, payload: bytes) -> None:
+        fields: dict[str, Any] = {"topic": topic, "problem": problem, "size": len(payload)}
+        if self._bogus_warned:
+            log.debug("ack_rejected", **fields)
+        else:
+            self._bogus_warned = True
+            log.warning("ack_rejected", **fields)
+
+    def outbox(self) -> dict[str, int]:
+        stats = self._journal.stats()
+        return {
+            "pending": stats.pending,
+            "acked_upto": stats.acked_upto,
+            "last_seq": stats.last_seq,
+        }
+
+    def _emit_outbox(self) -> None:
+        """An `outbox` event when the numbers moved: rate-limited, but always on drain end."""
+        data = self.outbox()
+        key = (data["pending"], data["acked_upto"], data["last_seq"])
+        if key == self._last_event:
+            self._event_owed = False
+            return
+        now = time.monotonic()
+        if data["pending"] and now - self._last_event_at < OUTBOX_EVENT_MIN_INTERVAL_S:
+            self._event_owed = True
+            return
+        self._event_owed = False
+        self._last_event = key
+        self._last_event_at = now
+        self._events.publish("outbox", data)

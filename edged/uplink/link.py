@@ -1,0 +1,271 @@
+"""Link supervision: reconnect forever with backoff, report a hysteresis-filtered state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+from edged.clock import utc_now_iso
+from edged.config import UplinkSection
+from edged.events import EventHub
+from edged.uplink.backoff import Backoff
+from edged.uplink.client import Connection, LinkError, Will, connect, peer_of
+from edged.uplink.pulse import Pulse
+
+log = structlog.get_logger(__name__)
+
+GOODBYE_TIMEOUT_S = 2.0  # publishing the retained `offline` status on a clean stop
+STILL_DOWN_REMINDER_S = 600.0  # a WARNING now and then while the link stays down
+
+
+class LinkState(StrEnum):
+    """The link state that status, events and the API report (after hysteresis)."""
+
+    # Since start-up no connection attempt has finished yet (or the first connection has not
+    # yet stayed up for online_after_s).
+    CONNECTING = "connecting"
+    # A connection has stayed up for at least online_after_s and is still up.
+    ONLINE = "online"
+    # The connection was lost or the last attempt failed; retrying with backoff. Also while a
+    # new connection is younger than online_after_s (forwarding already runs on it).
+    OFFLINE = "offline"
+    # No [uplink] in the config: a journal-only terminal. Set by the daemon, never here.
+    DISABLED = "disabled"
+
+
+class StateTracker:
+    """Pure hysteresis: `offline` at once on loss, `online` only once a connection is stable.
+
+    Times are monotonic seconds passed in by the caller; methods return the new reported
+    state when it changes, else None.
+    """
+
+    def __init__(self, online_after_s: float) -> None:
+        self.online_after_s = online_after_s
+        self.state = LinkState.CONNECTING
+        self.up_since: float | None = None  # monotonic time the current connection came up
+
+    @property
+    def up(self) -> bool:
+        return self.up_since is not None
+
+    def connected(self, now: float) -> LinkState | None:
+        self.up_since = now
+        return self.poll(now)
+
+    def down(self, now: float) -> LinkState | None:
+        """The connection was lost, or an attempt failed."""
+        self.up_since = None
+        return self._set(LinkState.OFFLINE)
+
+    def stable_at(self) -> float | None:
+        """When poll() will turn the state `online`, if a connection is up and not yet there."""
+        if self.up_since is None or self.state is LinkState.ONLINE:
+            return None
+        return self.up_since + self.online_after_s
+
+    def poll(self, now: float) -> LinkState | None:
+        due = self.stable_at()
+        if due is not None and now >= due:
+            return self._set(LinkState.ONLINE)
+        return None
+
+    def _set(self, state: LinkState) -> LinkState | None:
+        if state is self.state:
+            return None
+        self.state = state
+        return state
+
+
+Session = Callable[[Connection], Coroutine[Any, Any, None]]
+
+
+class Link:
+    """Keeps one connection to the broker up, forever; runs `session` on each connection.
+
+    `session` runs as soon as a connection is up (hysteresis only affects the reported
+    state); it ends by raising (LinkError when the connection broke).
+    """
+
+    def __init__(
+        self,
+        cfg: UplinkSection,
+        *,
+        client_id: str,
+        status_topic: str,
+        ack_topic: str,
+        probe_topic: str,
+        status_payload: Callable[[str, str, bool], bytes],
+        session: Session,
+        events: EventHub,
+        changed: Pulse,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.peer = peer_of(cfg)
+        self._client_id = client_id
+        self._status_topic = status_topic
+        self._ack_topic = ack_topic
+        self._probe_topic = probe_topic
+        # (state, since, is_will) -> retained status bytes
+        self._status_payload = status_payload
+        self._session = session
+        self._events = events
+        self._tracker = StateTracker(cfg.online_after_s)
+        self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s, rng)
+        self.since = utc_now_iso()
+        self.attempts_failed = 0  # total since start; sync_now watches it
+        self.last_error: str | None = None
+        self._warned = False  # a failure was logged at WARNING since the link was last stable
+        self._down_since_mono: float | None = None
+        self._reminded_at = 0.0
+        self._wake = asyncio.Event()
+        self._changed = changed  # fired on every state change and failed attempt
+
+    @property
+    def state(self) -> LinkState:
+        return self._tracker.state
+
+    @property
+    def up(self) -> bool:
+        """A connection is up right now (forwarding runs), whatever the reported state."""
+        return self._tracker.up
+
+    def wake(self) -> None:
+        """Skip the current backoff wait and try at once."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, run the session, reconnect after backoff; forever, until cancelled."""
+        while True:
+            self._wake.clear()
+            await self._attempt()
+            delay = self._backoff.next_delay_s()
+            log.debug("link_retry_scheduled", peer=self.peer, delay_s=round(delay, 3))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def _attempt(self) -> None:
+        connected = False
+        try:
+            async with connect(
+                self.cfg,
+                client_id=self._client_id,
+                will=Will(self._status_topic, self._status_payload("offline", utc_now_iso(), True)),
+                subscribe=[self._ack_topic],
+                probe_topic=self._probe_topic,
+            ) as conn:
+                connected = True
+                await self._connected(conn)
+        except LinkError as exc:
+            self._failed(str(exc.problem), connected)
+        except Exception as exc:
+            # A bug or a journal failure in the session: keep the link supervised, loudly.
+            log.exception("uplink_session_failed", peer=self.peer, error=str(exc))
+            self._failed(f"{type(exc).__name__}: {exc}", connected)
+
+    async def _connected(self, conn: Connection) -> None:
+        up_at = utc_now_iso()
+        log.info("link_connected", peer=self.peer, failed_attempts=self._backoff.failures)
+        self._report(self._tracker.connected(time.monotonic()))
+        try:
+            await conn.publish(
+                self._status_topic,
+                self._status_payload("online", up_at, False),
+                retain=True,
+                timeout=self.cfg.ack_timeout_s,
+            )
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(conn.watchdog(self.cfg.keepalive_s), name="uplink-watchdog")
+                tg.create_task(self._stabilize(), name="uplink-stabilize")
+                tg.create_task(self._session(conn), name="uplink-session")
+        except ExceptionGroup as group:
+            raise _pick(group) from None
+        except asyncio.CancelledError:
+            await self._goodbye(conn)
+            raise
+
+    async def _goodbye(self, conn: Connection) -> None:
+        """On a clean stop say `offline` ourselves: a clean DISCONNECT fires no will."""
+        with contextlib.suppress(LinkError, TimeoutError):
+            async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                await conn.publish(
+                    self._status_topic,
+                    self._status_payload("offline", utc_now_iso(), False),
+                    retain=True,
+                    timeout=GOODBYE_TIMEOUT_S,
+                )
+        log.info("link_closed", peer=self.peer)
+        self._report(self._tracker.down(time.monotonic()))
+
+    async def _stabilize(self) -> None:
+        """Turn the reported state `online` once the connection stayed up online_after_s."""
+        due = self._tracker.stable_at()
+        if due is not None:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            self._report(self._tracker.poll(time.monotonic()))
+        self._backoff.reset()
+        self._warned = False
+        self._down_since_mono = None
+
+    def _failed(self, error: str, was_connected: bool) -> None:
+        now = time.monotonic()
+        self.attempts_failed += 1
+        self.last_error = error
+        event = "link_lost" if was_connected else "link_connect_failed"
+        fields: dict[str, Any] = {"peer": self.peer, "error": error}
+        if self._down_since_mono is None:
+            self._down_since_mono = now
+            self._reminded_at = now
+        if not self._warned:
+            self._warned = True
+            log.warning(event, **fields)
+        elif now - self._reminded_at >= STILL_DOWN_REMINDER_S:
+            self._reminded_at = now
+            log.warning(
+                "link_still_down",
+                **fields,
+                down_for_s=round(now - self._down_since_mono),
+                failed_attempts=self._backoff.failures + 1,
+            )
+        else:
+            log.debug(event, **fields, failed_attempts=self._backoff.failures + 1)
+        self._report(self._tracker.down(now))
+        self._changed.fire()
+
+    def _report(self, state: LinkState | None) -> None:
+        if state is None:
+            return
+        self.since = utc_now_iso()
+        log.info("link_state", state=state.value, since=self.since, peer=self.peer)
+        self._events.publish("link", {"state": state.value, "since": self.since})
+        self._changed.fire()
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self.state.value, "since": self.since, "peer": self.peer}
+
+
+def _pick(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The exception that ended a session: a LinkError if any, else the first one."""
+    flat: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            flat.append(exc)
+
+    walk(group)
+    for exc in flat:
+        if isinstance(exc, LinkError):
+            return exc
+    return flat[0]

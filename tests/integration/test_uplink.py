@@ -1,0 +1,646 @@
+"""The uplink against a real mosquitto: link states, presence, loss detection, forwarding."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import msgspec
+import pytest
+
+from edged.config import TerminalSection, UplinkSection
+from edged.events import EventHub
+from edged.journal import Journal
+from edged.uplink import Uplink
+from edged.uplink.client import LinkError, Will, connect
+from edged.uplink.forwarder import Forwarder
+from edged.wire import Ack, Status, Topics, decode_tx, encode
+from tests.support.mosquitto import Mosquitto
+
+STORE, TERMINAL = "s1", "t1"
+TOPICS = Topics("edged/v1", STORE, TERMINAL)
+NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+WAIT_S = 20.0  # generous deadline for conditions that should happen much sooner
+REPO = Path(__file__).resolve().parents[2]
+
+
+def uplink_cfg(broker: Mosquitto, **changes: Any) -> UplinkSection:
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": broker.port,
+        "keepalive_s": 1,
+        "online_after_s": 0.3,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+        "ack_timeout_s": 5.0,
+    }
+    settings.update(changes)
+    return UplinkSection(**settings)
+
+
+def sale(n: int) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "total": 100 + n,
+        "lines": [{"sku": f"SKU-{n}", "qty": 1, "amount": 100 + n}],
+        "payments": [{"method": "cash", "amount": 100 + n}],
+    }
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    j = await Journal.open(tmp_path / "journal.db", store_id=STORE, terminal_id=TERMINAL)
+    try:
+        yield j
+    finally:
+        await j.close()
+
+
+def make_uplink(cfg: UplinkSection, journal: Journal, events: EventHub | None = None) -> Uplink:
+    terminal = TerminalSection(store_id=STORE, terminal_id=TERMINAL)
+    return Uplink(cfg, terminal, journal, events or EventHub(), "9.9.9-test")
+
+
+@contextlib.asynccontextmanager
+async def running(*coros: Any) -> AsyncIterator[list[asyncio.Task[Any]]]:
+    """Run coroutines as tasks for the block; cancel them at its end."""
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(c, name=f"test-{i}") for i, c in enumerate(coros)]
+        try:
+            yield tasks
+        finally:
+            for t in tasks:
+                t.cancel()
+
+
+async def until(condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+class Observer:
+    """A second MQTT client watching one topic (retained messages included)."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.port = port
+        self.topic = topic
+        self.payloads: list[bytes] = []
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"obs-{uuid.uuid4()}") as c:
+            await c.subscribe(self.topic, qos=1)
+            self.ready.set()
+            async for msg in c.messages:
+                assert isinstance(msg.payload, bytes)
+                self.payloads.append(msg.payload)
+
+    def states(self) -> list[str]:
+        return [msgspec.json.decode(p, type=Status).state for p in self.payloads if p]
+
+
+class Acker:
+    """A tiny collector: records tx batches, acks the highest contiguous seq it holds.
+
+    `ignore_first` batches are dropped unseen; with `hold_s` it acks only after that long
+    without a new batch, so the number of unacknowledged batches in flight can be counted.
+    """
+
+    def __init__(self, port: int, *, ignore_first: int = 0, hold_s: float = 0.0) -> None:
+        self.port = port
+        self.ignore_first = ignore_first
+        self.hold_s = hold_s
+        self.batches: list[list[int]] = []
+        self.received: set[int] = set()
+        self.upto = 0
+        self.unacked_batches = 0
+        self.max_unacked_batches = 0
+        self.ready = asyncio.Event()
+        self.payloads: list[bytes] = []
+
+    async def run(self) -> None:
+        async with aiomqtt.Client(
+            "127.0.0.1", self.port, identifier=f"acker-{uuid.uuid4()}", socket_options=[NODELAY]
+        ) as c:
+            await c.subscribe(TOPICS.tx, qos=1)
+            self.ready.set()
+            messages = aiter(c.messages)
+            while True:
+                try:
+                    async with asyncio.timeout(self.hold_s or None):
+                        msg = await anext(messages)
+                except TimeoutError:
+                    await self._ack(c)
+                    continue
+                assert isinstance(msg.payload, bytes)
+                batch = decode_tx(msg.payload)
+                if self.ignore_first > 0:
+                    self.ignore_first -= 1
+                    continue
+                self.payloads.append(msg.payload)
+                seqs = [e.seq for e in batch.entries]
+                self.batches.append(seqs)
+                self.received.update(seqs)
+                if seqs[-1] > self.upto:
+                    self.unacked_batches += 1
+                    self.max_unacked_batches = max(self.max_unacked_batches, self.unacked_batches)
+                if not self.hold_s:
+                    await self._ack(c)
+
+    async def _ack(self, c: aiomqtt.Client) -> None:
+        while self.upto + 1 in self.received:
+            self.upto += 1
+        self.unacked_batches = 0
+        if self.upto:
+            await c.publish(TOPICS.ack, encode(Ack(v=1, upto=self.upto)), qos=1)
+
+
+async def commit_sales(journal: Journal, n: int) -> None:
+    await asyncio.gather(*(journal.commit(sale(i)) for i in range(n)))
+
+
+# -- link -----------------------------------------------------------------------------------
+
+
+async def test_reports_online_after_hysteresis_and_publishes_presence(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    events = EventHub()
+    sub = events.subscribe(["link"])
+    observer = Observer(broker.port, TOPICS.status)
+    uplink = make_uplink(uplink_cfg(broker, online_after_s=0.5), journal, events)
+    assert uplink.status()["state"] == "connecting"
+    async with running(observer.run()):
+        await observer.ready.wait()
+        async with running(uplink.run()):
+            await until(lambda: uplink.link.up)
+            assert uplink.status()["state"] == "connecting"  # up, but not yet stable
+            await until(lambda: uplink.status()["state"] == "online")
+            await until(lambda: observer.states() == ["online"])
+        # a clean stop says offline itself: a clean DISCONNECT fires no will
+        await until(lambda: observer.states() == ["online", "offline"])
+    online = msgspec.json.decode(observer.payloads[0], type=Status)
+    assert online.version == "9.9.9-test"
+    assert online.pending == 0
+    status = uplink.status()
+    assert status["peer"] == f"mqtt://127.0.0.1:{broker.port}"
+    assert set(status) == {"state", "since", "peer", "last_ack_at"}
+    first = await anext(aiter(sub))
+    assert first.type == "link"
+    assert first.data["state"] == "online"
+    assert first.data["since"].endswith("Z")
+
+
+async def test_last_will_says_offline_when_the_process_dies(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    script = textwrap.dedent(f"""
+        import asyncio
+        from edged.config import TerminalSection, UplinkSection
+        from edged.events import EventHub
+        from edged.journal import Journal
+        from edged.uplink import Uplink
+
+        async def main():
+            j = await Journal.open({str(tmp_path / "j.db")!r}, store_id="s1", terminal_id="t1")
+            cfg = UplinkSection(host="127.0.0.1", port={broker.port}, keepalive_s=1)
+            up = Uplink(cfg, TerminalSection(store_id="s1", terminal_id="t1"), j, EventHub(), "x")
+            await up.run()
+
+        asyncio.run(main())
+    """)
+    observer = Observer(broker.port, TOPICS.status)
+    async with running(observer.run()):
+        await observer.ready.wait()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            script,
+            cwd=REPO,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await until(lambda: observer.states() == ["online"])
+        finally:
+            proc.kill()
+            await proc.wait()
+        await until(lambda: observer.states() == ["online", "offline"])
+    will = msgspec.json.decode(observer.payloads[-1], type=Status)
+    assert will.pending is None  # the will is written at connect time: no stale count
+    # retained: a newcomer sees the terminal offline
+    late = Observer(broker.port, TOPICS.status)
+    async with running(late.run()):
+        await until(lambda: late.states() == ["offline"])
+
+
+async def test_broker_killed_then_restarted(broker: Mosquitto, journal: Journal) -> None:
+    keepalive_s = 2
+    uplink = make_uplink(uplink_cfg(broker, keepalive_s=keepalive_s), journal)
+    async with running(uplink.run()):
+        await until(lambda: uplink.status()["state"] == "online")
+        broker.stop()
+        await until(lambda: uplink.status()["state"] == "offline", timeout=2 * keepalive_s + 1)
+        # sales go on while the link is down
+        await commit_sales(journal, 20)
+        broker.start()
+        acker = Acker(broker.port)
+        async with running(acker.run()):
+            await until(lambda: uplink.status()["state"] == "online")
+            await until(lambda: journal.stats().acked_upto == 20)
+    assert acker.received == set(range(1, 21))
+    assert uplink.status()["last_ack_at"] is not None
+
+
+async def test_half_open_connection_detected_within_2x_keepalive(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """SIGSTOP keeps the broker's sockets open but it stops answering: a half-open link.
+
+    The broker answered an instant before it froze, so paho's own keepalive alone would
+    notice only after 2x keepalive or later; the deadline needs our watchdog.
+    """
+    keepalive_s = 2
+    uplink = make_uplink(uplink_cfg(broker, keepalive_s=keepalive_s), journal)
+    acker = Acker(broker.port)
+    assert broker.proc is not None
+    async with running(uplink.run(), acker.run()):
+        await until(lambda: uplink.status()["state"] == "online")
+        await journal.commit(sale(1))
+        await until(lambda: journal.stats().acked_upto == 1)
+        os.killpg(broker.proc.pid, signal.SIGSTOP)
+        try:
+            await until(
+                lambda: uplink.status()["state"] == "offline", timeout=2 * keepalive_s + 0.25
+            )
+            await journal.commit(sale(2))  # committed while the broker is frozen
+        finally:
+            os.killpg(broker.proc.pid, signal.SIGCONT)
+        await until(lambda: uplink.status()["state"] == "online")
+        await until(lambda: journal.stats().acked_upto == 2)
+
+
+async def test_watchdog_alone_drops_a_frozen_broker(broker: Mosquitto) -> None:
+    """paho's keepalive (60 s here) stays out of it: the watchdog has to notice by itself."""
+    cfg = uplink_cfg(broker, keepalive_s=60)
+    will = Will(TOPICS.status, b"{}")
+    assert broker.proc is not None
+    async with connect(
+        cfg, client_id="wd", will=will, subscribe=[TOPICS.ack], probe_topic="edged/v1/probe"
+    ) as conn:
+        # an idle, healthy link: the probes keep it alive well past the dead line
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(2.5):
+                await conn.watchdog(1.0)
+        os.killpg(broker.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(LinkError, match="no answer from the broker"):
+                async with asyncio.timeout(2 * 1.0 + 0.5):
+                    await conn.watchdog(1.0)
+        finally:
+            os.killpg(broker.proc.pid, signal.SIGCONT)
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(d: Path, name: str) -> None:
+    """A CA `name`-ca.crt, a server cert for IP 127.0.0.1 and a client cert, signed by it."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", f"{name}-ca.key", "-out", f"{name}-ca.crt",
+            "-days", "2", "-subj", f"/CN={name}-ca", cwd=d)  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for who in ("server", "client"):
+        openssl("req", *ec, "-keyout", f"{name}-{who}.key", "-out", f"{name}-{who}.csr",
+                "-subj", f"/CN={who}", cwd=d)  # fmt: skip
+        openssl("x509", "-req", "-in", f"{name}-{who}.csr", "-CA", f"{name}-ca.crt",
+                "-CAkey", f"{name}-ca.key", "-CAcreateserial", "-out", f"{name}-{who}.crt",
+                "-days", "2", "-extfile", "san.ext", cwd=d)  # fmt: skip
+
+
+async def test_tls_with_client_certificate_and_password(tmp_path: Path, journal: Journal) -> None:
+    from tests.support.ports import free_port
+
+    make_pki(tmp_path, "good")
+    make_pki(tmp_path, "other")
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "s1-t1", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    (tmp_path / "s1-t1.pw").write_text("s3cret\n")
+    (tmp_path / "wrong.pw").write_text("guess\n")
+    # the README's minimal ACL: the terminal may only touch its own three topics
+    (tmp_path / "acl").write_text(
+        "topic read edged/v1/+/+/tx\ntopic write edged/v1/+/+/ack\n"
+        "topic read edged/v1/+/+/status\n"
+        "user s1-t1\ntopic write edged/v1/s1/t1/tx\ntopic write edged/v1/s1/t1/status\n"
+        "topic read edged/v1/s1/t1/ack\n"
+    )
+    tls_port = free_port()
+    broker = Mosquitto(
+        tmp_path,
+        extra_conf=(
+            f"password_file {tmp_path / 'passwd'}\n"
+            f"acl_file {tmp_path / 'acl'}\n"
+            f"listener {tls_port} 127.0.0.1\n"
+            f"cafile {tmp_path / 'good-ca.crt'}\n"
+            f"certfile {tmp_path / 'good-server.crt'}\n"
+            f"keyfile {tmp_path / 'good-server.key'}\n"
+            "require_certificate true\n"
+        ),
+    )
+    broker.start()
+    good = uplink_cfg(
+        broker,
+        port=tls_port,
+        tls=True,
+        ca_file=str(tmp_path / "good-ca.crt"),
+        cert_file=str(tmp_path / "good-client.crt"),
+        key_file=str(tmp_path / "good-client.key"),
+        username="s1-t1",
+        password_file=str(tmp_path / "s1-t1.pw"),
+    )
+    try:
+        await commit_sales(journal, 3)
+        acker = Acker(broker.port)  # the collector side on the plain listener
+        observer = Observer(broker.port, TOPICS.status)
+        uplink = make_uplink(good, journal)
+        assert uplink.status()["peer"] == f"mqtts://127.0.0.1:{tls_port}"
+        async with running(acker.run(), observer.run(), uplink.run()):
+            await until(lambda: journal.stats().acked_upto == 3)
+            await until(lambda: uplink.status()["state"] == "online")
+            await until(lambda: observer.states() == ["online"])
+        # each wrong piece keeps the link offline, with an error that says why
+        untrusted = msgspec.structs.replace(good, ca_file=str(tmp_path / "other-ca.crt"))
+        wrong_pw = msgspec.structs.replace(good, password_file=str(tmp_path / "wrong.pw"))
+        no_pw_file = msgspec.structs.replace(good, password_file=str(tmp_path / "missing.pw"))
+        for cfg, words in (
+            (untrusted, "certificate verify failed"),
+            (wrong_pw, "not authori"),
+            (no_pw_file, "missing.pw"),
+        ):
+            bad = make_uplink(cfg, journal)
+            async with running(bad.run()):
+                await until(lambda b=bad: b.link.attempts_failed >= 2)  # type: ignore[misc]
+                assert bad.status()["state"] == "offline"
+                assert words in (bad.link.last_error or "").lower(), bad.link.last_error
+    finally:
+        broker.stop()
+
+
+async def test_link_refused_logs_and_keeps_retrying(tmp_path: Path, journal: Journal) -> None:
+    broker = Mosquitto(tmp_path)  # not started: connection refused
+    uplink = make_uplink(uplink_cfg(broker), journal)
+    try:
+        async with running(uplink.run()):
+            await until(lambda: uplink.status()["state"] == "offline")
+            await until(lambda: uplink.link.attempts_failed >= 3)
+            assert "refused" in (uplink.link.last_error or "").lower()
+            broker.start()
+            await until(lambda: uplink.status()["state"] == "online")
+    finally:
+        broker.stop()
+
+
+async def test_sync_now_skips_the_backoff_wait(tmp_path: Path, journal: Journal) -> None:
+    broker = Mosquitto(tmp_path)
+    cfg = uplink_cfg(broker, reconnect_min_s=60.0, reconnect_max_s=60.0, online_after_s=0.2)
+    uplink = make_uplink(cfg, journal)
+    try:
+        async with running(uplink.run()):
+            await until(lambda: uplink.link.attempts_failed >= 1)
+            # the next attempt is a minute away; commit, start the broker, press sync
+            await commit_sales(journal, 5)
+            broker.start()
+            acker = Acker(broker.port)
+            async with running(acker.run()):
+                await acker.ready.wait()
+                result = await uplink.sync_now()
+                assert result == {"link": "online", "pending": 0}
+            # with the broker gone again, sync_now reports promptly after a failed attempt
+            broker.stop()
+            await until(lambda: uplink.status()["state"] == "offline")
+            await commit_sales(journal, 1)
+            result = await uplink.sync_now()
+            assert result == {"link": "offline", "pending": 1}
+    finally:
+        broker.stop()
+
+
+# -- forwarder ------------------------------------------------------------------------------
+
+
+async def test_drains_backlog_and_new_commits_in_seq_order(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    await commit_sales(journal, 300)
+    events = EventHub()
+    outbox = events.subscribe(["outbox"], maxsize=10_000)
+    acker = Acker(broker.port)
+    uplink = make_uplink(uplink_cfg(broker, batch_max=40, window=3), journal, events)
+    async with running(acker.run()):
+        await acker.ready.wait()
+        async with running(uplink.run()):
+            await until(lambda: journal.stats().acked_upto == 300)
+            # new sales join the tail while the link is up (woken by commit, not polling)
+            for i in range(30):
+                await journal.commit(sale(1000 + i))
+            await until(lambda: journal.stats().acked_upto == 330)
+    flat = [s for batch in acker.batches for s in batch]
+    assert flat == list(range(1, 331))  # once each, in order, no resend on a healthy link
+    assert max(len(b) for b in acker.batches) == 40
+    assert uplink.forwarder.resends == 0
+    # the payload carries the journal's own bytes and hashes
+    first = decode_tx(acker.payloads[0])
+    stored = await journal.unacked(0, 1)
+    assert stored == []  # all acked
+    got = await journal.get(first.entries[0].id)
+    assert got is not None
+    entry, acked = got
+    assert acked
+    assert first.entries[0].hash == entry.hash.hex()
+    assert first.entries[0].prev_hash == entry.prev_hash.hex()
+    assert bytes(first.entries[0].sale) == entry.sale_json
+    assert (first.store, first.terminal, first.v) == (STORE, TERMINAL, 1)
+    # outbox events: bounded, and the last one says the drain finished
+    seen = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.2):
+            async for ev in outbox:
+                seen.append(ev.data)
+    assert seen
+    assert len(seen) < 330
+    assert seen[-1] == {"pending": 0, "acked_upto": 330, "last_seq": 330}
+
+
+async def test_resends_after_ack_timeout(broker: Mosquitto, journal: Journal) -> None:
+    await commit_sales(journal, 50)
+    acker = Acker(broker.port, ignore_first=1)
+    uplink = make_uplink(uplink_cfg(broker, batch_max=10, window=2, ack_timeout_s=0.5), journal)
+    async with running(acker.run()):
+        await acker.ready.wait()
+        async with running(uplink.run()):
+            await until(lambda: journal.stats().acked_upto == 50)
+    assert uplink.forwarder.resends >= 1
+    assert acker.received == set(range(1, 51))
+    assert acker.batches[-1][-1] == 50
+
+
+async def test_window_bounds_unacknowledged_batches(broker: Mosquitto, journal: Journal) -> None:
+    await commit_sales(journal, 200)
+    acker = Acker(broker.port, hold_s=0.3)
+    uplink = make_uplink(uplink_cfg(broker, batch_max=10, window=4), journal)
+    async with running(acker.run()):
+        await acker.ready.wait()
+        async with running(uplink.run()):
+            await until(lambda: journal.stats().acked_upto == 200)
+    assert acker.max_unacked_batches == 4
+    assert uplink.forwarder.resends == 0
+    assert [s for b in acker.batches for s in b] == list(range(1, 201))
+
+
+async def test_unacked_entries_are_resent_after_a_reconnect(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    await commit_sales(journal, 30)
+    silent = Acker(broker.port, hold_s=60.0)  # receives, never acks in time
+    uplink = make_uplink(uplink_cfg(broker, batch_max=10, window=8, ack_timeout_s=60.0), journal)
+    async with running(uplink.run()):
+        async with running(silent.run()):
+            await until(lambda: len(silent.received) == 30)
+        assert journal.stats().acked_upto == 0
+        broker.stop()
+        await until(lambda: uplink.status()["state"] == "offline")
+        broker.start()
+        acker = Acker(broker.port)
+        async with running(acker.run()):
+            await until(lambda: journal.stats().acked_upto == 30)
+    assert acker.received == set(range(1, 31))
+    assert uplink.forwarder.resends == 0  # resent because of the reconnect, not a timeout
+
+
+async def test_bogus_acks_are_ignored(broker: Mosquitto, journal: Journal) -> None:
+    await commit_sales(journal, 5)
+    silent = Acker(broker.port, hold_s=60.0)
+    uplink = make_uplink(uplink_cfg(broker, ack_timeout_s=60.0), journal)
+    async with running(uplink.run(), silent.run()):
+        await until(lambda: len(silent.received) == 5)
+        async with aiomqtt.Client("127.0.0.1", broker.port) as rogue:
+            for payload in (
+                b"not json",
+                b'{"v":1}',
+                b'{"v":2,"upto":3}',
+                b'{"v":1,"upto":"3"}',
+                b'{"v":1,"upto":99}',  # beyond what was sent
+                b'{"v":1,"upto":3,"extra":1}',
+            ):
+                await rogue.publish(TOPICS.ack, payload, qos=1)
+            # a good ack after the bad ones proves they were all read (the topic is ordered)
+            await rogue.publish(TOPICS.ack, b'{"v":1,"upto":2}', qos=1)
+            await until(lambda: journal.stats().acked_upto == 2)
+            await rogue.publish(TOPICS.ack, b'{"v":1,"upto":1}', qos=1)  # stale: no-op
+            await rogue.publish(TOPICS.ack, b'{"v":1,"upto":5}', qos=1)
+            await until(lambda: journal.stats().acked_upto == 5)
+        await until(lambda: uplink.status()["state"] == "online")
+        assert uplink.link.attempts_failed == 0
+
+
+async def test_forwarder_rejects_acks_beyond_sent_without_a_connection(
+    journal: Journal,
+) -> None:
+    await commit_sales(journal, 3)
+    from edged.uplink.pulse import Pulse
+
+    fwd = Forwarder(
+        journal,
+        EventHub(),
+        store=STORE,
+        terminal=TERMINAL,
+        tx_topic=TOPICS.tx,
+        ack_topic=TOPICS.ack,
+        batch_max=10,
+        window=2,
+        ack_timeout_s=1.0,
+        changed=Pulse(),
+    )
+    await fwd.handle_ack(TOPICS.ack, b'{"v":1,"upto":3}')  # nothing was sent by this process
+    assert journal.stats().acked_upto == 0
+
+
+# -- with the real collector ----------------------------------------------------------------
+
+
+def collector_cfg(broker: Mosquitto, db: Path) -> Any:
+    from edged.config import CollectorConfig, CollectorSection
+
+    return CollectorConfig(
+        uplink=uplink_cfg(broker),
+        collector=CollectorSection(db=f"sqlite:///{db}"),
+        source=str(db.parent / "collector.toml"),
+    )
+
+
+def stored_seqs(db: Path) -> list[int]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT seq FROM transactions WHERE store_id = ? AND terminal_id = ? ORDER BY rowid",
+            (STORE, TERMINAL),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+async def test_end_to_end_with_the_collector(
+    broker: Mosquitto, journal: Journal, tmp_path: Path
+) -> None:
+    from edged.collector import run_collector
+
+    db = tmp_path / "store.db"
+    ready = asyncio.Event()
+    await commit_sales(journal, 400)  # a backlog
+    uplink = make_uplink(uplink_cfg(broker, batch_max=50, window=4), journal)
+    async with running(run_collector(collector_cfg(broker, db), ready=ready)):
+        await ready.wait()
+        async with running(uplink.run()):
+            for i in range(100):  # and sales rung up while it drains
+                await journal.commit(sale(500 + i))
+            await until(lambda: journal.stats().acked_upto == 500)
+    assert stored_seqs(db) == list(range(1, 501))  # once each, in seq order
+
+
+async def test_broker_restart_drains_to_the_collector_by_itself(
+    broker: Mosquitto, journal: Journal, tmp_path: Path
+) -> None:
+    from edged.collector import run_collector
+
+    db = tmp_path / "store.db"
+    ready = asyncio.Event()
+    uplink = make_uplink(uplink_cfg(broker, keepalive_s=1, batch_max=20), journal)
+    async with running(run_collector(collector_cfg(broker, db), ready=ready), uplink.run()):
+        await ready.wait()
+        await commit_sales(journal, 50)
+        await until(lambda: journal.stats().acked_upto == 50)
+        broker.stop()
+        await until(lambda: uplink.status()["state"] == "offline", timeout=2 * 1 + 1)
+        await commit_sales(journal, 150)  # the tail grows while the store is unreachable
+        broker.start()
+        await until(lambda: journal.stats().acked_upto == 200)
+        await until(lambda: uplink.status()["state"] == "online")
+    seqs = stored_seqs(db)
+    assert seqs == list(range(1, 201))  # nothing lost, nothing stored twice, in order
