@@ -79,7 +79,11 @@ class TerminalServices:
                 "acked_upto": stats.acked_upto,
                 "last_ack_at": stats.last_ack_at,
             },
-            "journal": {"last_seq": stats.last_seq, "path": str(self._journal.path)},
+            "journal": {
+                "last_seq": stats.last_seq,
+                "path": str(self._journal.path),
+                "sale_transactions": stats.sale_transactions,
+            },
             "devices": {},
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 1),

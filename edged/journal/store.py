@@ -60,6 +60,7 @@ class JournalStats(msgspec.Struct, frozen=True):
     pending: int
     oldest_pending_created_at: str | None
     last_ack_at: str | None
+    sale_transactions: int  # group commits since open: one fsync each, however many sales
 
 
 class _Pending:
@@ -106,6 +107,7 @@ class Journal:
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._committed = asyncio.Condition()
+        self._transactions = 0
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
 
@@ -284,6 +286,7 @@ class Journal:
             prev = digest
         rows = ",".join(["(?,?,?,?,?,?,?)"] * len(items))
         await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {rows}", params)
+        self._transactions += 1
         if self._oldest_pending is None:
             self._oldest_pending = created_at
         self._last_seq, self._last_hash = seq, prev
@@ -339,6 +342,7 @@ class Journal:
             pending=self._last_seq - self._acked_upto,
             oldest_pending_created_at=self._oldest_pending,
             last_ack_at=self._last_ack_at,
+            sale_transactions=self._transactions,
         )
 
     @property
