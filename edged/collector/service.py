@@ -1,0 +1,234 @@
+"""The store collector: receive terminals' batches, store them, acknowledge after the commit.
+
+Loop per connection: take every message already waiting (a group), store the group in one
+transaction, then PUBACK each message and publish one cumulative ack per terminal. Nothing is
+acknowledged, to the broker or to a terminal, before the commit; a collector killed at any
+point gets the un-PUBACKed messages again from its persistent session, and whatever it had
+already stored comes back as duplicates that the store absorbs and re-acknowledges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+import socket
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn, TypeVar
+
+import msgspec
+import structlog
+
+from edged.collector.link import BrokerLink, Delivery, LinkError, LinkSettings
+from edged.collector.store import (
+    Batch,
+    CollectorStore,
+    CollectorStoreError,
+    TerminalKey,
+    TerminalReport,
+    sqlite_path,
+)
+from edged.config import CollectorConfig, read_password
+from edged.errors import ConfigError
+from edged.wire import WIRE_VERSION, Ack, Topics, decode_tx, encode, parse_tx_topic, tx_filter
+
+log = structlog.get_logger(__name__)
+
+GROUP_MAX_MESSAGES = 200  # messages stored in one transaction
+MAX_TX_PAYLOAD_BYTES = 16 * 1024 * 1024
+CLIENT_ID_HOST_CHARS = 24
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_-]")
+
+T = TypeVar("T")
+
+
+class Backoff:
+    """Capped exponential backoff with jitter: min_s, 2*min_s, ... up to max_s, each x0.5-1."""
+
+    def __init__(self, min_s: float, max_s: float) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+        self._attempt = 0
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_s, self.min_s * 2.0 ** min(self._attempt, 32))
+        self._attempt += 1
+        return max(self.min_s, ceiling * random.uniform(0.5, 1.0))
+
+
+def derive_client_id(cfg: CollectorConfig) -> str:
+    """A client id stable across restarts: host plus a digest of the config file and the db."""
+    host = _NOT_IDENT.sub("-", socket.gethostname())[:CLIENT_ID_HOST_CHARS] or "host"
+    digest = hashlib.sha256(f"{cfg.source}|{cfg.collector.db}".encode()).hexdigest()[:8]
+    return f"edged-collector-{host}-{digest}"
+
+
+async def run_collector(cfg: CollectorConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Run the collector until cancelled; `ready` is set once it is first subscribed."""
+    client_id = cfg.uplink.client_id or derive_client_id(cfg)
+    db = StoreThread(sqlite_path(cfg.collector.db), received_by=client_id)
+    try:
+        await db.open()
+        await _supervise(cfg, client_id, db, ready)
+    finally:
+        await db.close()
+
+
+async def _supervise(
+    cfg: CollectorConfig, client_id: str, db: StoreThread, ready: asyncio.Event | None
+) -> None:
+    up = cfg.uplink
+    backoff = Backoff(up.reconnect_min_s, up.reconnect_max_s)
+    failures = 0
+    topic_filter = tx_filter(up.topic_prefix)
+    while True:
+        settings = LinkSettings(
+            uplink=up,
+            client_id=client_id,
+            password=read_password(up, cfg.source),
+            shared_group=cfg.collector.shared_group,
+            source=cfg.source,
+        )
+        try:
+            async with BrokerLink(settings) as link:
+                await link.subscribe(topic_filter)
+                log.info(
+                    "collector_subscribed",
+                    broker=f"{up.host}:{up.effective_port}",
+                    client_id=client_id,
+                    filter=topic_filter,
+                    shared_group=cfg.collector.shared_group,
+                    after_failures=failures,
+                )
+                failures = 0
+                backoff.reset()
+                if ready is not None:
+                    ready.set()
+                await _serve(link, db, up.topic_prefix)
+        except (CollectorStoreError, LinkError) as exc:
+            error: Exception = exc
+        except ConfigError:
+            raise  # a TLS file that cannot be read: nothing a retry would fix
+        except Exception as exc:  # a bug must not end the collector: log it, reconnect
+            log.exception("collector_failed", error=repr(exc))
+            error = exc
+        failures += 1
+        delay = backoff.next_delay()
+        _log_failure(error, failures, delay)
+        await asyncio.sleep(delay)
+
+
+def _log_failure(error: Exception, failures: int, delay: float) -> None:
+    """First link failure at WARNING, repeats at DEBUG; store failures always at ERROR."""
+    if isinstance(error, CollectorStoreError):
+        # Nothing was PUBACKed: the broker redelivers the messages after the reconnect.
+        log.error("collector_store_failed", error=str(error), retry_in_s=round(delay, 3))
+    elif isinstance(error, LinkError):
+        report = log.warning if failures == 1 else log.debug
+        report(
+            "collector_link_down", error=str(error), attempt=failures, retry_in_s=round(delay, 3)
+        )
+    # Anything else was logged with its traceback where it was caught.
+
+
+async def _serve(link: BrokerLink, db: StoreThread, prefix: str) -> NoReturn:
+    """Receive, store, settle and acknowledge, group by group, until the link fails."""
+    while True:
+        group = [await link.next()]
+        while len(group) < GROUP_MAX_MESSAGES and link.waiting():
+            group.append(await link.next())
+        log.debug("tx_group_received", messages=len(group))
+        batches = [b for b in (parse_delivery(prefix, d) for d in group) if b is not None]
+        uptos = await db.store_batches(batches) if batches else {}
+        for delivery in group:  # only after the commit
+            link.settle(delivery)
+        await _publish_acks(link, prefix, uptos)
+
+
+async def _publish_acks(link: BrokerLink, prefix: str, uptos: dict[TerminalKey, int]) -> None:
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for (store_id, terminal_id), upto in uptos.items():
+                topic = Topics(prefix, store_id, terminal_id).ack
+                payload = encode(Ack(v=WIRE_VERSION, upto=upto))
+                tg.create_task(link.publish(topic, payload), name=f"ack {store_id}/{terminal_id}")
+    except* LinkError as group:
+        raise group.exceptions[0] from None
+
+
+def parse_delivery(prefix: str, delivery: Delivery) -> Batch | None:
+    """The batch a tx message carries, or None (logged) when topic or payload is bad."""
+    problem: str | None = None
+    batch = None
+    where = parse_tx_topic(prefix, delivery.topic)
+    if where is None:
+        problem = f"topic is not {prefix}/STORE/TERMINAL/tx"
+    elif len(delivery.payload) > MAX_TX_PAYLOAD_BYTES:
+        problem = f"payload is {len(delivery.payload)} bytes, over {MAX_TX_PAYLOAD_BYTES}"
+    else:
+        try:
+            batch = decode_tx(delivery.payload)
+        except msgspec.MsgspecError as exc:
+            problem = str(exc)
+        except RecursionError:  # msgspec raises it for JSON nested too deeply
+            problem = "JSON is nested too deeply"
+        else:
+            if (batch.store, batch.terminal) != where:
+                problem = (
+                    f"payload says store {batch.store!r} terminal {batch.terminal!r}, "
+                    f"topic says store {where[0]!r} terminal {where[1]!r}"
+                )
+    if problem is not None or batch is None:
+        log.warning(
+            "tx_rejected", topic=delivery.topic, problem=problem, size=len(delivery.payload)
+        )
+        return None
+    return (batch.store, batch.terminal, batch.entries)
+
+
+class StoreThread:
+    """The collector store on its own thread, so SQLite's fsync never blocks the event loop."""
+
+    def __init__(self, path: str, *, received_by: str) -> None:
+        self.path = path
+        self.received_by = received_by
+        self._store: CollectorStore | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collector-db")
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _open(self) -> None:
+        self._store = CollectorStore.open(self.path, received_by=self.received_by)
+
+    def _require(self) -> CollectorStore:
+        if self._store is None:
+            raise CollectorStoreError(f"collector db {self.path} is not open")
+        return self._store
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def open(self) -> None:
+        await self._call(self._open)
+
+    async def store_batches(self, batches: Sequence[Batch]) -> dict[TerminalKey, int]:
+        """Store in one transaction; the commit completes even if the caller is cancelled."""
+        return await self._call(lambda: self._require().store_batches(batches))
+
+    async def terminal_report(self) -> list[TerminalReport]:
+        return await self._call(lambda: self._require().terminal_report())
+
+    async def close(self) -> None:
+        """Close after any call still running on the thread has finished."""
+        try:
+            await self._call(self._close)
+        finally:
+            self._executor.shutdown(wait=False)

@@ -1,0 +1,375 @@
+"""The collector store: idempotent, conflict-safe, gap- and chain-aware, durable across reopen."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import structlog
+
+from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
+from edged.collector.store import (
+    SCHEMA_VERSION,
+    CollectorStore,
+    CollectorStoreError,
+    collector_report,
+)
+from edged.wire import Entry
+
+S, T = "s1", "t1"
+
+
+def make_chain(n: int, *, start: int = 1, prev: bytes = GENESIS_HASH, tag: str = "") -> list[Entry]:
+    """A valid hash chain of n entries from seq `start`, as a terminal's journal would send."""
+    entries = []
+    for seq in range(start, start + n):
+        sale_id = str(uuid.uuid4())
+        sale = {
+            "id": sale_id,
+            "currency": "EUR",
+            "total": 250 + seq,
+            "lines": [{"sku": f"sku-{seq}{tag}", "qty": 1, "amount": 250 + seq}],
+            "payments": [{"method": "cash", "amount": 250 + seq}],
+        }
+        sale_json = canonical(sale)
+        receipt_no = f"{S}-{T}-{seq:06d}"
+        created_at = "2026-11-23T09:41:00.123Z"
+        digest = entry_hash(prev, entry_bytes(seq, sale_id, receipt_no, created_at, sale_json))
+        entries.append(
+            Entry(
+                seq=seq,
+                id=sale_id,
+                receipt_no=receipt_no,
+                created_at=created_at,
+                prev_hash=prev.hex(),
+                hash=digest.hex(),
+                sale=msgspec.Raw(sale_json),
+            )
+        )
+        prev = digest
+    return entries
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "collector.db")
+
+
+@pytest.fixture
+def store(db_path: str) -> Iterator[CollectorStore]:
+    s = CollectorStore.open(db_path, received_by="c1")
+    yield s
+    s.close()
+
+
+def rows(db_path: str, store_id: str = S, terminal_id: str = T) -> list[tuple[int, str]]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "SELECT seq, hash FROM transactions WHERE store_id = ? AND terminal_id = ?"
+            " ORDER BY seq",
+            (store_id, terminal_id),
+        ).fetchall()
+
+
+def report_of(store: CollectorStore, terminal_id: str = T) -> dict[str, object]:
+    (rep,) = [r for r in store.terminal_report() if r.terminal_id == terminal_id]
+    return rep.as_dict()
+
+
+def test_batch_is_stored_and_acked_up_to_its_last_seq(store: CollectorStore, db_path: str) -> None:
+    chain = make_chain(5)
+    assert store.store_batch(S, T, chain) == 5
+    assert [r[0] for r in rows(db_path)] == [1, 2, 3, 4, 5]
+    assert [r[1] for r in rows(db_path)] == [e.hash for e in chain]
+
+
+def test_schema_is_versioned_wal_and_has_the_contract_columns(
+    store: CollectorStore, db_path: str
+) -> None:
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(transactions)")}
+    assert {
+        "store_id",
+        "terminal_id",
+        "seq",
+        "id",
+        "receipt_no",
+        "hash",
+        "prev_hash",
+        "created_at",
+        "body",
+        "received_at",
+    } <= columns
+
+
+def test_body_is_the_canonical_entry_and_lets_an_auditor_recompute_the_hash(
+    store: CollectorStore, db_path: str
+) -> None:
+    (entry,) = make_chain(1)
+    store.store_batch(S, T, [entry])
+    with sqlite3.connect(db_path) as conn:
+        (body,) = conn.execute("SELECT body FROM transactions").fetchone()
+    doc = msgspec.json.decode(body)
+    assert canonical(doc).decode() == body
+    recomputed = entry_hash(
+        bytes.fromhex(doc["prev_hash"]),
+        entry_bytes(
+            doc["seq"], doc["id"], doc["receipt_no"], doc["created_at"], canonical(doc["sale"])
+        ),
+    )
+    assert recomputed.hex() == doc["hash"] == entry.hash
+
+
+def test_duplicates_are_ignored_and_reacked(store: CollectorStore, db_path: str) -> None:
+    chain = make_chain(6)
+    assert store.store_batch(S, T, chain[:4]) == 4
+    assert store.store_batch(S, T, chain[:4]) == 4  # a resend: same answer, nothing added
+    assert store.store_batch(S, T, chain[2:6]) == 6  # overlapping resend plus new entries
+    assert len(rows(db_path)) == 6
+    rep = report_of(store)
+    assert rep["entries"] == 6
+    assert rep["duplicates"] == 6
+    assert rep["problems"] == 0
+
+
+def test_duplicate_inside_one_batch_is_stored_once(store: CollectorStore, db_path: str) -> None:
+    chain = make_chain(3)
+    assert store.store_batch(S, T, [*chain, chain[1]]) == 3
+    assert len(rows(db_path)) == 3
+
+
+def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
+    store: CollectorStore, db_path: str
+) -> None:
+    original = make_chain(3)
+    store.store_batch(S, T, original)
+    impostor = make_chain(3, tag="-other")  # a different journal claiming the same seqs
+    with structlog.testing.capture_logs() as logs:
+        upto = store.store_batch(S, T, impostor[:2])
+    assert upto == 0  # never tell that terminal its seq 1 is stored: it is not
+    assert [r[1] for r in rows(db_path)] == [e.hash for e in original]
+    assert sorted((p["kind"], p["seq"]) for p in store.problems()) == [
+        ("seq_conflict", 1),
+        ("seq_conflict", 2),
+    ]
+    rejected = [e for e in logs if e["event"] == "entry_rejected"]
+    assert {(e["seq"], e["kind"], e["store"], e["terminal"]) for e in rejected} == {
+        (1, "seq_conflict", S, T),
+        (2, "seq_conflict", S, T),
+    }
+    # Repeats of the same conflict are counted, not stored again.
+    store.store_batch(S, T, impostor[:1])
+    counts = {p["seq"]: p["count"] for p in store.problems()}
+    assert counts == {1: 2, 2: 1}
+
+
+def test_same_sale_id_under_another_seq_is_a_conflict(store: CollectorStore, db_path: str) -> None:
+    chain = make_chain(2)
+    store.store_batch(S, T, chain)
+    other_terminal = make_chain(1)
+    reused = msgspec.structs.replace(other_terminal[0], id=chain[0].id)
+    # Re-hash so that only the id reuse is wrong, not the hash.
+    sale_json = bytes(reused.sale)
+    digest = entry_hash(
+        GENESIS_HASH,
+        entry_bytes(1, reused.id, reused.receipt_no, reused.created_at, sale_json),
+    )
+    reused = msgspec.structs.replace(reused, hash=digest.hex())
+    assert store.store_batch(S, "t2", [reused]) == 0
+    assert rows(db_path, S, "t2") == []
+    (problem,) = store.problems()
+    assert problem["kind"] == "id_conflict"
+    assert f"{S}/{T} seq 1" in problem["detail"]
+
+
+def test_upto_never_passes_a_gap_and_advances_once_it_is_filled(
+    store: CollectorStore, db_path: str
+) -> None:
+    chain = make_chain(10)
+    assert store.store_batch(S, T, chain[:3]) == 3
+    with structlog.testing.capture_logs() as logs:
+        assert store.store_batch(S, T, chain[6:]) == 3  # 4..6 missing
+    gap_logs = [e for e in logs if e["event"] == "gap_detected"]
+    assert [(e["seq"], e["missing_to"], e["store"], e["terminal"]) for e in gap_logs] == [
+        (4, 6, S, T)
+    ]
+    assert len(rows(db_path)) == 7  # stored although not acknowledged
+    rep = report_of(store)
+    assert rep["contiguous_upto"] == 3
+    assert rep["gaps"] == [[4, 6]]
+    assert rep["max_seq"] == 10
+    assert store.store_batch(S, T, chain[4:5]) == 3  # 5 arrives, 4 still missing
+    assert report_of(store)["gaps"] == [[4, 4], [6, 6]]
+    assert store.store_batch(S, T, [chain[3], chain[5]]) == 10
+    rep = report_of(store)
+    assert rep["gaps"] == []
+    assert rep["contiguous_upto"] == 10
+
+
+def test_first_entries_missing_hold_upto_at_zero(store: CollectorStore) -> None:
+    chain = make_chain(4)
+    assert store.store_batch(S, T, chain[2:]) == 0
+    assert report_of(store)["gaps"] == [[1, 2]]
+    assert store.store_batch(S, T, chain[:2]) == 4
+
+
+def test_broken_link_is_stored_detected_and_holds_upto(store: CollectorStore, db_path: str) -> None:
+    first = make_chain(3)
+    # A self-consistent entry 4 that does not chain from entry 3 (e.g. entry 3 was altered).
+    forged = make_chain(2, start=4, prev=b"\x11" * 32)
+    store.store_batch(S, T, first)
+    with structlog.testing.capture_logs() as logs:
+        assert store.store_batch(S, T, forged) == 3
+    broken = [e for e in logs if e["event"] == "chain_broken"]
+    assert [(e["seq"], e["store"], e["terminal"]) for e in broken] == [(4, S, T)]
+    assert len(rows(db_path)) == 5  # kept as evidence, never acknowledged
+    rep = report_of(store)
+    assert rep["chain_broken_at"] == 4
+    assert rep["contiguous_upto"] == 3
+    # A resend changes nothing and does not log the same break again.
+    with structlog.testing.capture_logs() as logs:
+        assert store.store_batch(S, T, forged) == 3
+    assert not [e for e in logs if e["event"] == "chain_broken"]
+
+
+def test_seq_one_must_chain_from_genesis(store: CollectorStore) -> None:
+    off = make_chain(2, prev=b"\x22" * 32)
+    assert store.store_batch(S, T, off) == 0
+    assert report_of(store)["chain_broken_at"] == 1
+
+
+def test_entry_whose_hash_does_not_verify_is_rejected(store: CollectorStore, db_path: str) -> None:
+    chain = make_chain(3)
+    tampered = msgspec.structs.replace(
+        chain[1], sale=msgspec.Raw(bytes(chain[1].sale).replace(b'"total":252', b'"total":1'))
+    )
+    assert bytes(tampered.sale) != bytes(chain[1].sale)
+    assert store.store_batch(S, T, [chain[0], tampered, chain[2]]) == 1
+    assert [r[0] for r in rows(db_path)] == [1, 3]
+    (problem,) = store.problems()
+    assert problem["kind"] == "bad_hash"
+    assert problem["seq"] == 2
+    assert store.store_batch(S, T, [chain[1]]) == 3  # the genuine entry heals it
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"hash": "ab" * 31}, "hash is not 64 lowercase hex"),
+        ({"prev_hash": "Z" * 64}, "prev_hash is not 64 lowercase hex"),
+        ({"seq": 0}, "seq 0 is not in"),
+        ({"sale": msgspec.Raw(b"[1,2]")}, "sale is not a JSON object"),
+        ({"sale": msgspec.Raw(b'{"total": 1e999}')}, "no canonical JSON form"),
+        ({"id": ""}, "must be non-empty"),
+        ({"sale": msgspec.Raw(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}")}, "nested too deeply"),
+    ],
+)
+def test_malformed_entries_are_rejected_with_the_reason(
+    store: CollectorStore, change: dict[str, object], problem: str
+) -> None:
+    entry = msgspec.structs.replace(make_chain(1)[0], **change)
+    assert store.store_batch(S, T, [entry]) == 0
+    (recorded,) = store.problems()
+    assert recorded["kind"] == "invalid"
+    assert problem in recorded["detail"]
+
+
+def test_batches_of_several_terminals_commit_together(store: CollectorStore, db_path: str) -> None:
+    a, b = make_chain(3), make_chain(2)
+    result = store.store_batches([(S, "ta", a[:2]), (S, "tb", b), (S, "ta", a[2:])])
+    assert result == {(S, "ta"): 3, (S, "tb"): 2}
+
+
+def test_failed_transaction_stores_nothing(store: CollectorStore, db_path: str) -> None:
+    chain = make_chain(3)
+
+    class Boom(Exception):
+        pass
+
+    class Lazy(list[Entry]):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            raise Boom
+
+    with pytest.raises(Boom):
+        store.store_batches([(S, T, chain), (S, "t2", Lazy())])
+    assert rows(db_path) == []
+    assert store.store_batch(S, T, chain) == 3
+
+
+def test_state_survives_reopen(db_path: str) -> None:
+    chain = make_chain(8)
+    first = CollectorStore.open(db_path, received_by="c1")
+    first.store_batch(S, T, chain[:3])
+    first.store_batch(S, T, chain[5:])
+    first.close()
+    again = CollectorStore.open(db_path, received_by="c2")
+    try:
+        rep = report_of(again)
+        assert rep["contiguous_upto"] == 3
+        assert rep["gaps"] == [[4, 5]]
+        assert again.store_batch(S, T, chain[:3]) == 3  # duplicates after a restart
+        assert again.store_batch(S, T, chain[3:5]) == 8
+        assert report_of(again)["duplicates"] == 3
+    finally:
+        again.close()
+
+
+def test_two_connections_on_one_db_share_the_contiguous_prefix(db_path: str) -> None:
+    chain = make_chain(6)
+    one = CollectorStore.open(db_path, received_by="c1")
+    two = CollectorStore.open(db_path, received_by="c2")
+    try:
+        assert one.store_batch(S, T, chain[3:]) == 0
+        assert two.store_batch(S, T, chain[:3]) == 6
+        with sqlite3.connect(db_path) as conn:
+            by = dict(conn.execute("SELECT received_by, count(*) FROM transactions GROUP BY 1"))
+        assert by == {"c1": 3, "c2": 3}
+    finally:
+        one.close()
+        two.close()
+
+
+def test_newer_schema_is_refused(db_path: str) -> None:
+    CollectorStore.open(db_path).close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(CollectorStoreError, match="newer than this edged"):
+        CollectorStore.open(db_path)
+
+
+def test_foreign_db_is_refused(db_path: str) -> None:
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("CREATE TABLE other (x)")
+    with pytest.raises(CollectorStoreError, match="not a collector db"):
+        CollectorStore.open(db_path)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CollectorStoreError, match="does not exist"):
+        CollectorStore.open(str(tmp_path / "nope" / "c.db"))
+
+
+def test_collector_report_reads_while_the_store_is_open(
+    store: CollectorStore, db_path: str
+) -> None:
+    chain = make_chain(5)
+    store.store_batch(S, T, [*chain[:2], *chain[3:]])
+    report = collector_report(f"sqlite:///{db_path}")
+    assert report["transactions"] == 4
+    (terminal,) = report["terminals"]
+    assert terminal["contiguous_upto"] == 2
+    assert terminal["gaps"] == [[3, 3]]
+    assert msgspec.json.decode(msgspec.json.encode(report)) == report  # JSON-ready
+
+
+def test_collector_report_on_missing_db_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CollectorStoreError, match="no collector db"):
+        collector_report(f"sqlite:///{tmp_path}/absent.db")
+    with pytest.raises(CollectorStoreError, match="sqlite:///PATH"):
+        collector_report("postgres://x")
