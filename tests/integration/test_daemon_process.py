@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,25 @@ async def burst(path: str, confirmed: dict[str, tuple[int, str]], unknown: Unkno
         return
 
 
-async def test_kill_9_mid_burst_loses_no_confirmed_sale(tmp_path: Path) -> None:
-    daemon = DaemonProcess(tmp_path)
-    daemon.start()
+async def stop_mid_burst(
+    daemon: DaemonProcess, count: int, stop: Callable[[], object]
+) -> tuple[dict[str, tuple[int, str]], Unknown]:
+    """Commit from CLIENTS clients until `count` returned, then `stop` the daemon mid-burst."""
     confirmed: dict[str, tuple[int, str]] = {}
     unknown: Unknown = {}
     tasks = [asyncio.create_task(burst(daemon.socket, confirmed, unknown)) for _ in range(CLIENTS)]
     async with asyncio.timeout(60):
-        while len(confirmed) < 400:
+        while len(confirmed) < count:
             await asyncio.sleep(0.01)
-    daemon.kill()
+    await asyncio.to_thread(stop)
     await asyncio.gather(*tasks)
+    return confirmed, unknown
+
+
+async def test_kill_9_mid_burst_loses_no_confirmed_sale(tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path)
+    daemon.start()
+    confirmed, unknown = await stop_mid_burst(daemon, 400, daemon.kill)
     assert unknown, "the kill should have caught commits in flight"
 
     daemon.start()
@@ -106,14 +115,7 @@ async def test_kill_9_mid_burst_loses_no_confirmed_sale(tmp_path: Path) -> None:
 async def test_retried_commits_after_a_crash_are_idempotent(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path)
     daemon.start()
-    confirmed: dict[str, tuple[int, str]] = {}
-    unknown: Unknown = {}
-    tasks = [asyncio.create_task(burst(daemon.socket, confirmed, unknown)) for _ in range(CLIENTS)]
-    async with asyncio.timeout(60):
-        while len(confirmed) < 100:
-            await asyncio.sleep(0.01)
-    daemon.kill()
-    await asyncio.gather(*tasks)
+    confirmed, unknown = await stop_mid_burst(daemon, 100, daemon.kill)
     daemon.start()
     async with ApiClient(daemon.socket) as client:
         # A UI that lost the answer retries with the same id: nothing is stored twice.
@@ -134,15 +136,9 @@ async def test_retried_commits_after_a_crash_are_idempotent(tmp_path: Path) -> N
 async def test_sigterm_finishes_in_flight_commits(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path)
     daemon.start()
-    confirmed: dict[str, tuple[int, str]] = {}
-    unknown: Unknown = {}
-    tasks = [asyncio.create_task(burst(daemon.socket, confirmed, unknown)) for _ in range(CLIENTS)]
-    async with asyncio.timeout(60):
-        while len(confirmed) < 200:
-            await asyncio.sleep(0.01)
-    code = await asyncio.to_thread(daemon.terminate)
-    await asyncio.gather(*tasks)
-    assert code == 0
+    codes: list[int] = []
+    confirmed, _ = await stop_mid_burst(daemon, 200, lambda: codes.append(daemon.terminate()))
+    assert codes == [0]
     assert not Path(daemon.socket).exists()
     with sqlite3.connect(daemon.journal) as conn:
         stored = {
