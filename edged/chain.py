@@ -102,7 +102,9 @@ def _write(value: Any, out: list[str]) -> None:
 # (sorted by code point, not UTF-16 unit). A match here sends a value to the exact slow path;
 # a match inside a string is only a needless detour. NaN and infinity are not JSON data: the
 # sale validator refuses them before anything is canonicalized.
-_NUMBER_NOT_PLAIN = re.compile(rb"[:\[,]-?[0-9]+(?:[.eE]|[0-9]{15})")
+_NUMBER_NOT_PLAIN = re.compile(  # a whole number token: a fraction, an exponent, or 16+ digits
+    rb"[:\[,]-?(?:[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+|[0-9]+\.[0-9]+|[0-9]{16,})(?=[,}\]]|$)"
+)
 _ASTRAL = re.compile(rb"[\xf0-\xf4]")  # lead byte of a 4-byte UTF-8 sequence
 _sorted_json = msgspec.json.Encoder(order="sorted").encode
 

@@ -12,7 +12,6 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import msgspec
 import structlog
 
 from edged.chain import MAX_SAFE_INT, CanonicalError, canonical, entry_bytes, entry_hash
+from edged.clock import utc_now_iso
 from edged.errors import EdgedError
 from edged.wire import Entry
 
@@ -128,11 +128,6 @@ def sqlite_path(db_url: str) -> str:
     if not path:
         raise CollectorStoreError("database URL sqlite:/// has no path; use sqlite:///PATH")
     return path
-
-
-def utc_now_iso() -> str:
-    """RFC 3339 UTC with milliseconds, as every timestamp in edged."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)

@@ -21,11 +21,12 @@ import msgspec
 import pytest
 import structlog
 
-from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
+from edged.chain import GENESIS_HASH
 from edged.collector import collector_report, run_collector
 from edged.collector import store as store_module
 from edged.config import CollectorConfig, load_collector_config
 from edged.wire import Entry, Topics, TxBatch, decode_ack, encode
+from tests.support.entries import make_chain as support_chain
 from tests.support.faultproxy import FaultProxy
 from tests.support.mosquitto import Mosquitto
 
@@ -37,36 +38,8 @@ S = "s1"
 
 
 def make_chain(terminal: str, n: int, *, start: int = 1, prev: bytes = GENESIS_HASH) -> list[Entry]:
-    """A valid hash chain of n entries from seq `start`, as a terminal's journal sends them."""
-    entries = []
-    for seq in range(start, start + n):
-        sale_id = str(uuid.uuid4())
-        sale = {
-            "id": sale_id,
-            "currency": "EUR",
-            "total": 1000 + seq,
-            "lines": [{"sku": "coffee", "qty": "0.350", "amount": 1000 + seq}],
-            "payments": [
-                {"method": "card", "amount": 1000 + seq, "masked_pan": "411111******1111"}
-            ],
-        }
-        sale_json = canonical(sale)
-        receipt_no = f"{S}-{terminal}-{seq:06d}"
-        created_at = "2026-11-23T09:41:00.123Z"
-        digest = entry_hash(prev, entry_bytes(seq, sale_id, receipt_no, created_at, sale_json))
-        entries.append(
-            Entry(
-                seq=seq,
-                id=sale_id,
-                receipt_no=receipt_no,
-                created_at=created_at,
-                prev_hash=prev.hex(),
-                hash=digest.hex(),
-                sale=msgspec.Raw(sale_json),
-            )
-        )
-        prev = digest
-    return entries
+    """A valid hash chain of n entries for terminal S/`terminal`."""
+    return support_chain(S, terminal, n, start=start, prev=prev)
 
 
 def write_config(
@@ -460,11 +433,12 @@ async def test_collector_authenticates_and_works_under_the_readme_acl(
 
 
 async def start_collector_process(config_path: Path) -> asyncio.subprocess.Process:
-    """`python -m edged.collector` as systemd would run it; returns once it is subscribed."""
+    """`edged collector` as systemd runs it; returns once it is subscribed."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "edged.collector",
+        "edged.cli",
+        "collector",
         "--config",
         str(config_path),
         stdout=asyncio.subprocess.PIPE,

@@ -7,6 +7,7 @@ import json
 import math
 import struct
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -67,6 +68,11 @@ def test_numbers_follow_ecmascript(number: float, text: str) -> None:
     assert canonical(number) == text.encode()
 
 
+def test_timestamps_take_the_fast_path() -> None:
+    value = {"created_at": "2026-11-23T09:41:00.123Z", "qty": "0.350", "total": 1299}
+    assert canonical(value) == msgspec.json.encode(value, order="sorted")
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -98,6 +104,8 @@ def test_fast_path_equals_the_reference(value: object) -> None:
         [1e-7],
         {"n": 9007199254740993 - 1},
         {"s": ":1.5 looks like a number"},
+        {"t": "2026-11-23T09:41:00.123Z", "n": [1, 2.5], "x": {"y": -1e-7}},
+        {"big": 61499677694129220},
         {"e": '\u2028\x7f\x1f"\\/'},
     ],
 )

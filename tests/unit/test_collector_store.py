@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import structlog
 
 from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
+from edged.collector.cli import main as cli_main
 from edged.collector.store import (
     SCHEMA_VERSION,
     CollectorStore,
@@ -19,39 +19,14 @@ from edged.collector.store import (
     collector_report,
 )
 from edged.wire import Entry
+from tests.support.entries import make_chain as support_chain
 
 S, T = "s1", "t1"
 
 
 def make_chain(n: int, *, start: int = 1, prev: bytes = GENESIS_HASH, tag: str = "") -> list[Entry]:
-    """A valid hash chain of n entries from seq `start`, as a terminal's journal would send."""
-    entries = []
-    for seq in range(start, start + n):
-        sale_id = str(uuid.uuid4())
-        sale = {
-            "id": sale_id,
-            "currency": "EUR",
-            "total": 250 + seq,
-            "lines": [{"sku": f"sku-{seq}{tag}", "qty": 1, "amount": 250 + seq}],
-            "payments": [{"method": "cash", "amount": 250 + seq}],
-        }
-        sale_json = canonical(sale)
-        receipt_no = f"{S}-{T}-{seq:06d}"
-        created_at = "2026-11-23T09:41:00.123Z"
-        digest = entry_hash(prev, entry_bytes(seq, sale_id, receipt_no, created_at, sale_json))
-        entries.append(
-            Entry(
-                seq=seq,
-                id=sale_id,
-                receipt_no=receipt_no,
-                created_at=created_at,
-                prev_hash=prev.hex(),
-                hash=digest.hex(),
-                sale=msgspec.Raw(sale_json),
-            )
-        )
-        prev = digest
-    return entries
+    """A valid hash chain of n entries for terminal S/T."""
+    return support_chain(S, T, n, start=start, prev=prev, tag=tag)
 
 
 @pytest.fixture
@@ -373,3 +348,18 @@ def test_collector_report_on_missing_db_is_a_clear_error(tmp_path: Path) -> None
         collector_report(f"sqlite:///{tmp_path}/absent.db")
     with pytest.raises(CollectorStoreError, match="sqlite:///PATH"):
         collector_report("postgres://x")
+
+
+def test_status_command_prints_the_report(
+    store: CollectorStore, db_path: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store.store_batch(S, T, make_chain(2))
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[uplink]\nhost = "127.0.0.1"\n[collector]\ndb = "sqlite:///{db_path}"\n')
+    capsys.readouterr()  # drop the store's log lines
+    assert cli_main(["status", "--config", str(config)]) == 0
+    report = msgspec.json.decode(capsys.readouterr().out)
+    assert report["terminals"][0]["contiguous_upto"] == 2
+    config.write_text('[collector]\ndb = "sqlite:///x.db"\n')
+    assert cli_main(["status", "--config", str(config)]) == 78
+    assert "uplink" in capsys.readouterr().err

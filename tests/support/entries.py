@@ -1,0 +1,45 @@
+"""Valid journal entries built from the spec alone, as a terminal would forward them."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
+from edged.wire import Entry
+
+CREATED_AT = "2026-11-23T09:41:00.123Z"
+
+
+def make_chain(
+    store: str, terminal: str, n: int, *, start: int = 1, prev: bytes = GENESIS_HASH, tag: str = ""
+) -> list[Entry]:
+    """A valid hash chain of n entries from seq `start`; `tag` varies the sales' content."""
+    entries = []
+    for seq in range(start, start + n):
+        sale_id = str(uuid.uuid4())
+        total = 1000 + seq
+        sale = {
+            "id": sale_id,
+            "currency": "EUR",
+            "total": total,
+            "lines": [{"sku": f"sku-{seq}{tag}", "qty": "0.350", "amount": total}],
+            "payments": [{"method": "card", "amount": total, "masked_pan": "411111******1111"}],
+        }
+        sale_json = canonical(sale)
+        receipt_no = f"{store}-{terminal}-{seq:06d}"
+        digest = entry_hash(prev, entry_bytes(seq, sale_id, receipt_no, CREATED_AT, sale_json))
+        entries.append(
+            Entry(
+                seq=seq,
+                id=sale_id,
+                receipt_no=receipt_no,
+                created_at=CREATED_AT,
+                prev_hash=prev.hex(),
+                hash=digest.hex(),
+                sale=msgspec.Raw(sale_json),
+            )
+        )
+        prev = digest
+    return entries
