@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 
@@ -14,9 +15,10 @@ from edged.config import (
     load_collector_config,
     load_config,
 )
-from edged.errors import ConfigError, JournalError
+from edged.errors import ConfigError, EdgedError, JournalError
 from edged.sdnotify import Notifier
 
+EX_FAILURE = 1
 EX_IOERR = 74  # sysexits.h: the journal cannot be used
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd should not restart
 
@@ -34,6 +36,14 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--log-level", choices=("debug", "info", "warning", "error"), help="default info"
         )
+        if name == "collector":
+            cmd.add_argument(
+                "action",
+                nargs="?",
+                choices=("run", "status"),
+                default="run",
+                help="run (default), or status: print the database's per-terminal report as JSON",
+            )
     return parser
 
 
@@ -70,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             from edged import daemon
 
             asyncio.run(daemon.run(load_config(args.config)))
+        elif args.action == "status":
+            from edged.collector import collector_report
+
+            report = collector_report(load_collector_config(args.config).collector.db)
+            print(json.dumps(report, indent=2))
         else:
             asyncio.run(_collector(load_collector_config(args.config)))
     except ConfigError as exc:
@@ -78,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except JournalError as exc:
         print(f"edged: {exc}", file=sys.stderr)
         return EX_IOERR
+    except EdgedError as exc:  # e.g. the API socket is in use, the collector db unusable
+        print(f"edged: {exc}", file=sys.stderr)
+        return EX_FAILURE
     except KeyboardInterrupt:
         return 0
     return 0

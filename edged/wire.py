@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import msgspec
+
+T = TypeVar("T")
 
 WIRE_VERSION = 1
 DEFAULT_TOPIC_PREFIX = "edged/v1"
@@ -76,9 +80,16 @@ _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 
 
+def _decode(payload: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(payload, type=kind)
+    except RecursionError:  # msgspec gives up on absurdly deep JSON this way
+        raise msgspec.DecodeError("JSON nested too deeply") from None
+
+
 def decode_tx(payload: bytes) -> TxBatch:
     """Decode a tx payload; raises msgspec.ValidationError/DecodeError naming the JSON path."""
-    batch = msgspec.json.decode(payload, type=TxBatch)
+    batch = _decode(payload, TxBatch)
     if batch.v != WIRE_VERSION:
         raise msgspec.ValidationError(f"unsupported version {batch.v} - at `$.v`")
     return batch
@@ -86,7 +97,7 @@ def decode_tx(payload: bytes) -> TxBatch:
 
 def decode_ack(payload: bytes) -> Ack:
     """Decode an ack payload; raises msgspec.ValidationError/DecodeError naming the JSON path."""
-    ack = msgspec.json.decode(payload, type=Ack)
+    ack = _decode(payload, Ack)
     if ack.v != WIRE_VERSION:
         raise msgspec.ValidationError(f"unsupported version {ack.v} - at `$.v`")
     return ack

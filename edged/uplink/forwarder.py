@@ -101,7 +101,6 @@ class Forwarder:
         self._changed = changed  # fired on every ack that moves acked_upto
         self._inflight: deque[_InFlight] = deque()
         self._next_after = 0  # the next batch starts after this seq
-        self.highest_sent = 0  # highest seq published by this process; acks beyond are bogus
         self.batches_sent = 0
         self.resends = 0  # go-back-N restarts after an ack timeout
         self._timeout_warned = False
@@ -179,7 +178,6 @@ class Forwarder:
             first, last = entries[0].seq, entries[-1].seq
             self._inflight.append(_InFlight(first, last, time.monotonic()))
             self._next_after = last
-            self.highest_sent = max(self.highest_sent, last)
             self.batches_sent += 1
             # Tasks start in creation order, so paho sends the batches in seq order.
             tg.create_task(
@@ -206,11 +204,10 @@ class Forwarder:
         if ack.upto <= acked:
             log.debug("ack_stale", topic=topic, upto=ack.upto, acked_upto=acked)
             return
-        if ack.upto > self.highest_sent:
+        last_seq = self._journal.stats().last_seq
+        if ack.upto > last_seq:  # an ack for entries sent before a restart is legitimate
             self._bogus(
-                topic,
-                f"upto {ack.upto} is beyond the highest seq sent ({self.highest_sent})",
-                payload,
+                topic, f"upto {ack.upto} is beyond the journal's last seq ({last_seq})", payload
             )
             return
         acked = await self._journal.mark_acked(ack.upto)

@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
-from edged.collector.cli import main as cli_main
+from edged.cli import main as cli_main
 from edged.collector.store import (
     SCHEMA_VERSION,
     CollectorStore,
@@ -357,9 +357,9 @@ def test_status_command_prints_the_report(
     config = tmp_path / "collector.toml"
     config.write_text(f'[uplink]\nhost = "127.0.0.1"\n[collector]\ndb = "sqlite:///{db_path}"\n')
     capsys.readouterr()  # drop the store's log lines
-    assert cli_main(["status", "--config", str(config)]) == 0
+    assert cli_main(["collector", "--config", str(config), "status"]) == 0
     report = msgspec.json.decode(capsys.readouterr().out)
     assert report["terminals"][0]["contiguous_upto"] == 2
     config.write_text('[collector]\ndb = "sqlite:///x.db"\n')
-    assert cli_main(["status", "--config", str(config)]) == 78
+    assert cli_main(["collector", "--config", str(config), "status"]) == 78
     assert "uplink" in capsys.readouterr().err
