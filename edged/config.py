@@ -172,6 +172,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     file = Path(path)
     raw = _load_toml(file)
     raw.pop("source", None)
+    if "devices" in raw:
+        raise ConfigError(
+            str(file),
+            "devices",
+            "device drivers (printer, scanner, payment) are not in this release; "
+            "remove the [devices.*] sections",
+        )
     cfg = _convert(file, raw, Config)
     base = file.resolve().parent
     try:

@@ -52,6 +52,7 @@ def test_uplink_defaults(tmp_path: Path) -> None:
         (GOOD + "colour = 1\n", "terminal.colour", "unknown key"),
         (GOOD + "[journal]\nsize = 1\n", "journal.size", "unknown key"),
         (GOOD + "[printer]\n", "printer", "unknown key"),
+        (GOOD + '[devices.printer]\ndriver = "sim"\n', "devices", "not in this release"),
         ('[terminal]\nstore_id = 5\nterminal_id = "t"\n', "terminal.store_id", "expected str"),
         ('[terminal]\nstore_id = "a b"\nterminal_id = "t"\n', "terminal.store_id", "1 to 32"),
         (
