@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -251,3 +254,31 @@ def test_corrupt_journal_is_a_startup_error(tmp_path: Path) -> None:
         daemon.start()
     assert "not a SQLite file" in daemon.log.read_text()
     assert Path(daemon.journal).read_bytes().startswith(b"garbage")
+
+
+def test_systemd_notifications_from_the_real_process(tmp_path: Path) -> None:
+    """READY with a STATUS line, WATCHDOG pings at half of WATCHDOG_USEC, STOPPING on SIGTERM."""
+    daemon = DaemonProcess(tmp_path)
+    notify_path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(20)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edged.cli", "run", "--config", str(daemon.config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            seen: list[bytes] = []
+            while seen.count(b"WATCHDOG=1") < 3:
+                seen += notify.recv(4096).split(b"\n")
+            assert b"READY=1" in seen
+            assert any(f.startswith(b"STATUS=link disabled, 0 pending") for f in seen)
+            proc.send_signal(signal.SIGTERM)
+            while b"STOPPING=1" not in seen:
+                seen += notify.recv(4096).split(b"\n")
+            assert proc.wait(20) == 0
+        finally:
+            proc.kill()
