@@ -37,6 +37,10 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 _DECIMAL_QTY = re.compile(r"-?\d{1,9}(\.\d{1,6})?")
 _MASKED_PAN = re.compile(r"\d{6}[*Xx]{3,9}\d{4}")
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+_SPECIAL_KEYS = SECRET_KEYS | MONEY_KEYS | {"masked_pan"}
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -50,6 +54,8 @@ def _luhn_ok(digits: str) -> bool:
 
 
 def _is_uuid(text: str) -> bool:
+    if _CANONICAL_UUID.fullmatch(text):
+        return True  # the usual spelling, which uuid.UUID accepts; the rest is checked by it
     try:
         uuid.UUID(text)
     except ValueError:
@@ -92,35 +98,49 @@ class _Checker:
         return True
 
     def walk(self, path: str, value: Any, *, in_payment: bool, depth: int = 0) -> None:
-        """Checks that hold anywhere in a sale: money keys, safe integers, no card secrets."""
+        """Checks that hold anywhere in a sale: money keys, safe integers, no card secrets.
+
+        Hot path (every commit): plain str/int children are checked inline and a child's
+        path is only built when it is reported or descended into.
+        """
         if depth > MAX_DEPTH and isinstance(value, dict | list):
             self.add(path, f"nested deeper than {MAX_DEPTH} levels")
         elif isinstance(value, dict):
             for key, item in value.items():
-                sub = f"{path}.{key}"
                 lowered = key.lower()
-                if lowered in SECRET_KEYS:
-                    self.add(
-                        sub,
-                        "card secrets (full PAN, track data, CVV, PIN) must not be "
-                        "stored; keep only masked_pan, scheme, auth_code, terminal_ref",
-                    )
+                if lowered in _SPECIAL_KEYS:
+                    if lowered in SECRET_KEYS:
+                        self.add(
+                            f"{path}.{key}",
+                            "card secrets (full PAN, track data, CVV, PIN) must not be "
+                            "stored; keep only masked_pan, scheme, auth_code, terminal_ref",
+                        )
+                        continue
+                    if lowered in MONEY_KEYS and type(item) is not int:
+                        self.money(f"{path}.{key}", item)
+                    if lowered == "masked_pan" and not (
+                        isinstance(item, str) and _MASKED_PAN.fullmatch(item)
+                    ):
+                        self.add(
+                            f"{path}.{key}",
+                            "must be first 6 and last 4 digits with the middle masked, "
+                            "e.g. 411111******1111",
+                        )
+                        continue
+                kind = type(item)
+                paying = in_payment or (key == "payments" and path == "sale")
+                if kind is str and not paying:
+                    continue  # a string outside the payments holds nothing to check
+                if kind is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
                     continue
-                if lowered in MONEY_KEYS:
-                    self.money(sub, item)
-                if lowered == "masked_pan" and not (
-                    isinstance(item, str) and _MASKED_PAN.fullmatch(item)
-                ):
-                    self.add(
-                        sub,
-                        "must be first 6 and last 4 digits with the middle masked, "
-                        "e.g. 411111******1111",
-                    )
-                    continue
-                paying = in_payment or sub == "sale.payments"
-                self.walk(sub, item, in_payment=paying, depth=depth + 1)
+                self.walk(f"{path}.{key}", item, in_payment=paying, depth=depth + 1)
         elif isinstance(value, list):
             for i, item in enumerate(value):
+                kind = type(item)
+                if kind is str and not in_payment:
+                    continue
+                if kind is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                    continue
                 self.walk(f"{path}[{i}]", item, in_payment=in_payment, depth=depth + 1)
         elif _is_int(value) and abs(value) > MAX_SAFE_INT:
             self.add(path, f"integer {value} is beyond ±2^53-1, which JSON cannot carry exactly")

@@ -95,6 +95,7 @@ class Journal:
         self, db: aiosqlite.Connection, path: Path, store_id: str, terminal_id: str, fmt: str
     ) -> None:
         self._db = db
+        self._loop = asyncio.get_running_loop()
         self.path = path
         self.store_id = store_id
         self.terminal_id = terminal_id
@@ -106,7 +107,8 @@ class Journal:
         self._oldest_pending: str | None = None
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
-        self._committed = asyncio.Condition()
+        # Replaced by a fresh Event at each group commit; set once that commit is on disk.
+        self._committed = asyncio.Event()
         self._transactions = 0
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
@@ -204,11 +206,12 @@ class Journal:
             raise ValidationError([Problem("sale", str(exc))]) from None
         if self._closing:
             raise JournalError("the journal is closing; retry after the daemon restarts")
-        future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[CommitResult] = self._loop.create_future()
         self._queue.append(_Pending(sale["id"], sale_json, future))
         self._wake.set()
-        # A client that goes away must not cancel a commit that may already be on disk.
-        return await asyncio.shield(future)
+        # A caller that goes away cancels only this future: the queued sale is still written
+        # (the writer skips futures that are done), so a commit on disk is never undone.
+        return await future
 
     async def _write_loop(self) -> None:
         while True:
@@ -257,6 +260,8 @@ class Journal:
         for item in followers:
             first = fresh[item.sale_id]
             outcome = results[item.sale_id]
+            if item.future.done():
+                continue  # its caller went away
             if isinstance(outcome, Exception):
                 item.future.set_exception(outcome)
             elif item.sale_json == first.sale_json:
@@ -290,8 +295,8 @@ class Journal:
         if self._oldest_pending is None:
             self._oldest_pending = created_at
         self._last_seq, self._last_hash = seq, prev
-        async with self._committed:
-            self._committed.notify_all()
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
         return results
 
     async def _insert_checking_duplicates(
@@ -351,8 +356,8 @@ class Journal:
 
     async def wait_committed(self, after_seq: int) -> None:
         """Return once an entry with seq > after_seq exists."""
-        async with self._committed:
-            await self._committed.wait_for(lambda: self._last_seq > after_seq)
+        while self._last_seq <= after_seq:
+            await self._committed.wait()
 
     # -- outbox and retention ------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,14 @@ import structlog
 from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
 from edged.cli import main as cli_main
 from edged.collector.store import (
+    INSERT_ROWS_MAX,
     SCHEMA_VERSION,
     CollectorStore,
     CollectorStoreError,
+    _accept_fast,
+    _check_entry_exact,
+    _Rejected,
+    check_entry,
     collector_report,
 )
 from edged.wire import Entry
@@ -27,6 +33,17 @@ S, T = "s1", "t1"
 def make_chain(n: int, *, start: int = 1, prev: bytes = GENESIS_HASH, tag: str = "") -> list[Entry]:
     """A valid hash chain of n entries for terminal S/T."""
     return support_chain(S, T, n, start=start, prev=prev, tag=tag)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`edged collector status` configures logging onto pytest's captured (then closed) stream."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
 
 
 @pytest.fixture
@@ -363,3 +380,141 @@ def test_status_command_prints_the_report(
     config.write_text('[collector]\ndb = "sqlite:///x.db"\n')
     assert cli_main(["collector", "--config", str(config), "status"]) == 78
     assert "uplink" in capsys.readouterr().err
+
+
+def forge(
+    seq: int,
+    prev: bytes,
+    *,
+    sale: bytes,
+    sale_id: str = "9b2c7a52-1f0e-4a53-9c43-6f2b0f4f3a10",
+    receipt_no: str = "s1-t1-000001",
+    created_at: str = "2026-11-23T09:41:00.123Z",
+    prev_hex: str | None = None,
+    hash_hex: str | None = None,
+) -> Entry:
+    """An entry whose hash is computed by the spec over these fields (the format may be off)."""
+    sale_json = canonical(msgspec.json.decode(sale))
+    digest = entry_hash(prev, entry_bytes(seq, sale_id, receipt_no, created_at, sale_json))
+    return Entry(
+        seq=seq,
+        id=sale_id,
+        receipt_no=receipt_no,
+        created_at=created_at,
+        prev_hash=prev.hex() if prev_hex is None else prev_hex,
+        hash=digest.hex() if hash_hex is None else hash_hex,
+        sale=msgspec.Raw(sale),
+    )
+
+
+SALE = b'{"id":"x","total":1200,"currency":"EUR"}'
+_FAST_CASES: dict[str, tuple[Entry, bool]] = {
+    "plain": (forge(1, GENESIS_HASH, sale=SALE), True),
+    "sale sent non-canonical": (forge(1, GENESIS_HASH, sale=b'{ "total" : 12, "a":[1, 2] }'), True),
+    "float in sale": (forge(1, GENESIS_HASH, sale=b'{"total":1.50,"q":1e21}'), True),
+    "seq 2^53-1": (forge(2**53 - 1, b"\x07" * 32, sale=SALE), True),
+    "non-ascii receipt": (forge(1, GENESIS_HASH, sale=SALE, receipt_no="Bon-ä-€-𝄞"), False),
+    "quote and backslash": (forge(1, GENESIS_HASH, sale=SALE, receipt_no='r"1\\2'), False),
+    "control character": (forge(1, GENESIS_HASH, sale=SALE, created_at="2026\n\x7f"), False),
+    "prev_hash upper case": (forge(2, b"\xab" * 32, sale=SALE, prev_hex="AB" * 32), False),
+    "prev_hash 31 bytes": (forge(2, b"\xab" * 31, sale=SALE), False),
+    "hash upper case": (forge(1, GENESIS_HASH, sale=SALE, hash_hex="AB" * 32), False),
+    "hash wrong": (forge(1, GENESIS_HASH, sale=SALE, hash_hex="ab" * 32), False),
+    "seq 0": (forge(0, GENESIS_HASH, sale=SALE), False),
+    "seq 2^53": (forge(2**53, GENESIS_HASH, sale=SALE), False),
+    "empty id": (forge(1, GENESIS_HASH, sale=SALE, sale_id=""), False),
+    "sale is a list": (msgspec.structs.replace(make_chain(1)[0], sale=msgspec.Raw(b"[1]")), False),
+    "sale not json": (msgspec.structs.replace(make_chain(1)[0], sale=msgspec.Raw(b"{x")), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_FAST_CASES))
+def test_fast_check_gives_the_reference_verdict_and_body(case: str) -> None:
+    entry, fast = _FAST_CASES[case]
+    assert check_entry(entry) == _check_entry_exact(entry)
+    # Plain entries take the fast path; anything unusual is left to the reference check.
+    assert (_accept_fast(entry) is not None) is fast
+
+
+def test_fast_check_refuses_a_hash_over_non_canonical_entry_bytes() -> None:
+    sale = b'{"total":1}'
+    head = b'{"id":"i1","created_at":"2026-11-23T09:41:00.123Z","receipt_no":"r1",'
+    sloppy = head + b'"sale":' + sale + b',"seq":1}'  # keys out of RFC 8785 order
+    entry = Entry(
+        seq=1,
+        id="i1",
+        receipt_no="r1",
+        created_at="2026-11-23T09:41:00.123Z",
+        prev_hash=GENESIS_HASH.hex(),
+        hash=entry_hash(GENESIS_HASH, sloppy).hex(),
+        sale=msgspec.Raw(sale),
+    )
+    checked = check_entry(entry)
+    assert isinstance(checked, _Rejected)
+    assert checked.kind == "bad_hash"
+
+
+def test_batch_larger_than_one_insert_statement_is_stored_whole(
+    store: CollectorStore, db_path: str
+) -> None:
+    chain = make_chain(2 * INSERT_ROWS_MAX + 3)
+    assert store.store_batch(S, T, chain) == len(chain)
+    assert [r[0] for r in rows(db_path)] == list(range(1, len(chain) + 1))
+    rep = report_of(store)
+    assert (rep["entries"], rep["duplicates"], rep["problems"]) == (len(chain), 0, 0)
+    assert store.store_batch(S, T, chain) == len(chain)
+    assert report_of(store)["duplicates"] == len(chain)
+
+
+def test_sale_id_reused_inside_one_batch_keeps_the_lower_seq(
+    store: CollectorStore, db_path: str
+) -> None:
+    chain = make_chain(2)
+    reused = forge(3, bytes.fromhex(chain[1].hash), sale=SALE, sale_id=chain[1].id)
+    with structlog.testing.capture_logs() as logs:
+        assert store.store_batch(S, T, [reused, *chain]) == 2
+    assert [(e["seq"], e["kind"]) for e in logs if e["event"] == "entry_rejected"] == [
+        (3, "id_conflict")
+    ]
+    assert [r[0] for r in rows(db_path)] == [1, 2]
+    (problem,) = store.problems()
+    assert (problem["kind"], problem["seq"]) == ("id_conflict", 3)
+    assert f"{S}/{T} seq 2" in problem["detail"]
+
+
+def test_same_seq_twice_in_one_batch_is_judged_in_arrival_order(
+    store: CollectorStore, db_path: str
+) -> None:
+    chain = make_chain(3)
+    store.store_batch(S, T, chain[:2])
+    # First a seq-3 entry reusing sale id 1, then the genuine seq 3: the first is an id
+    # conflict (seq 3 was free when it came), the second is stored.
+    reused = forge(3, bytes.fromhex(chain[1].hash), sale=SALE, sale_id=chain[0].id)
+    impostor = make_chain(1, start=3, prev=bytes.fromhex(chain[1].hash), tag="-other")[0]
+    with structlog.testing.capture_logs() as logs:
+        assert store.store_batch(S, T, [reused, chain[2], impostor]) == 2
+    assert [e["kind"] for e in logs if e["event"] == "entry_rejected"] == [
+        "id_conflict",
+        "seq_conflict",
+    ]
+    assert rows(db_path)[-1] == (3, chain[2].hash)
+    kinds = sorted((p["kind"], p["hash"]) for p in store.problems())
+    assert kinds == sorted([("id_conflict", reused.hash), ("seq_conflict", impostor.hash)])
+
+
+def test_problems_of_one_batch_are_recorded_in_seq_order(store: CollectorStore) -> None:
+    chain = make_chain(3)
+    store.store_batch(S, T, chain[:1])
+    impostor = make_chain(1, tag="-other")[0]
+    invalid = msgspec.structs.replace(chain[1], prev_hash="Z" * 64)
+    with structlog.testing.capture_logs() as logs:
+        assert store.store_batch(S, T, [invalid, chain[2], impostor]) == 0
+    assert [(e["seq"], e["kind"]) for e in logs if e["event"] == "entry_rejected"] == [
+        (1, "seq_conflict"),
+        (2, "invalid"),
+    ]
+    # Newest first: same timestamp, so the later-recorded (higher seq) comes first.
+    assert [(p["seq"], p["kind"]) for p in store.problems()] == [
+        (2, "invalid"),
+        (1, "seq_conflict"),
+    ]
