@@ -22,14 +22,9 @@ import msgspec
 import structlog
 
 from edged.collector.link import BrokerLink, Delivery, LinkError, LinkSettings
-from edged.collector.store import (
-    Batch,
-    CollectorStore,
-    CollectorStoreError,
-    TerminalKey,
-    TerminalReport,
-    sqlite_path,
-)
+from edged.collector.report import TerminalReport
+from edged.collector.schema import CollectorStoreError, sqlite_path
+from edged.collector.store import Batch, CollectorStore, TerminalKey
 from edged.config import CollectorConfig, read_password
 from edged.errors import ConfigError
 from edged.wire import WIRE_VERSION, Ack, Topics, decode_tx, encode, parse_tx_topic, tx_filter

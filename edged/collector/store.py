@@ -18,20 +18,15 @@ from typing import Any
 import msgspec
 import structlog
 
-from edged.chain import MAX_SAFE_INT, CanonicalError, canonical, entry_bytes, entry_hash
 from edged.clock import utc_now_iso
-from edged.errors import EdgedError
+from edged.collector.report import TerminalReport, recent_problems, terminal_report
+from edged.collector.schema import CollectorStoreError, prepare
+from edged.collector.verify import GENESIS_HEX, Rejected, check_entry
 from edged.wire import Entry
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 10_000  # several collectors may share one db file
-SQLITE_URL_PREFIX = "sqlite:///"
-GENESIS_HEX = "00" * 32
-MAX_REPORTED_GAPS = 100
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-HASH_HEX_LEN = 64
 INSERT_ROWS_MAX = 500  # 11 variables a row: well under SQLite's 32766 per statement
 
 _INSERT_MANY_HEAD = (
@@ -41,102 +36,9 @@ _INSERT_MANY_HEAD = (
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_MANY_TAIL = " ON CONFLICT DO NOTHING RETURNING seq"
 
-_SCHEMA = """
-CREATE TABLE transactions (
-    store_id     TEXT NOT NULL,
-    terminal_id  TEXT NOT NULL,
-    seq          INTEGER NOT NULL,
-    id           TEXT NOT NULL,
-    receipt_no   TEXT NOT NULL,
-    created_at   TEXT NOT NULL,   -- the terminal's clock, RFC 3339 UTC
-    prev_hash    TEXT NOT NULL,   -- lowercase hex
-    hash         TEXT NOT NULL,   -- lowercase hex, verified on arrival
-    body         TEXT NOT NULL,   -- RFC 8785 JSON of the whole entry, sale included
-    received_at  TEXT NOT NULL,   -- the collector's clock, RFC 3339 UTC
-    received_by  TEXT NOT NULL,   -- MQTT client id of the collector that stored it
-    UNIQUE (store_id, terminal_id, seq),
-    UNIQUE (id)
-);
-CREATE TABLE terminals (
-    store_id         TEXT NOT NULL,
-    terminal_id      TEXT NOT NULL,
-    contiguous_upto  INTEGER NOT NULL,  -- everything <= this is stored and chain-verified
-    last_hash        TEXT NOT NULL,     -- hash of the entry at contiguous_upto
-    max_seq          INTEGER NOT NULL,  -- highest seq stored
-    gap_from         INTEGER,           -- first missing seq while later ones are stored
-    gap_to           INTEGER,           -- last missing seq of that gap
-    chain_broken_at  INTEGER,           -- stored seq whose prev_hash does not link
-    entries          INTEGER NOT NULL,
-    duplicates       INTEGER NOT NULL,  -- resent entries absorbed
-    problems         INTEGER NOT NULL,  -- rejected or conflicting entries received
-    first_seen_at    TEXT NOT NULL,
-    last_seen_at     TEXT NOT NULL,
-    PRIMARY KEY (store_id, terminal_id)
-);
-CREATE TABLE problems (
-    store_id     TEXT NOT NULL,
-    terminal_id  TEXT NOT NULL,
-    seq          INTEGER NOT NULL,
-    kind         TEXT NOT NULL,  -- invalid | bad_hash | seq_conflict | id_conflict
-    hash         TEXT NOT NULL,  -- the hash the entry claimed
-    detail       TEXT NOT NULL,
-    body         TEXT NOT NULL,  -- the entry as received, kept as evidence
-    first_at     TEXT NOT NULL,
-    last_at      TEXT NOT NULL,
-    count        INTEGER NOT NULL,
-    UNIQUE (store_id, terminal_id, seq, kind, hash)
-);
-"""
-
-
-class CollectorStoreError(EdgedError):
-    """The collector's database cannot be opened, read or written."""
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalReport:
-    """One terminal as the store sees it; `gaps` are inclusive (from, to) ranges of missing seq."""
-
-    store_id: str
-    terminal_id: str
-    contiguous_upto: int
-    max_seq: int
-    entries: int
-    gaps: list[tuple[int, int]]
-    chain_broken_at: int | None
-    duplicates: int
-    problems: int
-    first_seen_at: str
-    last_seen_at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "store_id": self.store_id,
-            "terminal_id": self.terminal_id,
-            "contiguous_upto": self.contiguous_upto,
-            "max_seq": self.max_seq,
-            "entries": self.entries,
-            "gaps": [list(g) for g in self.gaps],
-            "chain_broken_at": self.chain_broken_at,
-            "duplicates": self.duplicates,
-            "problems": self.problems,
-            "first_seen_at": self.first_seen_at,
-            "last_seen_at": self.last_seen_at,
-        }
-
 
 Batch = tuple[str, str, Sequence[Entry]]
 TerminalKey = tuple[str, str]
-
-
-def sqlite_path(db_url: str) -> str:
-    """The file path of a `sqlite:///PATH` URL."""
-    if not db_url.startswith(SQLITE_URL_PREFIX):
-        raise CollectorStoreError(f"unsupported database URL {db_url!r}; use sqlite:///PATH")
-    path = db_url.removeprefix(SQLITE_URL_PREFIX)
-    if not path:
-        raise CollectorStoreError("database URL sqlite:/// has no path; use sqlite:///PATH")
-    return path
 
 
 @dataclass(slots=True)
@@ -180,7 +82,7 @@ class CollectorStore:
         except sqlite3.Error as exc:
             raise CollectorStoreError(f"cannot open collector db {path}: {exc}") from exc
         try:
-            _prepare(conn, path)
+            prepare(conn, path)
         except sqlite3.Error as exc:
             conn.close()
             raise CollectorStoreError(f"cannot prepare collector db {path}: {exc}") from exc
@@ -290,7 +192,7 @@ class CollectorStore:
         if len(inserted) == len(checked):
             return
         for entry, body in zip(entries, checked, strict=True):
-            if isinstance(body, _Rejected):
+            if isinstance(body, Rejected):
                 _record_problem(conn, state, entry, key=key, rejected=body, now=now)
             elif entry.seq not in inserted:
                 self._not_inserted(conn, key, state, entry, now)
@@ -301,11 +203,11 @@ class CollectorStore:
         key: TerminalKey,
         state: _State,
         entry: Entry,
-        checked: str | _Rejected,
+        checked: str | Rejected,
         *,
         now: str,
     ) -> None:
-        if isinstance(checked, _Rejected):
+        if isinstance(checked, Rejected):
             _record_problem(conn, state, entry, key=key, rejected=checked, now=now)
             return
         cur = conn.execute(
@@ -346,7 +248,7 @@ class CollectorStore:
                 state.duplicates += 1
                 return
             detail = f"seq {entry.seq} is already stored with hash {row[0]}"
-            rejected = _Rejected("seq_conflict", detail)
+            rejected = Rejected("seq_conflict", detail)
             _record_problem(conn, state, entry, key=key, rejected=rejected, now=now)
             return
         other = conn.execute(
@@ -354,7 +256,7 @@ class CollectorStore:
         ).fetchone()
         where = f"{other[0]}/{other[1]} seq {other[2]}" if other else "another entry"
         detail = f"sale id {entry.id} is already stored as {where}"
-        rejected = _Rejected("id_conflict", detail)
+        rejected = Rejected("id_conflict", detail)
         _record_problem(conn, state, entry, key=key, rejected=rejected, now=now)
 
     def terminal_report(self) -> list[TerminalReport]:
@@ -372,19 +274,13 @@ class CollectorStore:
             raise CollectorStoreError(f"collector db {self.path}: cannot read: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class _Rejected:
-    kind: str
-    detail: str
-
-
 def _record_problem(
     conn: sqlite3.Connection,
     state: _State,
     entry: Entry,
     *,
     key: TerminalKey,
-    rejected: _Rejected,
+    rejected: Rejected,
     now: str,
 ) -> None:
     """Keep a rejected entry as evidence, hold `upto` below it, and log it."""
@@ -421,141 +317,6 @@ def _record_problem(
 
 def _seq_of(entry: Entry) -> int:
     return entry.seq
-
-
-def check_entry(entry: Entry) -> str | _Rejected:
-    """The entry's canonical body if it is well-formed and its hash verifies, else why not."""
-    body = _accept_fast(entry)
-    return body if body is not None else _check_entry_exact(entry)
-
-
-def _plain(text: str) -> bool:
-    """True if RFC 8785 writes `text` verbatim in quotes: printable ASCII without `"` or `\\`."""
-    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
-
-
-def _accept_fast(entry: Entry) -> str | None:
-    """`_check_entry_exact`'s body for an entry it accepts, cheaper; None means "ask it".
-
-    It accepts nothing the exact check would refuse. The sale is still `canonical(sale)` and the
-    hash still `entry_hash` over the entry's canonical bytes; those bytes are assembled here
-    (as `entry_bytes` would) only when every string field is plain, so it needs no escaping.
-    """
-    seq, sale_id, receipt_no, created_at = entry.seq, entry.id, entry.receipt_no, entry.created_at
-    prev_hex, hash_hex = entry.prev_hash, entry.hash
-    if not (
-        type(seq) is int
-        and 1 <= seq <= MAX_SAFE_INT
-        and sale_id
-        and receipt_no
-        and created_at
-        and len(prev_hex) == HASH_HEX_LEN
-        and _plain(sale_id)
-        and _plain(receipt_no)
-        and _plain(created_at)
-    ):
-        return None
-    try:
-        sale = msgspec.json.decode(entry.sale)
-        if not isinstance(sale, dict):
-            return None
-        sale_json = canonical(sale)
-        prev = bytes.fromhex(prev_hex)
-    except (ValueError, TypeError, RecursionError):  # DecodeError and CanonicalError included
-        return None
-    if prev.hex() != prev_hex:  # fromhex also takes upper case and spaces
-        return None
-    # Keys in RFC 8785 order: created_at, id, receipt_no, sale, seq (as `entry_bytes`).
-    tail = b'","receipt_no":"%b","sale":%b,"seq":%d}' % (receipt_no.encode(), sale_json, seq)
-    hashed = b'{"created_at":"%b","id":"%b%b' % (created_at.encode(), sale_id.encode(), tail)
-    # hex() of a digest is 64 lowercase hex digits: equality also proves the format of `hash`.
-    if entry_hash(prev, hashed).hex() != hash_hex:
-        return None
-    # The body adds hash and prev_hash: created_at, hash, id, prev_hash, receipt_no, sale, seq.
-    body = b'{"created_at":"%b","hash":"%b","id":"%b","prev_hash":"%b%b' % (
-        created_at.encode(),
-        hash_hex.encode(),
-        sale_id.encode(),
-        prev_hex.encode(),
-        tail,
-    )
-    return body.decode()
-
-
-def _check_entry_exact(entry: Entry) -> str | _Rejected:
-    """The reference check: every rejection, with its reason, comes from here."""
-    if not 1 <= entry.seq <= MAX_SAFE_INT:
-        return _Rejected("invalid", f"seq {entry.seq} is not in 1..2^53-1")
-    for name, value in (("prev_hash", entry.prev_hash), ("hash", entry.hash)):
-        if not _HEX64.fullmatch(value):
-            return _Rejected("invalid", f"{name} is not 64 lowercase hex digits")
-    if not entry.id or not entry.receipt_no or not entry.created_at:
-        return _Rejected("invalid", "id, receipt_no and created_at must be non-empty")
-    try:
-        sale = msgspec.json.decode(entry.sale)
-        if not isinstance(sale, dict):
-            return _Rejected("invalid", "sale is not a JSON object")
-        sale_json = canonical(sale)
-        head = canonical(
-            {
-                "created_at": entry.created_at,
-                "hash": entry.hash,
-                "id": entry.id,
-                "prev_hash": entry.prev_hash,
-                "receipt_no": entry.receipt_no,
-            }
-        )
-        computed = entry_hash(
-            bytes.fromhex(entry.prev_hash),
-            entry_bytes(entry.seq, entry.id, entry.receipt_no, entry.created_at, sale_json),
-        ).hex()
-    except (msgspec.DecodeError, CanonicalError) as exc:
-        return _Rejected("invalid", f"sale has no canonical JSON form: {exc}")
-    except RecursionError:
-        return _Rejected("invalid", "sale is nested too deeply")
-    if computed != entry.hash:
-        return _Rejected("bad_hash", f"hash does not match the entry (computed {computed})")
-    # Keys in RFC 8785 order: created_at, hash, id, prev_hash, receipt_no, sale, seq.
-    body = head[:-1] + b',"sale":' + sale_json + b',"seq":' + str(entry.seq).encode() + b"}"
-    return body.decode("utf-8")
-
-
-def _prepare(conn: sqlite3.Connection, path: str) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise CollectorStoreError(
-            f"collector db {path}: cannot switch to WAL (journal_mode is {mode}); "
-            "put it on a local file system"
-        )
-    conn.execute("PRAGMA synchronous = FULL")
-    _migrate(conn, path)
-
-
-def _migrate(conn: sqlite3.Connection, path: str) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == SCHEMA_VERSION:
-        return
-    if version > SCHEMA_VERSION:
-        raise CollectorStoreError(
-            f"collector db {path} has schema version {version}, newer than this edged "
-            f"({SCHEMA_VERSION}); upgrade edged"
-        )
-    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-    if tables:
-        raise CollectorStoreError(
-            f"{path} holds tables but no edged schema version; it is not a collector db"
-        )
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _load_state(conn: sqlite3.Connection, key: TerminalKey) -> _State:
@@ -647,91 +408,3 @@ def _save_state(conn: sqlite3.Connection, key: TerminalKey, state: _State) -> No
             state.touched_at,
         ),
     )
-
-
-def _gaps(
-    conn: sqlite3.Connection, store_id: str, terminal_id: str, upto: int
-) -> list[tuple[int, int]]:
-    gaps: list[tuple[int, int]] = []
-    expect = upto + 1
-    rows = conn.execute(
-        "SELECT seq FROM transactions WHERE store_id = ? AND terminal_id = ? AND seq > ?"
-        " ORDER BY seq",
-        (store_id, terminal_id, upto),
-    )
-    for (seq,) in rows:
-        if seq > expect:
-            gaps.append((expect, seq - 1))
-            if len(gaps) >= MAX_REPORTED_GAPS:
-                break
-        expect = seq + 1
-    rows.close()
-    return gaps
-
-
-def terminal_report(conn: sqlite3.Connection) -> list[TerminalReport]:
-    """Per-terminal report from an open connection (read-only use is fine)."""
-    rows = conn.execute(
-        "SELECT store_id, terminal_id, contiguous_upto, max_seq, entries, chain_broken_at,"
-        " duplicates, problems, first_seen_at, last_seen_at FROM terminals"
-        " ORDER BY store_id, terminal_id"
-    ).fetchall()
-    return [
-        TerminalReport(
-            store_id=r[0],
-            terminal_id=r[1],
-            contiguous_upto=r[2],
-            max_seq=r[3],
-            entries=r[4],
-            gaps=_gaps(conn, r[0], r[1], r[2]),
-            chain_broken_at=r[5],
-            duplicates=r[6],
-            problems=r[7],
-            first_seen_at=r[8],
-            last_seen_at=r[9],
-        )
-        for r in rows
-    ]
-
-
-def recent_problems(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT store_id, terminal_id, seq, kind, hash, detail, first_at, last_at, count"
-        " FROM problems ORDER BY last_at DESC, rowid DESC LIMIT ?",
-        (limit,),
-    ).fetchall()
-    names = ("store_id", "terminal_id", "seq", "kind", "hash", "detail", "first_at", "last_at")
-    return [dict(zip((*names, "count"), r, strict=True)) for r in rows]
-
-
-def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any]:
-    """Diagnostics of a collector db, opened read-only (safe while the collector runs)."""
-    path = sqlite_path(db_url)
-    if not Path(path).is_file():
-        raise CollectorStoreError(f"no collector db at {path}; check [collector] db")
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise CollectorStoreError(f"cannot open collector db {path} read-only: {exc}") from exc
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            raise CollectorStoreError(
-                f"{path} has schema version {version}; this edged reads {SCHEMA_VERSION}"
-            )
-        conn.execute("BEGIN")  # one consistent snapshot for the whole report
-        terminals = terminal_report(conn)
-        problems = recent_problems(conn, problems_limit)
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise CollectorStoreError(f"collector db {path}: cannot read: {exc}") from exc
-    finally:
-        conn.close()
-    return {
-        "db": path,
-        "schema_version": version,
-        "transactions": sum(t.entries for t in terminals),
-        "terminals": [t.as_dict() for t in terminals],
-        "problems": problems,
-    }

@@ -23,7 +23,7 @@ import structlog
 
 from edged.chain import GENESIS_HASH
 from edged.collector import collector_report, run_collector
-from edged.collector import store as store_module
+from edged.collector import schema as schema_module
 from edged.config import CollectorConfig, load_collector_config
 from edged.wire import Entry, Topics, TxBatch, decode_ack, encode
 from tests.support.entries import make_chain as support_chain
@@ -528,7 +528,7 @@ async def test_broker_keeps_the_batch_until_the_collector_has_committed(
 async def test_store_failure_is_retried_and_the_batch_redelivered(
     broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(schema_module, "BUSY_TIMEOUT_MS", 100)
     cfg = config(tmp_path, broker.port, client_id="c1")
     chain = make_chain("t1", 4)
     with (

@@ -13,17 +13,10 @@ import structlog
 
 from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
 from edged.cli import main as cli_main
-from edged.collector.store import (
-    INSERT_ROWS_MAX,
-    SCHEMA_VERSION,
-    CollectorStore,
-    CollectorStoreError,
-    _accept_fast,
-    _check_entry_exact,
-    _Rejected,
-    check_entry,
-    collector_report,
-)
+from edged.collector.report import collector_report
+from edged.collector.schema import SCHEMA_VERSION, CollectorStoreError
+from edged.collector.store import INSERT_ROWS_MAX, CollectorStore
+from edged.collector.verify import Rejected, _accept_fast, _check_entry_exact, check_entry
 from edged.wire import Entry
 from tests.support.entries import make_chain as support_chain
 
@@ -450,7 +443,7 @@ def test_fast_check_refuses_a_hash_over_non_canonical_entry_bytes() -> None:
         sale=msgspec.Raw(sale),
     )
     checked = check_entry(entry)
-    assert isinstance(checked, _Rejected)
+    assert isinstance(checked, Rejected)
     assert checked.kind == "bad_hash"
 
 

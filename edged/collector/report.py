@@ -1,0 +1,137 @@
+"""Read-side diagnostics of a collector database: per terminal progress, gaps and problems."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edged.collector.schema import (
+    BUSY_TIMEOUT_MS,
+    SCHEMA_VERSION,
+    CollectorStoreError,
+    sqlite_path,
+)
+
+MAX_REPORTED_GAPS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalReport:
+    """One terminal as the store sees it; `gaps` are inclusive (from, to) ranges of missing seq."""
+
+    store_id: str
+    terminal_id: str
+    contiguous_upto: int
+    max_seq: int
+    entries: int
+    gaps: list[tuple[int, int]]
+    chain_broken_at: int | None
+    duplicates: int
+    problems: int
+    first_seen_at: str
+    last_seen_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "store_id": self.store_id,
+            "terminal_id": self.terminal_id,
+            "contiguous_upto": self.contiguous_upto,
+            "max_seq": self.max_seq,
+            "entries": self.entries,
+            "gaps": [list(g) for g in self.gaps],
+            "chain_broken_at": self.chain_broken_at,
+            "duplicates": self.duplicates,
+            "problems": self.problems,
+            "first_seen_at": self.first_seen_at,
+            "last_seen_at": self.last_seen_at,
+        }
+
+
+def _gaps(
+    conn: sqlite3.Connection, store_id: str, terminal_id: str, upto: int
+) -> list[tuple[int, int]]:
+    gaps: list[tuple[int, int]] = []
+    expect = upto + 1
+    rows = conn.execute(
+        "SELECT seq FROM transactions WHERE store_id = ? AND terminal_id = ? AND seq > ?"
+        " ORDER BY seq",
+        (store_id, terminal_id, upto),
+    )
+    for (seq,) in rows:
+        if seq > expect:
+            gaps.append((expect, seq - 1))
+            if len(gaps) >= MAX_REPORTED_GAPS:
+                break
+        expect = seq + 1
+    rows.close()
+    return gaps
+
+
+def terminal_report(conn: sqlite3.Connection) -> list[TerminalReport]:
+    """Per-terminal report from an open connection (read-only use is fine)."""
+    rows = conn.execute(
+        "SELECT store_id, terminal_id, contiguous_upto, max_seq, entries, chain_broken_at,"
+        " duplicates, problems, first_seen_at, last_seen_at FROM terminals"
+        " ORDER BY store_id, terminal_id"
+    ).fetchall()
+    return [
+        TerminalReport(
+            store_id=r[0],
+            terminal_id=r[1],
+            contiguous_upto=r[2],
+            max_seq=r[3],
+            entries=r[4],
+            gaps=_gaps(conn, r[0], r[1], r[2]),
+            chain_broken_at=r[5],
+            duplicates=r[6],
+            problems=r[7],
+            first_seen_at=r[8],
+            last_seen_at=r[9],
+        )
+        for r in rows
+    ]
+
+
+def recent_problems(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT store_id, terminal_id, seq, kind, hash, detail, first_at, last_at, count"
+        " FROM problems ORDER BY last_at DESC, rowid DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    names = ("store_id", "terminal_id", "seq", "kind", "hash", "detail", "first_at", "last_at")
+    return [dict(zip((*names, "count"), r, strict=True)) for r in rows]
+
+
+def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any]:
+    """Diagnostics of a collector db, opened read-only (safe while the collector runs)."""
+    path = sqlite_path(db_url)
+    if not Path(path).is_file():
+        raise CollectorStoreError(f"no collector db at {path}; check [collector] db")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise CollectorStoreError(f"cannot open collector db {path} read-only: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise CollectorStoreError(
+                f"{path} has schema version {version}; this edged reads {SCHEMA_VERSION}"
+            )
+        conn.execute("BEGIN")  # one consistent snapshot for the whole report
+        terminals = terminal_report(conn)
+        problems = recent_problems(conn, problems_limit)
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise CollectorStoreError(f"collector db {path}: cannot read: {exc}") from exc
+    finally:
+        conn.close()
+    return {
+        "db": path,
+        "schema_version": version,
+        "transactions": sum(t.entries for t in terminals),
+        "terminals": [t.as_dict() for t in terminals],
+        "problems": problems,
+    }

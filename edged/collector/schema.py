@@ -1,0 +1,120 @@
+"""The collector's database file: its URL, schema and migrations, and the error it raises."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import structlog
+
+from edged.errors import EdgedError
+
+log = structlog.get_logger(__name__)
+
+
+SCHEMA_VERSION = 1
+
+
+BUSY_TIMEOUT_MS = 10_000  # several collectors may share one db file
+
+
+SQLITE_URL_PREFIX = "sqlite:///"
+
+
+_SCHEMA = """
+CREATE TABLE transactions (
+    store_id     TEXT NOT NULL,
+    terminal_id  TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    id           TEXT NOT NULL,
+    receipt_no   TEXT NOT NULL,
+    created_at   TEXT NOT NULL,   -- the terminal's clock, RFC 3339 UTC
+    prev_hash    TEXT NOT NULL,   -- lowercase hex
+    hash         TEXT NOT NULL,   -- lowercase hex, verified on arrival
+    body         TEXT NOT NULL,   -- RFC 8785 JSON of the whole entry, sale included
+    received_at  TEXT NOT NULL,   -- the collector's clock, RFC 3339 UTC
+    received_by  TEXT NOT NULL,   -- MQTT client id of the collector that stored it
+    UNIQUE (store_id, terminal_id, seq),
+    UNIQUE (id)
+);
+CREATE TABLE terminals (
+    store_id         TEXT NOT NULL,
+    terminal_id      TEXT NOT NULL,
+    contiguous_upto  INTEGER NOT NULL,  -- everything <= this is stored and chain-verified
+    last_hash        TEXT NOT NULL,     -- hash of the entry at contiguous_upto
+    max_seq          INTEGER NOT NULL,  -- highest seq stored
+    gap_from         INTEGER,           -- first missing seq while later ones are stored
+    gap_to           INTEGER,           -- last missing seq of that gap
+    chain_broken_at  INTEGER,           -- stored seq whose prev_hash does not link
+    entries          INTEGER NOT NULL,
+    duplicates       INTEGER NOT NULL,  -- resent entries absorbed
+    problems         INTEGER NOT NULL,  -- rejected or conflicting entries received
+    first_seen_at    TEXT NOT NULL,
+    last_seen_at     TEXT NOT NULL,
+    PRIMARY KEY (store_id, terminal_id)
+);
+CREATE TABLE problems (
+    store_id     TEXT NOT NULL,
+    terminal_id  TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    kind         TEXT NOT NULL,  -- invalid | bad_hash | seq_conflict | id_conflict
+    hash         TEXT NOT NULL,  -- the hash the entry claimed
+    detail       TEXT NOT NULL,
+    body         TEXT NOT NULL,  -- the entry as received, kept as evidence
+    first_at     TEXT NOT NULL,
+    last_at      TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    UNIQUE (store_id, terminal_id, seq, kind, hash)
+);
+"""
+
+
+class CollectorStoreError(EdgedError):
+    """The collector's database cannot be opened, read or written."""
+
+
+def sqlite_path(db_url: str) -> str:
+    """The file path of a `sqlite:///PATH` URL."""
+    if not db_url.startswith(SQLITE_URL_PREFIX):
+        raise CollectorStoreError(f"unsupported database URL {db_url!r}; use sqlite:///PATH")
+    path = db_url.removeprefix(SQLITE_URL_PREFIX)
+    if not path:
+        raise CollectorStoreError("database URL sqlite:/// has no path; use sqlite:///PATH")
+    return path
+
+
+def prepare(conn: sqlite3.Connection, path: str) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise CollectorStoreError(
+            f"collector db {path}: cannot switch to WAL (journal_mode is {mode}); "
+            "put it on a local file system"
+        )
+    conn.execute("PRAGMA synchronous = FULL")
+    _migrate(conn, path)
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise CollectorStoreError(
+            f"collector db {path} has schema version {version}, newer than this edged "
+            f"({SCHEMA_VERSION}); upgrade edged"
+        )
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    if tables:
+        raise CollectorStoreError(
+            f"{path} holds tables but no edged schema version; it is not a collector db"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,118 @@
+"""Checking one received entry: well-formed, canonical, and its hash recomputed from the spec."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import msgspec
+
+from edged.chain import MAX_SAFE_INT, CanonicalError, canonical, entry_bytes, entry_hash
+from edged.wire import Entry
+
+GENESIS_HEX = "00" * 32  # what seq 1 chains from
+HASH_HEX_LEN = 64
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    kind: str
+    detail: str
+
+
+def check_entry(entry: Entry) -> str | Rejected:
+    """The entry's canonical body if it is well-formed and its hash verifies, else why not."""
+    body = _accept_fast(entry)
+    return body if body is not None else _check_entry_exact(entry)
+
+
+def _plain(text: str) -> bool:
+    """True if RFC 8785 writes `text` verbatim in quotes: printable ASCII without `"` or `\\`."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+def _accept_fast(entry: Entry) -> str | None:
+    """`_check_entry_exact`'s body for an entry it accepts, cheaper; None means "ask it".
+
+    It accepts nothing the exact check would refuse. The sale is still `canonical(sale)` and the
+    hash still `entry_hash` over the entry's canonical bytes; those bytes are assembled here
+    (as `entry_bytes` would) only when every string field is plain, so it needs no escaping.
+    """
+    seq, sale_id, receipt_no, created_at = entry.seq, entry.id, entry.receipt_no, entry.created_at
+    prev_hex, hash_hex = entry.prev_hash, entry.hash
+    if not (
+        type(seq) is int
+        and 1 <= seq <= MAX_SAFE_INT
+        and sale_id
+        and receipt_no
+        and created_at
+        and len(prev_hex) == HASH_HEX_LEN
+        and _plain(sale_id)
+        and _plain(receipt_no)
+        and _plain(created_at)
+    ):
+        return None
+    try:
+        sale = msgspec.json.decode(entry.sale)
+        if not isinstance(sale, dict):
+            return None
+        sale_json = canonical(sale)
+        prev = bytes.fromhex(prev_hex)
+    except (ValueError, TypeError, RecursionError):  # DecodeError and CanonicalError included
+        return None
+    if prev.hex() != prev_hex:  # fromhex also takes upper case and spaces
+        return None
+    # Keys in RFC 8785 order: created_at, id, receipt_no, sale, seq (as `entry_bytes`).
+    tail = b'","receipt_no":"%b","sale":%b,"seq":%d}' % (receipt_no.encode(), sale_json, seq)
+    hashed = b'{"created_at":"%b","id":"%b%b' % (created_at.encode(), sale_id.encode(), tail)
+    # hex() of a digest is 64 lowercase hex digits: equality also proves the format of `hash`.
+    if entry_hash(prev, hashed).hex() != hash_hex:
+        return None
+    # The body adds hash and prev_hash: created_at, hash, id, prev_hash, receipt_no, sale, seq.
+    body = b'{"created_at":"%b","hash":"%b","id":"%b","prev_hash":"%b%b' % (
+        created_at.encode(),
+        hash_hex.encode(),
+        sale_id.encode(),
+        prev_hex.encode(),
+        tail,
+    )
+    return body.decode()
+
+
+def _check_entry_exact(entry: Entry) -> str | Rejected:
+    """The reference check: every rejection, with its reason, comes from here."""
+    if not 1 <= entry.seq <= MAX_SAFE_INT:
+        return Rejected("invalid", f"seq {entry.seq} is not in 1..2^53-1")
+    for name, value in (("prev_hash", entry.prev_hash), ("hash", entry.hash)):
+        if not _HEX64.fullmatch(value):
+            return Rejected("invalid", f"{name} is not 64 lowercase hex digits")
+    if not entry.id or not entry.receipt_no or not entry.created_at:
+        return Rejected("invalid", "id, receipt_no and created_at must be non-empty")
+    try:
+        sale = msgspec.json.decode(entry.sale)
+        if not isinstance(sale, dict):
+            return Rejected("invalid", "sale is not a JSON object")
+        sale_json = canonical(sale)
+        head = canonical(
+            {
+                "created_at": entry.created_at,
+                "hash": entry.hash,
+                "id": entry.id,
+                "prev_hash": entry.prev_hash,
+                "receipt_no": entry.receipt_no,
+            }
+        )
+        computed = entry_hash(
+            bytes.fromhex(entry.prev_hash),
+            entry_bytes(entry.seq, entry.id, entry.receipt_no, entry.created_at, sale_json),
+        ).hex()
+    except (msgspec.DecodeError, CanonicalError) as exc:
+        return Rejected("invalid", f"sale has no canonical JSON form: {exc}")
+    except RecursionError:
+        return Rejected("invalid", "sale is nested too deeply")
+    if computed != entry.hash:
+        return Rejected("bad_hash", f"hash does not match the entry (computed {computed})")
+    # Keys in RFC 8785 order: created_at, hash, id, prev_hash, receipt_no, sale, seq.
+    body = head[:-1] + b',"sale":' + sale_json + b',"seq":' + str(entry.seq).encode() + b"}"
+    return body.decode("utf-8")
