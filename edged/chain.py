@@ -105,6 +105,7 @@ def _write(value: Any, out: list[str]) -> None:
 _NUMBER_NOT_PLAIN = re.compile(  # a whole number token: a fraction, an exponent, or 16+ digits
     rb"[:\[,]-?(?:[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+|[0-9]+\.[0-9]+|[0-9]{16,})(?=[,}\]]|$)"
 )
+_MAYBE_NOT_PLAIN = re.compile(rb"[0-9][.eE]|[0-9]{16}")  # cheap pre-check for the one above
 _ASTRAL = re.compile(rb"[\xf0-\xf4]")  # lead byte of a 4-byte UTF-8 sequence
 _sorted_json = msgspec.json.Encoder(order="sorted").encode
 
@@ -117,7 +118,7 @@ def canonical(value: Any) -> bytes:
         except (TypeError, UnicodeEncodeError):
             pass
         else:
-            plain = not _NUMBER_NOT_PLAIN.search(fast)
+            plain = not (_MAYBE_NOT_PLAIN.search(fast) and _NUMBER_NOT_PLAIN.search(fast))
             if plain and (fast.isascii() or not _ASTRAL.search(fast)):
                 return fast
     return canonical_exact(value)
