@@ -57,7 +57,7 @@ class UplinkSection(_Section, frozen=True):
     ack_timeout_s: Positive = 10.0
     online_after_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     reconnect_min_s: Positive = 0.5
-    reconnect_max_s: Positive = 10.0
+    reconnect_max_s: Positive = 5.0
 
     @property
     def effective_port(self) -> int:
