@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 INSERT_ROWS_MAX = 500  # 11 variables a row: well under SQLite's 32766 per statement
 
-_INSERT_MANY_HEAD = (
+_INSERT_HEAD = (
     "INSERT INTO transactions (store_id, terminal_id, seq, id, receipt_no, created_at,"
     " prev_hash, hash, body, received_at, received_by) VALUES "
 )
@@ -170,20 +170,8 @@ class CollectorStore:
             chunk = valid[start : start + INSERT_ROWS_MAX]
             params: list[object] = []
             for entry, body in chunk:
-                params += (
-                    key[0],
-                    key[1],
-                    entry.seq,
-                    entry.id,
-                    entry.receipt_no,
-                    entry.created_at,
-                    entry.prev_hash,
-                    entry.hash,
-                    body,
-                    now,
-                    self.received_by,
-                )
-            sql = _INSERT_MANY_HEAD + ",".join([_INSERT_ROW] * len(chunk)) + _INSERT_MANY_TAIL
+                params += self._row(key, entry, body, now)
+            sql = _INSERT_HEAD + ",".join([_INSERT_ROW] * len(chunk)) + _INSERT_MANY_TAIL
             inserted.update(seq for (seq,) in conn.execute(sql, params))
         if inserted:
             state.inserted += len(inserted)
@@ -196,6 +184,22 @@ class CollectorStore:
                 _record_problem(conn, state, entry, key=key, rejected=body, now=now)
             elif entry.seq not in inserted:
                 self._not_inserted(conn, key, state, entry, now)
+
+    def _row(self, key: TerminalKey, entry: Entry, body: str, now: str) -> tuple[object, ...]:
+        """The `transactions` row of a verified entry, in _INSERT_HEAD's column order."""
+        return (
+            key[0],
+            key[1],
+            entry.seq,
+            entry.id,
+            entry.receipt_no,
+            entry.created_at,
+            entry.prev_hash,
+            entry.hash,
+            body,
+            now,
+            self.received_by,
+        )
 
     def _put(
         self,
@@ -211,22 +215,8 @@ class CollectorStore:
             _record_problem(conn, state, entry, key=key, rejected=checked, now=now)
             return
         cur = conn.execute(
-            "INSERT INTO transactions (store_id, terminal_id, seq, id, receipt_no, created_at,"
-            " prev_hash, hash, body, received_at, received_by)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (
-                key[0],
-                key[1],
-                entry.seq,
-                entry.id,
-                entry.receipt_no,
-                entry.created_at,
-                entry.prev_hash,
-                entry.hash,
-                checked,
-                now,
-                self.received_by,
-            ),
+            _INSERT_HEAD + _INSERT_ROW + " ON CONFLICT DO NOTHING",
+            self._row(key, entry, checked, now),
         )
         if cur.rowcount == 1:
             state.inserted += 1
