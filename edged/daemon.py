@@ -107,6 +107,20 @@ async def _retention(journal: Journal, retain_days: float) -> None:
         await asyncio.sleep(RETENTION_INTERVAL_S)
 
 
+async def _report_status(notifier: Notifier, services: TerminalServices) -> None:
+    """Keep `systemctl status` current: a new STATUS= line whenever link or outbox change."""
+    sub = services.events.subscribe(("link", "outbox"), maxsize=64)
+    last = ""
+    try:
+        async for _ in sub:
+            line = _status_line(services)
+            if line != last:
+                notifier.notify(line)
+                last = line
+    finally:
+        sub.close()
+
+
 def _status_line(services: TerminalServices) -> str:
     status = services.status()
     return (
@@ -142,6 +156,13 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
             ]
             if uplink is not None:
                 tasks.append(tg.create_task(supervise("uplink", uplink.run), name="uplink"))
+            if notifier.enabled:
+                tasks.append(
+                    tg.create_task(
+                        supervise("status", lambda: _report_status(notifier, services)),
+                        name="sd-status",
+                    )
+                )
             if notifier.watchdog_interval_s:
                 interval = notifier.watchdog_interval_s
                 tasks.append(tg.create_task(_watchdog(notifier, interval), name="watchdog"))

@@ -19,7 +19,8 @@ import pytest
 
 from edged.api.codes import SALE_CONFLICT, SHUTTING_DOWN
 from edged.client import ApiClient, ApiError
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, uplink_section
+from tests.support.ports import free_port
 
 CLIENTS = 6
 
@@ -282,3 +283,28 @@ def test_systemd_notifications_from_the_real_process(tmp_path: Path) -> None:
             assert proc.wait(20) == 0
         finally:
             proc.kill()
+
+
+def test_systemd_status_follows_the_link(tmp_path: Path) -> None:
+    """`systemctl status` shows the link leaving `connecting` when the broker is unreachable."""
+    dead_port = free_port()  # nothing listens there
+    daemon = DaemonProcess(tmp_path, uplink=uplink_section(dead_port, reconnect_max_s=1))
+    notify_path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(20)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edged.cli", "run", "--config", str(daemon.config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            seen: list[bytes] = []
+            while not any(f.startswith(b"STATUS=link offline") for f in seen):
+                seen += notify.recv(4096).split(b"\n")
+            assert b"READY=1" in seen
+        finally:
+            proc.terminate()
+            proc.wait(20)
