@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from edged.backoff import Backoff
-
 log = structlog.get_logger(__name__)
 
 RESTART_MIN_S = 0.5
@@ -25,16 +23,16 @@ async def supervise(
     max_s: float = RESTART_MAX_S,
 ) -> None:
     """Run `run()` until it returns or is cancelled; restart it after any other exception."""
-    backoff = Backoff(min_s, max_s)
+    delay = min_s
     while True:
         started = time.monotonic()
         try:
             await run()
         except Exception:
             if time.monotonic() - started > HEALTHY_AFTER_S:
-                backoff.reset()
-            delay = backoff.next_delay_s()
-            log.exception("component_failed", component=name, restart_in_s=round(delay, 2))
+                delay = min_s
+            log.exception("component_failed", component=name, restart_in_s=delay)
         else:
             return
         await asyncio.sleep(delay)
+        delay = min(delay * 2, max_s)
