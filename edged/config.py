@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -228,3 +229,21 @@ def read_password(uplink: UplinkSection, file: str) -> str | None:
         raise ConfigError(
             file, "uplink.password_file", f"cannot read {uplink.password_file}: {exc}"
         ) from None
+
+
+def tls_context(uplink: UplinkSection, file: str) -> ssl.SSLContext | None:
+    """The TLS context for `uplink` (None without TLS), loaded now so rotated files are used."""
+    if not uplink.tls:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=uplink.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(file, "uplink.ca_file", f"cannot load {uplink.ca_file}: {exc}") from exc
+    if uplink.cert_file:
+        try:
+            context.load_cert_chain(uplink.cert_file, uplink.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                file, "uplink.cert_file", f"cannot load {uplink.cert_file}: {exc}"
+            ) from exc
+    return context

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -18,8 +17,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edged.config import UplinkSection
-from edged.errors import ConfigError, EdgedError
+from edged.config import UplinkSection, tls_context
+from edged.errors import EdgedError
 
 CONNECT_TIMEOUT_S = 10.0
 SUBSCRIBE_TIMEOUT_S = 10.0
@@ -60,24 +59,6 @@ class LinkSettings:
     password: str | None
     shared_group: str | None
     source: str  # config file, for error messages
-
-
-def tls_context(uplink: UplinkSection, source: str) -> ssl.SSLContext | None:
-    """The TLS context for `uplink`, or None without TLS; file problems are ConfigErrors."""
-    if not uplink.tls:
-        return None
-    try:
-        context = ssl.create_default_context(cafile=uplink.ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(source, "uplink.ca_file", f"cannot load {uplink.ca_file}: {exc}") from exc
-    if uplink.cert_file:
-        try:
-            context.load_cert_chain(uplink.cert_file, uplink.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                source, "uplink.cert_file", f"cannot load {uplink.cert_file}: {exc}"
-            ) from exc
-    return context
 
 
 class BrokerLink:

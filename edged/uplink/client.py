@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import aiomqtt
 import structlog
 
-from edged.config import UplinkSection, read_password
+from edged.config import UplinkSection, read_password, tls_context
 from edged.errors import ConfigError, EdgedError
 
 log = structlog.get_logger(__name__)
@@ -118,17 +118,10 @@ def _load_secrets(cfg: UplinkSection, peer: str) -> _Secrets:
         password = read_password(cfg, "[uplink]")
     except ConfigError as exc:
         raise LinkError(peer, f"{exc.problem}; fix the file, edged keeps retrying") from None
-    context: ssl.SSLContext | None = None
-    if cfg.tls:
-        try:
-            context = ssl.create_default_context(cafile=cfg.ca_file)
-            if cfg.cert_file:
-                context.load_cert_chain(cfg.cert_file, cfg.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            files = ", ".join(f for f in (cfg.ca_file, cfg.cert_file, cfg.key_file) if f)
-            raise LinkError(
-                peer, f"cannot load TLS files ({files}): {exc}; fix them, edged keeps retrying"
-            ) from None
+    try:
+        context = tls_context(cfg, "[uplink]")
+    except ConfigError as exc:
+        raise LinkError(peer, f"{exc.problem}; fix it, edged keeps retrying") from None
     return _Secrets(password, context)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.config import load_collector_config, load_config
+from edged.config import load_collector_config, load_config, tls_context
 from edged.errors import ConfigError
 
 GOOD = '[terminal]\nstore_id = "berlin-01"\nterminal_id = "till_3"\n'
@@ -106,3 +106,20 @@ def test_collector_rejects_other_databases_for_now(tmp_path: Path) -> None:
     path = write(tmp_path, '[uplink]\nhost = "h"\n[collector]\ndb = "postgres://x"\n')
     with pytest.raises(ConfigError, match="collector.db: unsupported URL"):
         load_collector_config(path)
+
+
+def test_tls_files_that_cannot_be_loaded_name_their_key(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(tmp_path, GOOD + '[uplink]\nhost = "h"\ntls = true\nca_file = "missing-ca.pem"\n')
+    )
+    assert cfg.uplink is not None
+    with pytest.raises(ConfigError) as info:
+        tls_context(cfg.uplink, cfg.source)
+    assert info.value.key == "uplink.ca_file"
+    assert "missing-ca.pem" in info.value.problem
+
+
+def test_no_tls_no_context(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD + '[uplink]\nhost = "h"\n'))
+    assert cfg.uplink is not None
+    assert tls_context(cfg.uplink, cfg.source) is None
