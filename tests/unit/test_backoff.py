@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from edged.uplink.backoff import Backoff
+from edged.backoff import Backoff
 
 
 def test_delays_grow_stay_in_bounds_and_cap() -> None:

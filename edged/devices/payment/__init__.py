@@ -1,0 +1,1 @@
+"""Card payment: protocol drivers (ZVT, Telium Concert) behind one interface, and the service."""
