@@ -32,6 +32,29 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO outbox (one, acked_upto, last_ack_at, anchor_seq, anchor_hash)
         VALUES (1, 0, NULL, 0, zeroblob(32));
     """,
+    # 2: device records. Print jobs are recorded before a byte goes to the printer; payments
+    # before the terminal is asked, so a restart finishes or resolves them instead of guessing.
+    """
+    CREATE TABLE print_jobs (
+        job INTEGER PRIMARY KEY AUTOINCREMENT,
+        sale_id TEXT,
+        document TEXT NOT NULL,      -- JSON: what to print, rendered at send time
+        copy INTEGER NOT NULL,
+        state TEXT NOT NULL,         -- queued, sending, printed, failed
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX print_jobs_sale ON print_jobs (sale_id);
+    CREATE INDEX print_jobs_open ON print_jobs (state) WHERE state IN ('queued', 'sending');
+    CREATE TABLE payments (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        record TEXT NOT NULL,        -- JSON; card data only as DESIGN invariant 6 allows
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX payments_open ON payments (state) WHERE state = 'in_progress';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -189,6 +189,15 @@ class Journal:
         """Run one statement and fetch its rows in a single hop to the database thread."""
         return list(await self._db.execute_fetchall(sql, params))
 
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One statement in its own durable transaction, for the journal's other tables."""
+        try:
+            return await self._fetch(sql, params)
+        except sqlite3.Error as exc:
+            if _is_disk_full(exc):
+                raise JournalFullError(f"journal {self.path}: disk full") from None
+            raise JournalError(f"journal {self.path}: {exc}") from None
+
     async def _load_oldest_pending(self) -> None:
         rows = await self._fetch(
             "SELECT created_at FROM entries WHERE seq = ?", (self._acked_upto + 1,)

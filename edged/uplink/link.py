@@ -12,10 +12,10 @@ from typing import Any
 
 import structlog
 
+from edged.backoff import Backoff
 from edged.clock import utc_now_iso
 from edged.config import UplinkSection
 from edged.events import EventHub
-from edged.backoff import Backoff
 from edged.uplink.client import Connection, LinkError, Will, connect, peer_of
 from edged.uplink.pulse import Pulse
 
