@@ -6,8 +6,9 @@ import os
 import re
 import ssl
 import tomllib
+import typing
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -65,6 +66,73 @@ class UplinkSection(_Section, frozen=True):
         return self.port or (8883 if self.tls else 1883)
 
 
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
+Parity = Literal["none", "even", "odd"]
+
+
+class SerialSettings(_Section, frozen=True):
+    """Line settings of a serial device; None takes the driver's documented default."""
+
+    path: str
+    baudrate: Baud | None = None
+    bytesize: Literal[7, 8] | None = None
+    parity: Parity | None = None
+    stopbits: Literal[1, 2] | None = None
+
+
+class PrinterSection(SerialSettings, frozen=True):
+    driver: Literal["escpos", "sim"] = "escpos"
+    connection: Literal["serial", "network", "file", "usb"] = "serial"
+    path: str = "/dev/edged/printer"
+    host: str | None = None
+    port: Port = 9100
+    usb_vendor_id: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF)] | None = None
+    usb_product_id: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF)] | None = None
+    profile: str = "default"
+    columns: Annotated[int, msgspec.Meta(ge=16, le=80)] | None = None
+    codepage: str = "CP858"
+    status: Literal["poll", "asb", "none"] = "poll"
+    poll_s: Positive = 2.0
+    confirm_timeout_s: Positive = 20.0
+    header: list[str] = []
+    footer: list[str] = []
+    code: Literal["qr", "barcode", "none"] = "qr"
+    print_hash: bool = True
+    drawer_pin: Literal[2, 5] = 2
+    drawer_pulse_ms: Annotated[int, msgspec.Meta(ge=2, le=510)] = 100
+    drawer_sensor: bool = False
+    render_dir: str | None = None  # sim: each receipt as NNNN.txt and NNNN.png
+
+
+class ScannerSection(SerialSettings, frozen=True):
+    driver: Literal["serial", "evdev", "sim"] = "serial"
+    path: str = "/dev/edged/scanner"
+    prefix: str = ""
+    suffix: str = "\r"
+    layout: Literal["us", "de"] = "us"
+    grab: bool = True
+    dedupe_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+
+
+class PaymentSection(SerialSettings, frozen=True):
+    driver: Literal["zvt", "concert", "sim"] = "zvt"
+    connection: Literal["serial", "tcp"] = "serial"
+    path: str = "/dev/edged/payment"
+    host: str | None = None
+    port: Port = 20007
+    password: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")] = "000000"  # noqa: S105 (ZVT's factory default)
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "EUR"
+    pos_number: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")] = "01"
+    simulate: Literal["zvt", "concert"] = "zvt"  # with driver = "sim": the terminal to simulate
+
+
+class DevicesSection(_Section, frozen=True):
+    printer: PrinterSection | None = None
+    scanner: ScannerSection | None = None
+    payment: PaymentSection | None = None
+
+
 class CollectorSection(_Section, frozen=True):
     db: str
     # MQTT v5 shared subscription group; several collectors with the same group share the load.
@@ -78,6 +146,7 @@ class Config(_Section, frozen=True):
     journal: JournalSection = JournalSection()
     api: ApiSection = ApiSection()
     uplink: UplinkSection | None = None
+    devices: DevicesSection = DevicesSection()
     source: str = ""
 
 
@@ -97,10 +166,30 @@ _PATTERNS = (
 )
 _FRIENDLY = {
     IDENT_PATTERN: "must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-'",
+    "^[0-9]{6}$": "must be 6 digits (the terminal's registration password)",
+    "^[A-Z]{3}$": "must be an ISO 4217 code of three capitals, e.g. EUR",
+    "^[0-9]{2}$": "must be 2 digits, e.g. 01",
 }
 
 
-def _translate(file: str, exc: msgspec.ValidationError) -> ConfigError:
+def _choices(kind: type, key: str) -> list[Any]:
+    """The allowed values of the Literal at `key` (e.g. "devices.printer.driver"), if it is one."""
+    node: Any = kind
+    for part in key.split("."):
+        hints = typing.get_type_hints(node, include_extras=True) if isinstance(node, type) else {}
+        if part not in hints:
+            return []
+        node = hints[part]
+        for arg in (node, *typing.get_args(node)):  # X | None, Annotated[X, ...]
+            if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
+                node = arg
+    for arg in (node, *typing.get_args(node)):
+        if typing.get_origin(arg) is Literal:
+            return list(typing.get_args(arg))
+    return []
+
+
+def _translate(file: str, exc: msgspec.ValidationError, kind: type) -> ConfigError:
     message, _, at = str(exc).rpartition(" - at `$")
     if not message:
         message, at = str(exc), ""
@@ -110,6 +199,9 @@ def _translate(file: str, exc: msgspec.ValidationError) -> ConfigError:
             if appends:
                 key = f"{key}.{m.group(1)}" if key else m.group(1)
             return ConfigError(file, key, problem)
+    if choices := _choices(kind, key):
+        allowed = ", ".join(repr(c) for c in choices)
+        return ConfigError(file, key, f"{message.replace('`', '')}; use one of: {allowed}")
     for fragment, friendly in _FRIENDLY.items():
         if fragment in message:
             return ConfigError(file, key, friendly)
@@ -144,7 +236,7 @@ def _convert(path: Path, raw: dict[str, Any], kind: type[C]) -> C:
     try:
         return msgspec.convert(raw, type=kind, strict=True)
     except msgspec.ValidationError as exc:
-        raise _translate(str(path), exc) from None
+        raise _translate(str(path), exc, kind) from None
 
 
 def _resolve_uplink(base: Path, up: UplinkSection | None, file: str) -> UplinkSection | None:
@@ -173,13 +265,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     file = Path(path)
     raw = _load_toml(file)
     raw.pop("source", None)
-    if "devices" in raw:
-        raise ConfigError(
-            str(file),
-            "devices",
-            "device drivers (printer, scanner, payment) are not in this release; "
-            "remove the [devices.*] sections",
-        )
     cfg = _convert(file, raw, Config)
     base = file.resolve().parent
     try:
@@ -199,7 +284,37 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cfg.api, socket=_resolve(base, cfg.api.socket) or f"{runtime_dir}/edged.sock"
     )
     uplink = _resolve_uplink(base, cfg.uplink, str(file))
-    return msgspec.structs.replace(cfg, journal=journal, api=api, uplink=uplink, source=str(file))
+    devices = _check_devices(base, cfg.devices, str(file))
+    return msgspec.structs.replace(
+        cfg, journal=journal, api=api, uplink=uplink, devices=devices, source=str(file)
+    )
+
+
+def _check_devices(base: Path, devices: DevicesSection, file: str) -> DevicesSection:
+    printer, payment = devices.printer, devices.payment
+    if printer is not None:
+        if printer.driver == "escpos" and printer.connection == "network" and not printer.host:
+            raise ConfigError(file, "devices.printer.host", "required with connection = network")
+        if (
+            printer.driver == "escpos"
+            and printer.connection == "usb"
+            and not (printer.usb_vendor_id and printer.usb_product_id)
+        ):
+            raise ConfigError(
+                file,
+                "devices.printer.usb_vendor_id",
+                "usb_vendor_id and usb_product_id are required with connection = usb "
+                "(see `lsusb`, e.g. 0x04b8 and 0x0202 for an Epson TM-T88)",
+            )
+        printer = msgspec.structs.replace(printer, render_dir=_resolve(base, printer.render_dir))
+    if payment is not None and payment.driver != "sim" and payment.connection == "tcp":
+        if payment.driver == "concert":
+            raise ConfigError(
+                file, "devices.payment.connection", "Concert E+ runs over serial/USB only"
+            )
+        if not payment.host:
+            raise ConfigError(file, "devices.payment.host", "required with connection = tcp")
+    return msgspec.structs.replace(devices, printer=printer, payment=payment)
 
 
 def load_collector_config(path: str | os.PathLike[str]) -> CollectorConfig:

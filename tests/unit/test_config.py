@@ -38,6 +38,28 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert cfg.api.socket == str(tmp_path / "e.sock")
 
 
+def test_device_sections(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    assert (cfg.devices.printer, cfg.devices.scanner, cfg.devices.payment) == (None, None, None)
+    text = (
+        GOOD
+        + '[devices.printer]\nprofile = "TM-T88V"\nrender_dir = "receipts"\n'
+        + '[devices.scanner]\ndriver = "evdev"\npath = "/dev/input/by-id/x-event-kbd"\n'
+        + '[devices.payment]\nconnection = "tcp"\nhost = "127.0.0.1"\n'
+    )
+    cfg = load_config(write(tmp_path, text))
+    printer, scanner, payment = cfg.devices.printer, cfg.devices.scanner, cfg.devices.payment
+    assert printer is not None and scanner is not None and payment is not None
+    assert (printer.driver, printer.connection, printer.path) == (
+        "escpos",
+        "serial",
+        "/dev/edged/printer",
+    )
+    assert printer.render_dir == str(tmp_path / "receipts")
+    assert (scanner.layout, scanner.suffix, scanner.dedupe_s) == ("us", "\r", 1.0)
+    assert (payment.driver, payment.port, payment.currency) == ("zvt", 20007, "EUR")
+
+
 def test_uplink_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD + '[uplink]\nhost = "broker.store"\n'))
     assert cfg.uplink is not None
@@ -52,7 +74,29 @@ def test_uplink_defaults(tmp_path: Path) -> None:
         (GOOD + "colour = 1\n", "terminal.colour", "unknown key"),
         (GOOD + "[journal]\nsize = 1\n", "journal.size", "unknown key"),
         (GOOD + "[printer]\n", "printer", "unknown key"),
-        (GOOD + '[devices.printer]\ndriver = "sim"\n', "devices", "not in this release"),
+        (GOOD + '[devices.printer]\ndriver = "epson"\n', "devices.printer.driver", "'sim'"),
+        (GOOD + "[devices.printer]\ndrawer_pin = 3\n", "devices.printer.drawer_pin", "2"),
+        (
+            GOOD + '[devices.printer]\nconnection = "network"\n',
+            "devices.printer.host",
+            "connection = network",
+        ),
+        (
+            GOOD + '[devices.printer]\nconnection = "usb"\n',
+            "devices.printer.usb_vendor_id",
+            "lsusb",
+        ),
+        (GOOD + "[devices.scanner]\nbaudrate = 9601\n", "devices.scanner.baudrate", "9600"),
+        (GOOD + '[devices.scanner]\nlayout = "fr"\n', "devices.scanner.layout", "'de'"),
+        (GOOD + '[devices.payment]\npassword = "12"\n', "devices.payment.password", "6 digits"),
+        (GOOD + '[devices.payment]\ncurrency = "eur"\n', "devices.payment.currency", "ISO 4217"),
+        (GOOD + '[devices.payment]\nconnection = "tcp"\n', "devices.payment.host", "tcp"),
+        (
+            GOOD + '[devices.payment]\ndriver = "concert"\nconnection = "tcp"\n',
+            "devices.payment.connection",
+            "serial",
+        ),
+        (GOOD + "[devices.drawer]\n", "devices.drawer", "unknown key"),
         ('[terminal]\nstore_id = 5\nterminal_id = "t"\n', "terminal.store_id", "expected str"),
         ('[terminal]\nstore_id = "a b"\nterminal_id = "t"\n', "terminal.store_id", "1 to 32"),
         (
