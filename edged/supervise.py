@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from edged.backoff import Backoff
+
 log = structlog.get_logger(__name__)
 
 RESTART_MIN_S = 0.5
@@ -23,16 +25,16 @@ async def supervise(
     max_s: float = RESTART_MAX_S,
 ) -> None:
     """Run `run()` until it returns or is cancelled; restart it after any other exception."""
-    delay = min_s
+    backoff = Backoff(min_s, max_s)
     while True:
         started = time.monotonic()
         try:
             await run()
         except Exception:
             if time.monotonic() - started > HEALTHY_AFTER_S:
-                delay = min_s
-            log.exception("component_failed", component=name, restart_in_s=delay)
+                backoff.reset()
+            delay = backoff.next_delay_s()
+            log.exception("component_failed", component=name, restart_in_s=round(delay, 2))
         else:
             return
         await asyncio.sleep(delay)
-        delay = min(delay * 2, max_s)

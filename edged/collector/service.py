@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import re
 import socket
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from typing import NoReturn, TypeVar
 import msgspec
 import structlog
 
+from edged.backoff import Backoff
 from edged.collector.link import BrokerLink, Delivery, LinkError, LinkSettings
 from edged.collector.report import TerminalReport
 from edged.collector.schema import CollectorStoreError, sqlite_path
@@ -37,23 +37,6 @@ CLIENT_ID_HOST_CHARS = 24
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_-]")
 
 T = TypeVar("T")
-
-
-class Backoff:
-    """Capped exponential backoff with jitter: min_s, 2*min_s, ... up to max_s, each x0.5-1."""
-
-    def __init__(self, min_s: float, max_s: float) -> None:
-        self.min_s = min_s
-        self.max_s = max_s
-        self._attempt = 0
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.max_s, self.min_s * 2.0 ** min(self._attempt, 32))
-        self._attempt += 1
-        return max(self.min_s, ceiling * random.uniform(0.5, 1.0))
 
 
 def derive_client_id(cfg: CollectorConfig) -> str:
@@ -113,7 +96,7 @@ async def _supervise(
             log.exception("collector_failed", error=repr(exc))
             error = exc
         failures += 1
-        delay = backoff.next_delay()
+        delay = backoff.next_delay_s()
         _log_failure(error, failures, delay)
         await asyncio.sleep(delay)
 

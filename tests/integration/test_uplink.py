@@ -646,4 +646,9 @@ async def test_broker_restart_drains_to_the_collector_by_itself(
         await until(lambda: journal.stats().acked_upto == 200)
         await until(lambda: uplink.status()["state"] == "online")
     seqs = stored_seqs(db)
-    assert seqs == list(range(1, 201))  # nothing lost, nothing stored twice, in order
+    # Nothing lost, nothing stored twice. Not necessarily stored in seq order: a terminal that
+    # resubscribes before the collector loses its first batches to a fresh broker and resends
+    # them after ack_timeout_s, so later seqs may be stored first (the collector reports the
+    # gap meanwhile). Insert order is not part of the contract; seq is.
+    assert sorted(seqs) == list(range(1, 201))
+    assert len(seqs) == 200
