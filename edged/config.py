@@ -201,7 +201,8 @@ def _translate(file: str, exc: msgspec.ValidationError, kind: type) -> ConfigErr
             return ConfigError(file, key, problem)
     if choices := _choices(kind, key):
         allowed = ", ".join(repr(c) for c in choices)
-        return ConfigError(file, key, f"{message.replace('`', '')}; use one of: {allowed}")
+        problem = message.replace("`", "")
+        return ConfigError(file, key, f"{problem[0].lower()}{problem[1:]}; use one of: {allowed}")
     for fragment, friendly in _FRIENDLY.items():
         if fragment in message:
             return ConfigError(file, key, friendly)

@@ -67,3 +67,62 @@ class ChainError(EdgedError):
         self.seq = seq
         self.problem = problem
         super().__init__(f"seq {seq}: {problem}")
+
+
+class DeviceNotConfiguredError(EdgedError):
+    """The config has no such device (`[devices.NAME]` is absent)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        super().__init__(f"no {device} is configured; add [devices.{device}] to the config")
+
+
+class DeviceNotReadyError(EdgedError):
+    """The device exists in the config but cannot do this now; `detail` says why."""
+
+    def __init__(self, device: str, state: str, detail: str) -> None:
+        self.device = device
+        self.state = state
+        self.detail = detail
+        super().__init__(f"the {device} is {state}" + (f": {detail}" if detail else ""))
+
+
+class NotSupportedError(EdgedError):
+    """The device's protocol cannot do what was asked (e.g. a reversal over Concert E+)."""
+
+
+class PaymentBusyError(EdgedError):
+    """Another payment is in progress on the terminal; one at a time."""
+
+    def __init__(self, busy_id: str) -> None:
+        self.busy_id = busy_id
+        super().__init__(
+            f"payment {busy_id} is in progress; wait for it to finish or cancel it first"
+        )
+
+
+class PaymentConflictError(EdgedError):
+    """A payment id was started before with another amount or currency."""
+
+    def __init__(self, payment_id: str) -> None:
+        self.payment_id = payment_id
+        super().__init__(
+            f"payment {payment_id} was started with another amount or currency; "
+            "use a new id for a new payment"
+        )
+
+
+class PaymentNotFoundError(EdgedError):
+    """No payment with this id was ever started on this terminal."""
+
+    def __init__(self, payment_id: str) -> None:
+        self.payment_id = payment_id
+        super().__init__(f"no payment with id {payment_id!r}")
+
+
+class SaleNotFoundError(EdgedError):
+    """No sale with this id is in the journal (never committed, or purged by retention)."""
+
+    def __init__(self, sale_id: str) -> None:
+        self.sale_id = sale_id
+        super().__init__(f"no sale with id {sale_id!r} in the journal")

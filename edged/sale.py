@@ -35,7 +35,8 @@ MAX_PROBLEMS = 50
 MAX_DEPTH = 32  # nesting of objects and arrays; far beyond any real sale
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _DECIMAL_QTY = re.compile(r"-?\d{1,9}(\.\d{1,6})?")
-_MASKED_PAN = re.compile(r"\d{6}[*Xx]{3,9}\d{4}")
+# First 6 and last 4 at most; terminals that reveal only the last 4 are fine too.
+_MASKED_PAN = re.compile(r"(?:\d{6}[*Xx]{3,9}|[*Xx]{2,15})\d{4}")
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 _SPECIAL_KEYS = SECRET_KEYS | MONEY_KEYS | {"masked_pan"}
 _CANONICAL_UUID = re.compile(
@@ -124,7 +125,7 @@ class _Checker:
                         self.add(
                             f"{path}.{key}",
                             "must be first 6 and last 4 digits with the middle masked, "
-                            "e.g. 411111******1111",
+                            "e.g. 411111******1111, or only the last 4 (************1111)",
                         )
                         continue
                 kind = type(item)

@@ -21,6 +21,17 @@
 - `-32003` SALE_NOT_FOUND: `sale.get` found no sale with this id (`data`: `{id}`).
 - `-32004` SHUTTING_DOWN: the daemon is stopping and did not run the request. Retry once it
   is back (systemd restarts it); the sale id makes a retried commit safe.
+- `-32010` DEVICE_NOT_CONFIGURED: the config has no such device (`data`: `{device}`);
+  add `[devices.NAME]` or do not offer the function on this till.
+- `-32011` DEVICE_NOT_READY: the device cannot do it now (`data`: `{device, state, detail}`,
+  e.g. `{"device": "payment", "state": "absent", "detail": "/dev/edged/payment does not
+  exist"}`). Show `detail` to the cashier; retry once the `device` event says `ready`.
+- `-32012` PAYMENT_BUSY: another payment is in progress (`data`: `{id}`); one at a time.
+- `-32013` PAYMENT_CONFLICT: this payment id was started with another amount or currency
+  (`data`: `{id}`). Use a new id for a new payment.
+- `-32014` PAYMENT_NOT_FOUND: no payment with this id (`data`: `{id}`).
+- `-32015` NOT_SUPPORTED: the device's protocol cannot do this (e.g. a reversal over
+  Telium Concert E+); the message says what to do instead.
 """
 
 from __future__ import annotations
@@ -38,3 +49,9 @@ JOURNAL_FULL = -32001
 SALE_CONFLICT = -32002
 SALE_NOT_FOUND = -32003
 SHUTTING_DOWN = -32004
+DEVICE_NOT_CONFIGURED = -32010
+DEVICE_NOT_READY = -32011
+PAYMENT_BUSY = -32012
+PAYMENT_CONFLICT = -32013
+PAYMENT_NOT_FOUND = -32014
+NOT_SUPPORTED = -32015

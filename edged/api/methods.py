@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import structlog
 
 from edged.api import codes
+from edged.api.device_methods import DEVICE_METHODS
 from edged.api.jsonrpc import Notification, Request, RequestId, error_response, result_response
+from edged.api.methods_base import Method, RpcError, Session, invalid_params
 from edged.api.services import Services, ShuttingDownError
 from edged.errors import (
-    EdgedError,
+    DeviceNotConfiguredError,
+    DeviceNotReadyError,
     JournalError,
     JournalFullError,
+    NotSupportedError,
+    PaymentBusyError,
+    PaymentConflictError,
+    PaymentNotFoundError,
     Problem,
     SaleConflictError,
+    SaleNotFoundError,
     ValidationError,
 )
 from edged.events import EVENT_TYPES
@@ -25,53 +31,6 @@ from edged.events import EVENT_TYPES
 log = structlog.get_logger(__name__)
 
 MAX_SALE_ID_CHARS = 128
-MAX_PROBLEMS_IN_MESSAGE = 3
-
-
-class RpcError(EdgedError):
-    """A JSON-RPC error a method raises on purpose; becomes the response's `error`."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        self.code = code
-        self.message = message
-        self.data = data
-        super().__init__(f"{code}: {message}")
-
-
-class Session(Protocol):
-    """What a method may ask of the connection that called it."""
-
-    peer: int
-
-    def subscribe(self, types: frozenset[str]) -> None:
-        """Replace this connection's event subscription (empty: unsubscribe)."""
-        ...
-
-
-Handler = Callable[[Services, Session, dict[str, Any]], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Method:
-    """A method's name, its parameters (in positional order) and its handler."""
-
-    name: str
-    params: tuple[str, ...]
-    required: frozenset[str]
-    handler: Handler
-
-
-def invalid_params(problems: Sequence[Problem]) -> RpcError:
-    """-32602 with `data.errors` = [{path, problem}] and the first problems in the message."""
-    shown = "; ".join(str(p) for p in problems[:MAX_PROBLEMS_IN_MESSAGE])
-    more = len(problems) - MAX_PROBLEMS_IN_MESSAGE
-    if more > 0:
-        shown += f" (and {more} more in data.errors)"
-    return RpcError(
-        codes.INVALID_PARAMS,
-        f"invalid params: {shown}",
-        {"errors": [{"path": p.path, "problem": p.problem} for p in problems]},
-    )
 
 
 async def _status(services: Services, session: Session, params: dict[str, Any]) -> Any:
@@ -130,6 +89,7 @@ METHODS: dict[str, Method] = {
         Method("sale.get", ("id",), frozenset({"id"}), _sale_get),
         Method("sync.now", (), frozenset(), _sync_now),
         Method("subscribe", ("events",), frozenset({"events"}), _subscribe),
+        *DEVICE_METHODS,
     )
 }
 
@@ -241,6 +201,8 @@ class Dispatcher:
         if isinstance(exc, JournalError):
             log.error("api_journal_error", peer=session.peer, method=message.method, error=str(exc))
             return codes.JOURNAL_ERROR, f"journal error: {exc}", None
+        if mapped := _map_device_error(exc):
+            return mapped
         if isinstance(exc, ShuttingDownError):
             return (
                 codes.SHUTTING_DOWN,
@@ -253,3 +215,22 @@ class Dispatcher:
             f"internal error in {message.method}; the daemon logged the details",
             {"error": type(exc).__name__},
         )
+
+
+def _map_device_error(exc: Exception) -> tuple[int, str, Any] | None:
+    if isinstance(exc, DeviceNotConfiguredError):
+        return codes.DEVICE_NOT_CONFIGURED, str(exc), {"device": exc.device}
+    if isinstance(exc, DeviceNotReadyError):
+        data = {"device": exc.device, "state": exc.state, "detail": exc.detail}
+        return codes.DEVICE_NOT_READY, str(exc), data
+    if isinstance(exc, PaymentBusyError):
+        return codes.PAYMENT_BUSY, str(exc), {"id": exc.busy_id}
+    if isinstance(exc, PaymentConflictError):
+        return codes.PAYMENT_CONFLICT, str(exc), {"id": exc.payment_id}
+    if isinstance(exc, PaymentNotFoundError):
+        return codes.PAYMENT_NOT_FOUND, str(exc), {"id": exc.payment_id}
+    if isinstance(exc, SaleNotFoundError):
+        return codes.SALE_NOT_FOUND, f"sale not found: {exc}", {"id": exc.sale_id}
+    if isinstance(exc, NotSupportedError):
+        return codes.NOT_SUPPORTED, str(exc), None
+    return None

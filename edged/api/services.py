@@ -36,3 +36,37 @@ class Services(Protocol):
     async def sync_now(self) -> dict[str, Any]:
         """Try the link and flush at once; return `{link, pending}`."""
         ...
+
+    async def print(
+        self, sale_id: str | None, receipt: dict[str, Any] | None, wait_s: float
+    ) -> dict[str, Any]:
+        """Durably queue a receipt (a journaled sale's, or a free text slip) for the printer.
+
+        Waits up to `wait_s` for the printer to confirm it; returns `{job, copy, state,
+        printer}`. Raises DeviceNotConfiguredError, SaleNotFoundError, ValidationError.
+        """
+        ...
+
+    def printer_status(self) -> dict[str, Any]:
+        """The printer's state, paper, cover and queue (DeviceNotConfiguredError if none)."""
+        ...
+
+    async def open_drawer(self) -> dict[str, Any]:
+        """Kick the cash drawer; `{opened}` is true/false with a sensor, else null."""
+        ...
+
+    async def payment_start(self, payment_id: str, amount: int, currency: str) -> dict[str, Any]:
+        """Start (or, for a known id, report) a card payment; returns its record."""
+        ...
+
+    async def payment_cancel(self, payment_id: str) -> dict[str, Any]:
+        """Ask the terminal to abort the payment; returns its record."""
+        ...
+
+    async def payment_get(self, payment_id: str) -> dict[str, Any]:
+        """The payment's record (PaymentNotFoundError if unknown)."""
+        ...
+
+    async def sim_scan(self, code: str, symbology: str | None) -> dict[str, Any]:
+        """Make the simulated scanner scan `code` (DeviceNotConfiguredError without one)."""
+        ...

@@ -121,6 +121,10 @@ def test_masked_pan_must_be_masked() -> None:
     sale = good_sale()
     sale["payments"][0]["masked_pan"] = "4111111111111111"
     assert "sale.payments[0].masked_pan" in problems(sale)
+    sale["payments"][0]["masked_pan"] = "4111111111**1111"
+    assert "sale.payments[0].masked_pan" in problems(sale)
+    sale["payments"][0]["masked_pan"] = "************1111"  # only the last 4: fine
+    validate_sale(sale)
 
 
 def test_not_an_object() -> None:
