@@ -39,4 +39,7 @@ def configure(level: str | None = None, stream: TextIO | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     # Libraries that log through the standard library (paho, aiosqlite) only speak up on trouble.
-    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(name)s: %(message)s")
+    # force: python-escpos calls basicConfig on import, which would silence ours.
+    logging.basicConfig(
+        level=logging.WARNING, stream=stream, format="%(name)s: %(message)s", force=True
+    )
