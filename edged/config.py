@@ -112,7 +112,7 @@ class ScannerSection(SerialSettings, frozen=True):
     suffix: str = "\r"
     layout: Literal["us", "de"] = "us"
     grab: bool = True
-    dedupe_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    double_read_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
 
 
 class PaymentSection(SerialSettings, frozen=True):

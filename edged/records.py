@@ -97,3 +97,12 @@ class Payments:
             "SELECT record FROM payments WHERE state = 'in_progress' ORDER BY created_at"
         )
         return [msgspec.json.decode(row[0]) for row in rows]
+
+    async def last_settled_result(self) -> dict[str, Any] | None:
+        rows = await self._journal.execute(
+            "SELECT json_extract(record, '$.result') FROM payments "
+            "WHERE state != 'in_progress' AND (json_extract(record, '$.result.trace_number') "
+            "IS NOT NULL OR json_extract(record, '$.result.receipt_no') IS NOT NULL) "
+            "ORDER BY updated_at DESC, rowid DESC LIMIT 1"
+        )
+        return msgspec.json.decode(rows[0][0]) if rows else None

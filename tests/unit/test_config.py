@@ -56,7 +56,7 @@ def test_device_sections(tmp_path: Path) -> None:
         "/dev/edged/printer",
     )
     assert printer.render_dir == str(tmp_path / "receipts")
-    assert (scanner.layout, scanner.suffix, scanner.dedupe_s) == ("us", "\r", 1.0)
+    assert (scanner.layout, scanner.suffix, scanner.double_read_s) == ("us", "\r", 0.5)
     assert (payment.driver, payment.port, payment.currency) == ("zvt", 20007, "EUR")
 
 
