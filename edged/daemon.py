@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -14,8 +15,13 @@ from edged import __version__
 from edged.api.server import ApiServer
 from edged.clock import utc_now_iso
 from edged.config import Config
+from edged.devices.manager import Devices
+from edged.devices.payment.service import PaymentService
+from edged.devices.printer.driver import Printer
+from edged.errors import SaleNotFoundError
 from edged.events import EventHub
 from edged.journal import Journal
+from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
 from edged.supervise import supervise
 from edged.uplink import Uplink
@@ -29,11 +35,17 @@ class TerminalServices:
     """What the local API may reach, handed to it by the daemon."""
 
     def __init__(
-        self, cfg: Config, journal: Journal, uplink: Uplink | None, events: EventHub
+        self,
+        cfg: Config,
+        journal: Journal,
+        uplink: Uplink | None,
+        events: EventHub,
+        devices: Devices,
     ) -> None:
         self._cfg = cfg
         self._journal = journal
         self._uplink = uplink
+        self._devices = devices
         self.events = events
         self._started = time.monotonic()
         self._since = utc_now_iso()
@@ -84,7 +96,7 @@ class TerminalServices:
                 "path": str(self._journal.path),
                 "sale_transactions": stats.sale_transactions,
             },
-            "devices": {},
+            "devices": self._devices.snapshot(),
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
@@ -93,6 +105,63 @@ class TerminalServices:
         if self._uplink is None:
             return {"link": "disabled", "pending": self._journal.stats().pending}
         return await self._uplink.sync_now()
+
+    # -- devices -------------------------------------------------------------------------
+
+    async def print(
+        self, sale_id: str | None, receipt: dict[str, Any] | None, wait_s: float
+    ) -> dict[str, Any]:
+        printer: Printer = self._devices.require("printer")
+        if sale_id is not None:
+            found = await self._journal.get(sale_id)
+            if found is None:
+                raise SaleNotFoundError(sale_id)
+            entry, _ = found
+            terminal = self._cfg.terminal
+            document: dict[str, Any] = {
+                "kind": "sale",
+                "store_id": terminal.store_id,
+                "terminal_id": terminal.terminal_id,
+                "seq": entry.seq,
+                "receipt_no": entry.receipt_no,
+                "created_at": entry.created_at,
+                "hash": entry.hash.hex(),
+                "sale": msgspec.json.decode(entry.sale_json),
+            }
+        else:
+            assert receipt is not None
+            document = receipt
+        job = await printer.submit(document, sale_id=sale_id)
+        state = await printer.wait(job.job_id, wait_s) if wait_s > 0 else job.state
+        return {
+            "job": job.job_id,
+            "copy": job.copy,
+            "state": str(state),
+            "printer": printer.status_snapshot(),
+        }
+
+    def printer_status(self) -> dict[str, Any]:
+        printer: Printer = self._devices.require("printer")
+        return printer.status_snapshot()
+
+    async def open_drawer(self) -> dict[str, Any]:
+        printer: Printer = self._devices.require("printer")
+        return await printer.open_drawer()
+
+    async def payment_start(self, payment_id: str, amount: int, currency: str) -> dict[str, Any]:
+        payment: PaymentService = self._devices.require("payment")
+        return await payment.start(payment_id, amount, currency)
+
+    async def payment_cancel(self, payment_id: str) -> dict[str, Any]:
+        payment: PaymentService = self._devices.require("payment")
+        return await payment.cancel(payment_id)
+
+    async def payment_get(self, payment_id: str) -> dict[str, Any]:
+        payment: PaymentService = self._devices.require("payment")
+        return await payment.get(payment_id)
+
+    async def sim_scan(self, code: str, symbology: str | None) -> dict[str, Any]:
+        return self._devices.sim_scan(code, symbology)
 
 
 async def _watchdog(notifier: Notifier, interval_s: float) -> None:
@@ -146,7 +215,14 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
     )
     try:
         uplink = Uplink(cfg.uplink, terminal, journal, events, __version__) if cfg.uplink else None
-        services = TerminalServices(cfg, journal, uplink, events)
+        devices = Devices(
+            cfg.devices,
+            sim_dir=Path(cfg.api.socket).parent / "sim",
+            jobs=PrintJobs(journal),
+            ledger=Payments(journal),
+            publish=events.publish,
+        )
+        services = TerminalServices(cfg, journal, uplink, events, devices)
         async with ApiServer(cfg.api.socket, services), asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(
@@ -156,6 +232,7 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
             ]
             if uplink is not None:
                 tasks.append(tg.create_task(supervise("uplink", uplink.run), name="uplink"))
+            tasks.append(tg.create_task(supervise("devices", devices.run), name="devices"))
             if notifier.enabled:
                 tasks.append(
                     tg.create_task(

@@ -72,9 +72,9 @@ class ChainError(EdgedError):
 class DeviceNotConfiguredError(EdgedError):
     """The config has no such device (`[devices.NAME]` is absent)."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, hint: str = "") -> None:
         self.device = device
-        super().__init__(f"no {device} is configured; add [devices.{device}] to the config")
+        super().__init__(f"no {device} is configured; add [devices.{device}] to the config{hint}")
 
 
 class DeviceNotReadyError(EdgedError):
