@@ -1,9 +1,12 @@
-"""The demo: ring sales through the socket API, lose the store broker, keep selling, watch the
-journal's tail drain by itself when the broker is back, then check the store's copy."""
+"""The demo: a whole till on one machine. A scripted POS UI scans, pays by card or cash, commits
+and prints; the store broker dies and selling goes on; it comes back and the journal's tail
+drains by itself; finally the store's copy is compared with the till's journal."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -21,12 +24,26 @@ from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.mosquitto import Mosquitto
 
 BOLD, DIM, OFF = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
-PRODUCTS = [
-    ("4006381333931", "Tea, green", 349),
-    ("BREAD-RYE", "Rye bread", 289),
-    ("4011200296908", "Sparkling water", 79),
-    ("BANANA", "Bananas", 199),
-]
+PRODUCTS = {
+    "4006381333931": ("Tea, green", 349),
+    "4011200296908": ("Sparkling water", 79),
+    "5449000000996": ("Cola 0.33 l", 129),
+    "4001686301265": ("Gummy bears", 119),
+}
+BASKETS = list(PRODUCTS)
+SCAN_PAUSE_S = 0.3
+DEVICES = """
+[devices.printer]
+driver = "sim"
+render_dir = "{receipts}"
+header = ["Edged Demo Market", "Alexanderplatz 1, Berlin"]
+footer = ["Thank you for shopping with us"]
+[devices.scanner]
+driver = "sim"
+double_read_s = 0.2
+[devices.payment]
+driver = "sim"
+"""
 
 
 def say(text: str) -> None:
@@ -38,97 +55,157 @@ def run(*cmd: str) -> None:
     subprocess.run([str(Path(sys.executable).parent / cmd[0]), *cmd[1:]], check=False)
 
 
-def basket(n: int) -> dict[str, Any]:
-    lines = []
-    for i in range(1 + n % 3):
-        sku, name, price = PRODUCTS[(n + i) % len(PRODUCTS)]
-        lines.append({"sku": sku, "name": name, "qty": 1, "unit_price": price, "amount": price})
-    total = sum(line["amount"] for line in lines)
-    return {
-        "id": str(uuid.uuid4()),
-        "currency": "EUR",
-        "total": total,
-        "lines": lines,
-        "payments": [{"method": "cash" if n % 2 else "card", "amount": total}],
-    }
+class Till:
+    """What a POS UI does, through the socket only."""
 
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self.rung = 0
 
-async def ring(client: ApiClient, first: int, count: int) -> None:
-    for n in range(first, first + count):
-        sale = basket(n)
-        t0 = time.perf_counter()
-        result = await client.call("sale.commit", {"sale": sale})
-        ms = (time.perf_counter() - t0) * 1000
-        print(
-            f"  sale.commit -> seq {result['seq']:>2}  receipt {result['receipt_no']}  "
-            f"{sale['total'] / 100:6.2f} EUR  hash {result['hash'][:12]}…  {ms:5.1f} ms"
+    async def next_event(self, type_: str, **match: Any) -> dict[str, Any]:
+        async with asyncio.timeout(30):
+            async for event in self.client.events():
+                data = event["data"]
+                if event["type"] == type_ and all(data.get(k) == v for k, v in match.items()):
+                    return data
+        raise RuntimeError("event stream ended")
+
+    async def scan(self, code: str) -> dict[str, Any]:
+        # A cashier takes a moment between items; the same code again within double_read_s
+        # would be dropped as a double read of one item.
+        await asyncio.sleep(SCAN_PAUSE_S)
+        await self.client.call("sim.scan", {"code": code, "symbology": "]E0"})
+        scan = await self.next_event("scanner.scan")
+        name, price = PRODUCTS[scan["code"]]
+        print(f"  scan  {scan['code']} ({scan['symbology']}, valid={scan['valid']})  {name}")
+        return {"sku": scan["code"], "name": name, "qty": 1, "unit_price": price, "amount": price}
+
+    async def pay_card(self, amount: int) -> dict[str, Any]:
+        payment_id = f"pay-{uuid.uuid4()}"
+        await self.client.call(
+            "payment.start", {"id": payment_id, "amount": amount, "currency": "EUR"}
         )
+        while True:
+            event = await self.next_event("payment", id=payment_id)
+            if event["state"] == "in_progress":
+                print(f"  card  {DIM}{event['message']}{OFF}")
+                continue
+            result = event["result"]
+            print(f"  card  {event['state']}: {result['card_name']} {result['masked_pan']}")
+            card = {
+                k: result[k]
+                for k in ("masked_pan", "card_name", "auth_code", "trace_number", "terminal_id")
+            }
+            return {"method": "card", "amount": amount, "card": card}
+
+    async def sell(self, n: int) -> dict[str, Any]:
+        lines = [await self.scan(BASKETS[(n + i) % len(BASKETS)]) for i in range(1 + n % 3)]
+        total = sum(line["amount"] for line in lines)
+        if n % 2:
+            payment = {"method": "cash", "amount": total}
+            drawer = await self.client.call("drawer.open")
+            print(f"  cash  {total / 100:.2f} EUR, drawer kicked on pin {drawer['pin']}")
+        else:
+            payment = await self.pay_card(total)
+        sale = {
+            "id": str(uuid.uuid4()),
+            "currency": "EUR",
+            "total": total,
+            "lines": lines,
+            "payments": [payment],
+        }
+        t0 = time.perf_counter()
+        result = await self.client.call("sale.commit", {"sale": sale})
+        ms = (time.perf_counter() - t0) * 1000
+        printed = await self.client.call("printer.print", {"sale_id": sale["id"]})
+        self.rung += 1
+        print(
+            f"  sale.commit -> seq {result['seq']:>2}  {result['receipt_no']}  "
+            f"{total / 100:6.2f} EUR  {ms:4.1f} ms; receipt {printed['state']}"
+        )
+        return result
+
+    async def wait_status(self, what: str, check: Any, timeout_s: float = 60.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not check(await self.client.call("status")):
+                await asyncio.sleep(0.1)
+        print(f"  -> {what}")
 
 
-async def wait_for(client: ApiClient, what: str, check: Any, timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        if not check(await client.call("status")):
-            async for event in client.events():
-                print(f"  {DIM}event {event['type']}: {event['data']}{OFF}")
-                if check(await client.call("status")):
-                    break
-    print(f"  -> {what}")
-
-
-def collector_rows(db: Path) -> tuple[int, int, int]:
+def store_seqs(db: Path) -> list[int]:
     with sqlite3.connect(db) as conn:
-        (rows, distinct, top) = conn.execute(
-            "SELECT count(*), count(DISTINCT seq), max(seq) FROM transactions"
-        ).fetchone()
-    return rows, distinct, top or 0
+        return [row[0] for row in conn.execute("SELECT seq FROM transactions ORDER BY seq")]
 
 
-async def demo(work: Path) -> None:
+async def demo(work: Path, keep_running: bool) -> None:
     broker = Mosquitto(work)
     broker.start()
     uplink = uplink_section(broker.port, keepalive_s=2, online_after_s=1)
     collector = CollectorProcess(work / "store", uplink)
     daemon = DaemonProcess(work / "till", store="berlin-01", terminal="till-3", uplink=uplink)
+    receipts = work / "receipts"
+    with daemon.config.open("a") as config:
+        config.write(DEVICES.format(receipts=receipts))
     try:
         collector.start()
-        say(f"edged, a store collector and a mosquitto broker are running in {work}")
         daemon.start()
-        print(f"  config: {daemon.config}\n  journal: {daemon.journal}\n  socket: {daemon.socket}")
+        say(f"A broker, the store collector and a till are running in {work}")
+        print(f"  till config {daemon.config}: simulated printer, scanner and ZVT terminal")
         async with ApiClient(daemon.socket) as client:
-            await client.call("subscribe", {"events": ["link", "outbox"]})
-            await wait_for(client, "the link is up", lambda s: s["link"]["state"] == "online")
-            say("A POS UI rings up 4 sales (each returns once it is on disk)")
-            await ring(client, 0, 4)
-            await wait_for(
-                client, "all acknowledged by the store", lambda s: s["outbox"]["pending"] == 0
+            till = Till(client)
+            await client.call("subscribe", {"events": ["scanner.scan", "payment"]})
+            await till.wait_status(
+                "link online; printer, scanner and payment terminal ready",
+                lambda s: (
+                    s["link"]["state"] == "online"
+                    and {d["state"] for d in s["devices"].values()} == {"ready"}
+                ),
             )
-            run("edgectl", "status", "--socket", daemon.socket)
+            say("The POS UI scans, takes card or cash, commits, prints")
+            for n in range(3):
+                await till.sell(n)
+            await till.wait_status(
+                "every sale acknowledged by the store", lambda s: s["outbox"]["pending"] == 0
+            )
 
-            say("The store broker dies (SIGKILL). Selling goes on, just as fast")
+            say("The store broker dies (SIGKILL). Selling goes on, nobody picks a mode")
             broker.stop()
-            await ring(client, 4, 5)
-            await wait_for(
-                client,
-                "the link is reported offline; sales wait in the journal",
-                lambda s: s["link"]["state"] == "offline",
+            for n in range(3, 7):
+                await till.sell(n)
+            await till.wait_status(
+                "link offline; the sales wait in the journal",
+                lambda s: s["link"]["state"] == "offline" and s["outbox"]["pending"] > 0,
             )
             run("edgectl", "status", "--socket", daemon.socket)
 
             say("The broker comes back. Nobody presses anything")
             broker.start()
-            await wait_for(
-                client,
+            await till.wait_status(
                 "the tail drained by itself, every sale acknowledged",
                 lambda s: s["outbox"]["pending"] == 0,
-                timeout_s=60,
             )
-        rows, distinct, top = collector_rows(Path(collector.db))
-        say(
-            f"The store has {rows} rows for {distinct} distinct seqs, 1..{top}: none lost, "
-            "none twice"
-        )
-        run("edgectl", "journal", "tail", "--journal", daemon.journal)
+            rung = till.rung
+
+        seqs = store_seqs(Path(collector.db))
+        lost = len(set(range(1, rung + 1)) - set(seqs))
+        duplicated = len(seqs) - len(set(seqs))
+        say("Summary")
+        print(f"  sales rung at the till:   {rung}")
+        print(f"  sales stored at the store: {len(set(seqs))}")
+        print(f"  lost: {lost}   duplicated: {duplicated}")
+        last = sorted(receipts.glob("*.txt"))[-1]
+        say(f"The last receipt as the printer printed it ({last.with_suffix('.png')})")
+        print("  " + last.read_text().replace("\n", "\n  "))
         run("edgectl", "journal", "verify", "--journal", daemon.journal)
+        run("edgectl", "status", "--socket", daemon.socket)
+        if keep_running:
+            say("Still running (--keep-running); Ctrl-C stops everything")
+            print(
+                f"  socket  {daemon.socket}\n  journal {daemon.journal}\n"
+                f"  store   {collector.db}\n  receipts {receipts}\n"
+                f"  try: .venv/bin/edgectl status --socket {daemon.socket}"
+            )
+            await asyncio.Event().wait()
         say("Stopping (SIGTERM): in-flight work finishes, the journal closes cleanly")
         print(f"  edged exited with status {daemon.terminate()}")
     finally:
@@ -139,9 +216,22 @@ async def demo(work: Path) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the till, store and broker up for exploring (Ctrl-C stops)",
+    )
+    args = parser.parse_args()
     os.environ.setdefault("EDGED_LOG_LEVEL", "warning")
+    if args.keep_running:
+        work = Path(tempfile.mkdtemp(prefix="edged-demo-"))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(demo(work, keep_running=True))
+        print(f"\n{BOLD}Done.{OFF} Files are kept in {work}")
+        return
     with tempfile.TemporaryDirectory(prefix="edged-demo-") as tmp:
-        asyncio.run(demo(Path(tmp)))
+        asyncio.run(demo(Path(tmp), keep_running=False))
     print(f"\n{BOLD}Done.{OFF} Logs and files were in a temporary folder, now removed.")
 
 
