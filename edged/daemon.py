@@ -152,6 +152,18 @@ class TerminalServices:
         payment: PaymentService = self._devices.require("payment")
         return await payment.start(payment_id, amount, currency)
 
+    async def payment_refund(self, payment_id: str, amount: int, currency: str) -> dict[str, Any]:
+        payment: PaymentService = self._devices.require("payment")
+        return await payment.refund(payment_id, amount, currency)
+
+    async def payment_reverse(self, payment_id: str, original_id: str) -> dict[str, Any]:
+        payment: PaymentService = self._devices.require("payment")
+        return await payment.reverse(payment_id, original_id)
+
+    async def payment_end_of_day(self) -> dict[str, Any]:
+        payment: PaymentService = self._devices.require("payment")
+        return await payment.end_of_day()
+
     async def payment_cancel(self, payment_id: str) -> dict[str, Any]:
         payment: PaymentService = self._devices.require("payment")
         return await payment.cancel(payment_id)

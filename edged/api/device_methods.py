@@ -86,7 +86,7 @@ async def _drawer_open(services: Services, session: Session, params: dict[str, A
     return await services.open_drawer()
 
 
-async def _payment_start(services: Services, session: Session, params: dict[str, Any]) -> Any:
+def _terms(params: dict[str, Any]) -> tuple[str, int, str]:
     payment_id = _id(params)
     amount, currency = params["amount"], params["currency"]
     problems = []
@@ -96,7 +96,23 @@ async def _payment_start(services: Services, session: Session, params: dict[str,
         problems.append(Problem("currency", "must be an ISO 4217 code of three capitals"))
     if problems:
         raise invalid_params(problems)
-    return await services.payment_start(payment_id, amount, currency)
+    return payment_id, amount, currency
+
+
+async def _payment_start(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    return await services.payment_start(*_terms(params))
+
+
+async def _payment_refund(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    return await services.payment_refund(*_terms(params))
+
+
+async def _payment_reverse(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    return await services.payment_reverse(_id(params), _id(params, "payment_id"))
+
+
+async def _payment_end_of_day(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    return await services.payment_end_of_day()
 
 
 async def _payment_cancel(services: Services, session: Session, params: dict[str, Any]) -> Any:
@@ -126,6 +142,19 @@ DEVICE_METHODS = (
         frozenset({"id", "amount", "currency"}),
         _payment_start,
     ),
+    Method(
+        "payment.refund",
+        ("id", "amount", "currency"),
+        frozenset({"id", "amount", "currency"}),
+        _payment_refund,
+    ),
+    Method(
+        "payment.reverse",
+        ("id", "payment_id"),
+        frozenset({"id", "payment_id"}),
+        _payment_reverse,
+    ),
+    Method("payment.end_of_day", (), frozenset(), _payment_end_of_day),
     Method("payment.cancel", ("id",), frozenset({"id"}), _payment_cancel),
     Method("payment.get", ("id",), frozenset({"id"}), _payment_get),
     Method("sim.scan", ("code", "symbology"), frozenset({"code"}), _sim_scan),

@@ -59,6 +59,18 @@ class Services(Protocol):
         """Start (or, for a known id, report) a card payment; returns its record."""
         ...
 
+    async def payment_refund(self, payment_id: str, amount: int, currency: str) -> dict[str, Any]:
+        """Start (or report) a refund to a card; the same rules as payment_start."""
+        ...
+
+    async def payment_reverse(self, payment_id: str, original_id: str) -> dict[str, Any]:
+        """Start (or report) the reversal of the approved payment `original_id`."""
+        ...
+
+    async def payment_end_of_day(self) -> dict[str, Any]:
+        """Close the terminal's batch; the totals it reported."""
+        ...
+
     async def payment_cancel(self, payment_id: str) -> dict[str, Any]:
         """Ask the terminal to abort the payment; returns its record."""
         ...

@@ -140,6 +140,28 @@ async def test_scan_pay_commit_print_and_open_the_drawer(
     assert (status["state"], status["paper"]) == ("ready", "ok")
 
 
+async def test_refund_reversal_and_end_of_day(till: tuple[DaemonProcess, ApiClient]) -> None:
+    _, client = till
+    payment = await paid(client, "pay-r", 700)
+    reversal = await client.call("payment.reverse", {"id": "rev-1", "payment_id": "pay-r"})
+    assert (reversal["kind"], reversal["reverses"], reversal["amount"]) == (
+        "reversal",
+        "pay-r",
+        700,
+    )
+    done = await next_event(client, "payment", id="rev-1", state="approved")
+    assert done["result"]["outcome"] == "approved"
+    refund = await client.call("payment.refund", {"id": "ref-1", "amount": 250, "currency": "EUR"})
+    assert refund["kind"] == "refund"
+    await next_event(client, "payment", id="ref-1", state="approved")
+    totals = await client.call("payment.end_of_day")
+    assert totals["currency"] == "EUR"
+    with pytest.raises(ApiError) as not_reversible:
+        await client.call("payment.reverse", {"id": "rev-2", "payment_id": "ref-1"})
+    assert not_reversible.value.code == codes.INVALID_PARAMS
+    assert payment["result"]["receipt_no"] is not None
+
+
 async def test_device_errors_are_clear(till: tuple[DaemonProcess, ApiClient]) -> None:
     _, client = till
     with pytest.raises(ApiError) as missing:

@@ -44,7 +44,8 @@ RESTART_UNKNOWN = (
 )
 NOT_ON_TERMINAL = "not completed on the terminal"
 
-Kind = Literal["payment", "refund"]
+Kind = Literal["payment", "refund", "reversal"]
+END_OF_DAY = "end-of-day"  # what PaymentBusyError names while the batch is being closed
 
 
 class PaymentLedger(Protocol):
@@ -111,6 +112,53 @@ class PaymentService:
         """Credit `amount` back to a card; the same rules as `start`."""
         return await self._begin("refund", payment_id, amount, currency)
 
+    async def reverse(self, payment_id: str, original_id: str) -> dict[str, Any]:
+        """Cancel the approved payment `original_id` on the terminal (a reversal, same day).
+
+        `payment_id` names the reversal itself, so a retried call is harmless like `start`.
+        """
+        original = await self.get(original_id)
+        receipt_no = (original.get("result") or {}).get("receipt_no")
+        if original["kind"] != "payment" or original["state"] != "approved" or receipt_no is None:
+            raise ValidationError(
+                [
+                    Problem(
+                        "payment_id",
+                        f"payment {original_id} is {original['state']} {original['kind']} "
+                        "without a terminal receipt number; only an approved payment can be "
+                        "reversed (use a refund otherwise)",
+                    )
+                ]
+            )
+        return await self._begin(
+            "reversal",
+            payment_id,
+            original["amount"],
+            original["currency"],
+            extra={"reverses": original_id, "terminal_receipt_no": receipt_no},
+        )
+
+    async def end_of_day(self) -> dict[str, Any]:
+        """Close the terminal's batch (end of day); returns the totals it reported."""
+        async with self._lock:
+            if self._current is not None:
+                raise PaymentBusyError(self._current)
+            self._ready()
+            self._current = END_OF_DAY
+        try:
+            log.info("payment_end_of_day_started")
+
+            def progress(text: str) -> None:
+                self._publish(
+                    "payment", {"id": END_OF_DAY, "state": "in_progress", "message": text}
+                )
+
+            totals = await self.terminal.end_of_day(progress)
+            log.info("payment_end_of_day_finished", total=totals.get("total"))
+            return totals
+        finally:
+            self._current = None
+
     async def get(self, payment_id: str) -> dict[str, Any]:
         """The record; PaymentNotFoundError for an id never started."""
         record = await self._find(payment_id)
@@ -141,7 +189,12 @@ class PaymentService:
     # -- starting ------------------------------------------------------------------------------
 
     async def _begin(
-        self, kind: Kind, payment_id: str, amount: int, currency: str
+        self,
+        kind: Kind,
+        payment_id: str,
+        amount: int,
+        currency: str,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         self._validate(amount, currency)
         async with self._lock:
@@ -157,13 +210,7 @@ class PaymentService:
                 return known
             if self._current is not None:
                 raise PaymentBusyError(self._current)
-            status = self.terminal.status
-            if self._tasks is None:
-                raise DeviceNotReadyError(
-                    status.name, "connecting", "the payment service is starting"
-                )
-            if status.state is not DeviceState.READY:
-                raise DeviceNotReadyError(status.name, str(status.state), status.detail)
+            tasks = self._ready()
             now = utc_now_iso()
             record: dict[str, Any] = {
                 "id": payment_id,
@@ -175,14 +222,24 @@ class PaymentService:
                 "message": "starting",
                 "created_at": now,
                 "updated_at": now,
+                **(extra or {}),
             }
             await self._ledger.put_payment(record)  # durable before the terminal hears of it
             self._current = payment_id
             self._live[payment_id] = record
             log.info("payment_started", payment_id=payment_id, kind=kind, amount=amount)
             self._publish("payment", copy.deepcopy(record))
-            self._tasks.create_task(self._authorize(record), name=f"payment-{payment_id}")
+            tasks.create_task(self._authorize(record), name=f"payment-{payment_id}")
             return copy.deepcopy(record)
+
+    def _ready(self) -> asyncio.TaskGroup:
+        """The running service's task group, if the terminal can take an operation now."""
+        status = self.terminal.status
+        if self._tasks is None:
+            raise DeviceNotReadyError(status.name, "connecting", "the payment service is starting")
+        if status.state is not DeviceState.READY:
+            raise DeviceNotReadyError(status.name, str(status.state), status.detail)
+        return self._tasks
 
     def _validate(self, amount: Any, currency: Any) -> None:
         problems = []
@@ -204,10 +261,16 @@ class PaymentService:
             record["message"], record["updated_at"] = text, utc_now_iso()
             self._publish("payment", {"id": payment_id, "state": "in_progress", "message": text})
 
-        operation = self.terminal.refund if record["kind"] == "refund" else self.terminal.authorize
         result: PaymentResult | None = None
         try:
-            result = await operation(record["amount"], record["currency"], progress)
+            if record["kind"] == "reversal":
+                result = await self.terminal.reverse(record["terminal_receipt_no"], progress)
+            elif record["kind"] == "refund":
+                result = await self.terminal.refund(record["amount"], record["currency"], progress)
+            else:
+                result = await self.terminal.authorize(
+                    record["amount"], record["currency"], progress
+                )
             state, message = str(result.outcome), result.message or str(result.outcome)
         except (NotSupportedError, DeviceAbsent) as exc:  # refused before anything was sent
             state, message = "aborted", f"{exc}; nothing was charged"
