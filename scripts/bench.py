@@ -25,7 +25,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import bench_devices as dev
+
 from edged.client import ApiClient
+from edged.log import configure as configure_logging
+from edged.sim.printer import SimPrinter
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.mosquitto import Mosquitto
 
@@ -318,6 +322,95 @@ async def reconnect(args: argparse.Namespace, work: Path) -> None:
         broker.stop()
 
 
+QUANTILES = ((0.5, "p50"), (0.99, "p99"), (1.0, "max"))
+SCAN_TARGET_S = 0.005  # issue 4: a scan is an event within 5 ms of its last byte
+WARMUP = 20
+
+
+def within(samples: list[float], limit_s: float) -> float:
+    return 100 * sum(s <= limit_s for s in samples) / len(samples)
+
+
+@scenario
+async def scan_latency(args: argparse.Namespace, work: Path) -> None:
+    """Scan bytes written -> scan delivered: the serial driver alone, and the whole daemon
+    (`sim.scan` sent -> `scanner.scan` event) vs the raw pty (+ a socket echo)."""
+    n = 200 if args.quick else 1000
+    codes = [dev.ean13(i) for i in range(WARMUP + n)]
+    frames = [dev.scan_frame(code) for code in codes]
+    raw = dev.pty_latencies(frames)[WARMUP:]
+    loop_raw = (await dev.asyncio_pty_latencies(frames))[WARMUP:]
+    echo_lat = await echo_latencies(work / "echo.sock", n)
+    driver = (await dev.driver_scan_latencies(work, codes))[WARMUP:]
+    daemon = dev.scanner_daemon(work / "till")
+    daemon.start()
+    try:
+        events, answers = await dev.daemon_scan_latencies(daemon.socket, codes)
+    finally:
+        daemon.terminate()
+    events, answers = events[WARMUP:], answers[WARMUP:]
+    for q, label in QUANTILES:
+        emit("scan_driver", f"{label}_latency", pct(driver, q) * 1e3, "ms", pct(raw, q) * 1e3)
+        base = pct(raw, q) + pct(echo_lat, q)
+        emit("scan_daemon", f"{label}_latency", pct(events, q) * 1e3, "ms", base * 1e3)
+        emit("baseline", f"pty_write_read_{label}", pct(raw, q) * 1e3, "ms")
+        emit("baseline", f"pty_asyncio_reader_{label}", pct(loop_raw, q) * 1e3, "ms")
+        emit("baseline", f"unix_socket_echo_{label}", pct(echo_lat, q) * 1e3, "ms")
+    emit("scan_daemon", "sim_scan_answered_p50", pct(answers, 0.5) * 1e3, "ms")
+    emit("scan_driver", "within_5ms", within(driver, SCAN_TARGET_S), "%")
+    emit("scan_daemon", "within_5ms", within(events, SCAN_TARGET_S), "%")
+
+
+@scenario
+async def print_run(args: argparse.Namespace, work: Path) -> None:
+    """Receipts of committed sales through the daemon's ESC/POS driver to the simulated
+    printer on a pty, one after another and all at once, each until the printer confirmed it
+    (GS r); checked at the printer and in the journal. Baselines: the receipt's bytes through
+    a bare pty and back, and the three durable job-state commits."""
+    n = 200
+    sqlite_lat = sqlite_commit_latencies(work / "baseline.db", n)
+    echo_lat = await echo_latencies(work / "echo.sock", n)
+    link = work / "printer"
+    async with SimPrinter.start(link) as sim:
+        daemon = dev.printer_daemon(work / "till", str(link))
+        daemon.start()
+        try:
+            async with ApiClient(daemon.socket) as client:
+                await dev.until_ready(client, "printer")
+                sales = [sale() for _ in range(2 * n)]
+                receipt_nos = [
+                    (await client.call("sale.commit", {"sale": s}))["receipt_no"] for s in sales
+                ]
+                ids = [s["id"] for s in sales]
+                t = time.perf_counter()
+                one_by_one = await dev.print_sequential(client, ids[:n])
+                one_by_one_rate = n / (time.perf_counter() - t)
+            t = time.perf_counter()
+            at_once = await dev.print_burst(daemon.socket, ids[n:])
+            at_once_rate = n / (time.perf_counter() - t)
+        finally:
+            daemon.terminate()
+        jobs = dev.job_rows(daemon.journal)
+        dev.check_printed(sim, jobs, receipt_nos)
+        printed, copies = len(sim.receipts), sum("COPY" in r.text for r in sim.receipts)
+    pty = dev.pty_receipt_latencies(dev.rendered_receipts(daemon.journal))
+    for q, label in QUANTILES:
+        base = pct(pty, q) + 3 * pct(sqlite_lat, q) + pct(echo_lat, q)
+        emit("print_one_by_one", f"{label}_latency", pct(one_by_one, q) * 1e3, "ms", base * 1e3)
+        emit("print_all_at_once", f"{label}_latency", pct(at_once, q) * 1e3, "ms")
+        emit("baseline", f"pty_receipt_round_trip_{label}", pct(pty, q) * 1e3, "ms")
+        emit("baseline", f"sqlite_full_commit_{label}", pct(sqlite_lat, q) * 1e3, "ms")
+        emit("baseline", f"unix_socket_echo_{label}", pct(echo_lat, q) * 1e3, "ms")
+    sequential_base = statistics.median(pty) + 3 * statistics.median(sqlite_lat)
+    sequential_base += statistics.median(echo_lat)
+    emit("print_one_by_one", "throughput", one_by_one_rate, "receipts/s", 1 / sequential_base)
+    emit("print_all_at_once", "throughput", at_once_rate, "receipts/s", 1 / sequential_base)
+    emit("print_check", "receipts_at_printer", printed, "receipts")
+    emit("print_check", "receipts_marked_copy", copies, "receipts")
+    emit("print_journal", "print_job_rows", jobs.rows, "rows")
+    emit("print_journal", "document_bytes_per_job", jobs.document_bytes / jobs.rows, "bytes")
+
+
 async def status_of(path: str) -> dict[str, Any]:
     async with ApiClient(path) as c:
         result: dict[str, Any] = await c.call("status")
@@ -334,6 +427,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
     os.environ.setdefault("EDGED_LOG_LEVEL", "warning")
+    configure_logging()  # the simulators and drivers that run in this process log to stderr
     with tempfile.TemporaryDirectory(prefix="edged-bench-", dir=os.getcwd()) as tmp:
         for name in names:
             work = Path(tmp) / name

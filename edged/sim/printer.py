@@ -9,10 +9,10 @@ interrupted receipt still comes out whole. Each cut ends a `Receipt` (text and o
 PNG on request, written with the text to `out_dir` as NNNN.txt/NNNN.png).
 
 Switches: `set_paper("ok" | "near_end" | "out")`, `run_out_after(lines)`, `set_cover_open`,
-`set_offline`, `set_error`, `set_drawer_open` (the drawer sensor), `power_cycle()` (the
-buffer is lost, the line stays), `unplug()` (the link goes away as in a power cut: the master
-closes, so the driver's reads fail, and the udev-like symlink disappears) and `replug()` (a
-new pty pair, the symlink re-pointed at its slave).
+`set_offline`, `set_error`, `set_drawer_open` (the drawer sensor), `power_off()` /
+`power_on()` / `power_cycle()` (the buffer is lost, the line stays), `unplug()` (the link goes
+away as in a power cut: the master closes, so the driver's reads fail, and the udev-like
+symlink disappears) and `replug()` (a new pty pair, the symlink re-pointed at its slave).
 """
 
 from __future__ import annotations
@@ -94,9 +94,11 @@ class SimPrinter:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (receipt count, future)
         self._next_number = _first_free_number(out_dir)
         self._running = False
-        self._power_on()
+        self.powered = True
+        self._reset()
 
-    def _power_on(self) -> None:
+    def _reset(self) -> None:
+        """The state after switching on: empty buffer, power-on settings, ASB off."""
         self._parser = escpos.EscPosParser()
         self._scanner = RealTimeScanner()
         self._queue: deque[escpos.Op] = deque()
@@ -149,13 +151,23 @@ class SimPrinter:
         self.drawer_open = drawer_open
         self._changed()
 
-    def power_cycle(self) -> None:
-        """Switched off and on: whatever was not printed is lost; ASB is off again."""
+    def power_off(self) -> None:
+        """Switched off (the line stays): it answers nothing and loses what it had not printed."""
         page = self._layout.tear_off()
         if page is not None:
             self._keep(page, complete=False, into=self.torn)
-        self._power_on()
-        log.info("sim_printer_power_cycled")
+        self._reset()
+        self.powered = False
+        log.info("sim_printer_power_off")
+
+    def power_on(self) -> None:
+        self.powered = True
+        log.info("sim_printer_power_on")
+
+    def power_cycle(self) -> None:
+        """Switched off and on: whatever was not printed is lost; ASB is off again."""
+        self.power_off()
+        self.power_on()
 
     async def wait_for_receipts(self, count: int, timeout_s: float = 10.0) -> list[Receipt]:
         """The receipts once at least `count` have been printed (TimeoutError otherwise)."""
@@ -197,7 +209,7 @@ class SimPrinter:
     def unplug(self) -> None:
         """Gone as in a power cut: the master closes, the symlink goes, the buffer is lost."""
         self._disconnect()
-        self.power_cycle()
+        self.power_cycle()  # the data in its buffer does not survive
         log.info("sim_printer_unplugged")
 
     def replug(self) -> None:
@@ -237,6 +249,8 @@ class SimPrinter:
 
     def receive(self, data: bytes) -> None:
         """Bytes from the host: answer real-time requests now, buffer and print the rest."""
+        if not self.powered:
+            return
         for n in self._scanner.feed(data):
             self._reply(bytes((encode_real_time(n, self.status),)))
         self._queue.extend(self._parser.feed(data))

@@ -196,13 +196,13 @@ class Layout:
             self._page.rows.append(Space(op.dots))
         elif isinstance(op, escpos.Cut):
             return self._cut(op)
-        elif isinstance(op, escpos.Raster):
+        elif isinstance(op, escpos.Raster) and op.width and op.height:  # empty: prints nothing
             self._image(_raster_image(op), f"image {op.width}x{op.height}")
         elif isinstance(op, escpos.QrCode):
             self._qr(op)
         elif isinstance(op, escpos.Barcode):
             self._barcode(op)
-        elif isinstance(op, escpos.ColumnImage):
+        elif isinstance(op, escpos.ColumnImage) and op.columns:
             self._place(InlineImage(_column_image(op)))
         return None
 
@@ -248,7 +248,7 @@ class Layout:
     def _glyph(self, char: str) -> None:
         cell_w, cell_h = FONTS[self.font]
         glyph = Glyph(
-            char,
+            char if char.isprintable() else "?",  # control codes in barcode text, C1 bytes
             cell_w * self.width_mult,
             cell_h * self.height_mult,
             self.font,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.util
 import os
 import time
 import tty
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -23,6 +24,7 @@ from edged.devices.printer.transport import (
     open_file_transport,
     open_network_transport,
     open_serial_transport,
+    open_usb_transport,
 )
 from edged.devices.state import DeviceError, DeviceState, DeviceStatus
 from edged.sim.escpos import DrawerKick
@@ -283,9 +285,11 @@ async def test_image_data_holding_a_status_request_keeps_replies_in_step(
 
 
 @pytest.mark.parametrize("mode", ["poll", "asb"])
-async def test_status_changes_become_device_states(sim: SimPrinter, link: Path, mode: str) -> None:
+async def test_status_changes_become_device_states(
+    sim: SimPrinter, link: Path, mode: Literal["poll", "asb"]
+) -> None:
     settings = PrinterSettings(
-        status_mode=mode,  # type: ignore[arg-type]
+        status_mode=mode,
         poll_interval_s=0.05 if mode == "poll" else 5.0,
     )
     async with running(serial(link), settings) as rig:
@@ -312,15 +316,13 @@ async def test_status_changes_become_device_states(sim: SimPrinter, link: Path, 
 
 
 async def test_a_printer_that_stops_answering_is_reopened(sim: SimPrinter, link: Path) -> None:
-    settings = PrinterSettings(poll_interval_s=0.05, status_timeout_s=0.3)
+    settings = PrinterSettings(poll_interval_s=0.05, status_timeout_s=0.5)
     async with running(serial(link), settings) as rig:
         await rig.wait_state(DeviceState.READY)
-        pty, send = sim._pty, sim._send
-        sim._send = None  # switched off: it still holds the line but answers nothing
+        sim.power_off()  # a serial printer switched off: the line stays, nothing answers
         await rig.wait_state(DeviceState.ERROR)
         assert "does not answer status requests" in rig.status.detail
-        sim._send = send
-        assert pty is sim._pty
+        sim.power_on()
         await rig.wait_state(DeviceState.READY)
 
 
@@ -491,3 +493,37 @@ async def read_exactly(fd: int, count: int) -> bytes:
                 raise AssertionError(f"got {data!r}, wanted {count} bytes") from None
             await asyncio.sleep(0.01)
     return data
+
+
+async def test_garbage_from_the_printer_is_a_protocol_error(tmp_path: Path) -> None:
+    master, slave = os.openpty()  # e.g. a scale or a modem on the printer's port
+    tty.setraw(master)
+    tty.setraw(slave)
+    link = tmp_path / "printer"
+    link.symlink_to(os.ttyname(slave))
+    os.set_blocking(master, False)
+
+    def answer_garbage() -> None:
+        os.read(master, 1024)
+        os.write(master, b"\xff")
+
+    asyncio.get_running_loop().add_reader(master, answer_garbage)
+    try:
+        async with running(serial(link)) as rig:
+            await until(lambda: "0xFF" in rig.status.detail, "the protocol error")
+            assert rig.status.state is DeviceState.ERROR
+            assert rig.status.detail == (
+                "printer: byte 0xFF at offset 0 cannot be a status byte "
+                "(wrong baud rate or not an ESC/POS printer?)"
+            )
+    finally:
+        asyncio.get_running_loop().remove_reader(master)
+        os.close(master)
+        os.close(slave)
+
+
+async def test_usb_without_pyusb_says_what_to_install() -> None:
+    if importlib.util.find_spec("usb") is not None:
+        pytest.skip("pyusb is installed here")
+    with pytest.raises(DeviceError, match=r"pip install edged\[usb\]"):
+        await open_usb_transport(0x04B8, 0x0202)

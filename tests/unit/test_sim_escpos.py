@@ -8,7 +8,7 @@ from typing import Any
 import barcode
 import pytest
 import qrcode
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -326,3 +326,82 @@ def test_render_raster_image_and_png() -> None:
 def test_render_invalid_barcode_says_so() -> None:
     (page,) = render(b"\x1dH\x02\x1dkC\x03abc\x1dV\x00")
     assert "abc (invalid)" in page.text()
+
+
+def _raster(d: st.DrawFn) -> bytes:
+    x, y, m = d(st.integers(0, 3)), d(st.integers(0, 3)), d(st.integers(0, 3))
+    return bytes([0x1D, 0x76, 0x30, m, x, 0, y, 0]) + d(st.binary(min_size=x * y, max_size=x * y))
+
+
+def _graphics(d: st.DrawFn) -> bytes:
+    w, h, bx, by = (
+        d(st.integers(0, 20)),
+        d(st.integers(0, 4)),
+        d(st.integers(0, 3)),
+        d(st.integers(0, 3)),
+    )
+    data = d(st.binary(min_size=(w + 7) // 8 * h, max_size=(w + 7) // 8 * h))
+    body = bytes([48, 112, 48, bx, by, 49, w, 0, h, 0]) + data
+    store = b"\x1d(L" + len(body).to_bytes(2, "little") + body
+    return store + b"\x1d(L\x02\x0002"
+
+
+def _column(d: st.DrawFn) -> bytes:
+    m, n = d(st.sampled_from([0, 1, 32, 33, 7])), d(st.integers(0, 4))
+    size = n * (3 if m >= 32 else 1)
+    return bytes([0x1B, 0x2A, m, n, 0]) + d(st.binary(min_size=size, max_size=size))
+
+
+def _barcode(d: st.DrawFn) -> bytes:
+    m = d(st.sampled_from([*range(7), *range(65, 80), 99]))
+    data = d(st.binary(max_size=20))
+    if m < 65:
+        return bytes([0x1D, 0x6B, m]) + data.replace(b"\x00", b"") + b"\x00"
+    return bytes([0x1D, 0x6B, m, len(data)]) + data
+
+
+def _qr(d: st.DrawFn) -> bytes:
+    data = d(st.binary(max_size=40) | st.just(b"x" * 3000))
+    module, level = d(st.integers(0, 20)), d(st.integers(0, 255))
+    store = bytes([49, 80, 48]) + data
+    return (
+        b"\x1d(k\x03\x001C"
+        + bytes([module])
+        + b"\x1d(k\x03\x001E"
+        + bytes([level])
+        + b"\x1d(k"
+        + len(store).to_bytes(2, "little")
+        + store
+        + b"\x1d(k\x03\x001Q0"
+    )
+
+
+def _style(d: st.DrawFn) -> bytes:
+    head = d(
+        st.sampled_from(
+            [b"\x1b!", b"\x1d!", b"\x1ba", b"\x1b-", b"\x1bM", b"\x1b3", b"\x1bd", b"\x1bJ"]
+        )
+    )
+    return head + bytes([d(st.integers(0, 255))])
+
+
+@st.composite
+def receipts(d: st.DrawFn) -> bytes:
+    parts = st.sampled_from([_raster, _graphics, _column, _barcode, _qr, _style])
+    out = b""
+    for _ in range(d(st.integers(0, 6))):
+        out += d(parts)(d) + d(
+            st.sampled_from([b"", b"text", b"\n", b"\t", "Grüße €".encode("cp858")])
+        )
+    return out + d(st.sampled_from([b"", b"\x1dV\x00"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(receipts(), st.binary(max_size=8))
+def test_layout_and_rendering_never_raise(data: bytes, noise: bytes) -> None:
+    layout = Layout(384)
+    for op in EscPosParser().feed(data + noise + b"\x1dV\x00"):
+        page = layout.apply(op)
+        if page is not None:
+            page.text()
+            page.png()

@@ -67,6 +67,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class PrinterSettings:
+    """How to watch the printer and kick its drawer; ValueError names a bad value."""
+
     status_mode: Literal["poll", "asb", "none"] = "poll"
     poll_interval_s: float = POLL_INTERVAL_S
     status_timeout_s: float = STATUS_TIMEOUT_S
@@ -167,6 +169,8 @@ class Printer:
         return self._printer.drawer_pin3_high == self._settings.drawer_open_high
 
     def status_snapshot(self) -> dict[str, Any]:
+        """For `printer.status`: state, what the printer reports (None when not known), and
+        `queued`, the jobs not printed yet (the one printing included)."""
         known = self._link is not None and not self._mute
         return {
             "state": str(self.status.state),

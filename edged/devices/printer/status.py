@@ -29,7 +29,7 @@ from typing import Literal
 
 from edged.devices.state import ProtocolError
 
-DLE, EOT, ENQ, ESC, GS = 0x10, 0x04, 0x05, 0x1B, 0x1D
+DLE, EOT, ESC, GS = 0x10, 0x04, 0x1B, 0x1D
 XON, XOFF = 0x11, 0x13
 
 # `DLE EOT n`: which status a reply to request n carries.
@@ -275,9 +275,10 @@ class StatusParser:
     """Types the bytes a printer sends back. Sans-IO: `feed` bytes, get replies.
 
     Register each request with `expect_real_time(n)` / `expect_printed_mark()` before the
-    bytes go out; replies of one kind come back in the order of their requests. Raises
-    ProtocolError (device, offset, byte) on a byte that fits no status form; the line is then
-    out of step and the parser is discarded with the connection.
+    bytes go out; replies of one kind come back in the order of their requests. A well-formed
+    byte that no request explains comes back as `Unsolicited`. Raises ProtocolError (device,
+    offset, byte) on a byte that fits no status form; the line is then out of step and the
+    parser is discarded with the connection.
     """
 
     def __init__(self, device: str = "printer") -> None:

@@ -22,6 +22,7 @@ from edged.devices.state import DeviceAbsent, DeviceError, DeviceGone
 READ_CHUNK = 4096
 CONNECT_TIMEOUT_S = 5.0
 DEFAULT_PORT = 9100  # "raw" / JetDirect port of network printers
+EMPTY_READ_PAUSE_S = 0.05
 USB_READ_TIMEOUT_MS = 200  # one blocking read in the USB reader thread
 USB_WRITE_TIMEOUT_MS = 10_000
 
@@ -135,21 +136,22 @@ class FileTransport:
             view = view[written:]
 
     async def read(self) -> bytes:
-        if not self._readable:
-            await asyncio.Event().wait()  # write-only: nothing ever comes; ends by cancel
-        while True:
+        while self._readable:
             try:
                 data = os.read(self._fd, READ_CHUNK)
             except BlockingIOError:
                 await self._ready(self._loop.add_reader, self._loop.remove_reader)
                 continue
             except OSError as exc:
-                raise _gone(self.name, exc) from None
-            if not data:
-                # usblp answers "nothing" with an empty read; wait for the next readiness.
-                await asyncio.sleep(0.05)
-                continue
-            return data
+                if exc.errno != errno.EINVAL:
+                    raise _gone(self.name, exc) from None
+                self._readable = False  # usblp: a printer without a back channel
+                break
+            if data:
+                return data
+            await asyncio.sleep(EMPTY_READ_PAUSE_S)  # "nothing yet" from a printer class driver
+        never: asyncio.Future[bytes] = self._loop.create_future()
+        return await never  # write-only: nothing ever comes; ends when cancelled
 
     async def _ready(self, add: Callable[..., None], remove: Callable[[int], object]) -> None:
         if self._closed:
