@@ -19,7 +19,8 @@ import pytest
 
 from edged.api.codes import SALE_CONFLICT, SHUTTING_DOWN
 from edged.client import ApiClient, ApiError
-from tests.support.daemon import DaemonProcess, uplink_section
+from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
+from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 
 CLIENTS = 6
@@ -305,6 +306,40 @@ def test_systemd_status_follows_the_link(tmp_path: Path) -> None:
             while not any(f.startswith(b"STATUS=link offline") for f in seen):
                 seen += notify.recv(4096).split(b"\n")
             assert b"READY=1" in seen
+
+            async def commit() -> None:
+                async with ApiClient(daemon.socket) as client:
+                    await client.call("sale.commit", {"sale": sale()})
+
+            asyncio.run(commit())  # the backlog grows: systemctl status says so
+            while not any(f.startswith(b"STATUS=link offline, 1 pending") for f in seen):
+                seen += notify.recv(4096).split(b"\n")
         finally:
             proc.terminate()
             proc.wait(20)
+
+
+def test_collector_notifies_ready_and_stopping(tmp_path: Path, broker: Mosquitto) -> None:
+    """edged-collector.service is Type=notify: READY once subscribed, STOPPING on SIGTERM."""
+    collector = CollectorProcess(tmp_path, uplink_section(broker.port))
+    notify_path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(20)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edged.cli", "collector", "--config", str(collector.config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            seen: list[bytes] = []
+            while b"READY=1" not in seen:
+                seen += notify.recv(4096).split(b"\n")
+            proc.send_signal(signal.SIGTERM)
+            while b"STOPPING=1" not in seen:
+                seen += notify.recv(4096).split(b"\n")
+            assert proc.wait(20) == 0
+        finally:
+            proc.kill()
