@@ -1,0 +1,33 @@
+"""`pip install .` gives both commands and every subpackage: a wheel built from this tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_wheel_has_both_commands_and_every_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("edged-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
+        scripts = archive.read(entry_points).decode()
+    assert "edged = edged.cli:main" in scripts
+    assert "edgectl = edged.ctl:main" in scripts
+    packages = {
+        str(path.parent.relative_to(ROOT))
+        for path in (ROOT / "edged").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    shipped = {name.rsplit("/", 1)[0] for name in names if name.endswith(".py")}
+    assert packages <= shipped, f"missing from the wheel: {sorted(packages - shipped)}"
+    assert not any(name.startswith("tests/") for name in names)
