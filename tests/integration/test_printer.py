@@ -71,9 +71,11 @@ class Rig:
         def reached() -> bool:
             return self.status.state == state and detail in (None, self.status.detail)
 
-        await until(
-            reached, f"{state} {detail or ''} (now {self.status.state} {self.status.detail})"
-        )
+        try:
+            await until(reached, f"{state} {detail or ''}".strip())
+        except AssertionError as exc:
+            now = f"{self.status.state}: {self.status.detail}"
+            raise AssertionError(f"{exc}; the printer is {now}") from None
 
 
 @pytest.fixture
