@@ -18,9 +18,11 @@ from edged.config import Config
 from edged.devices.manager import Devices
 from edged.devices.payment.service import PaymentService
 from edged.devices.printer.driver import Printer
-from edged.errors import SaleNotFoundError
+from edged.devices.state import DeviceError
+from edged.errors import DeviceNotReadyError, SaleNotFoundError
 from edged.events import EventHub
 from edged.journal import Journal
+from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
 from edged.supervise import supervise
@@ -129,16 +131,7 @@ class TerminalServices:
                 raise SaleNotFoundError(sale_id)
             entry, _ = found
             terminal = self._cfg.terminal
-            document: dict[str, Any] = {
-                "kind": "sale",
-                "store_id": terminal.store_id,
-                "terminal_id": terminal.terminal_id,
-                "seq": entry.seq,
-                "receipt_no": entry.receipt_no,
-                "created_at": entry.created_at,
-                "hash": entry.hash.hex(),
-                "sale": msgspec.json.decode(entry.sale_json),
-            }
+            document = sale_document(terminal.store_id, terminal.terminal_id, entry)
         else:
             assert receipt is not None
             document = receipt
@@ -157,7 +150,10 @@ class TerminalServices:
 
     async def open_drawer(self) -> dict[str, Any]:
         printer: Printer = self._devices.require("printer")
-        return await printer.open_drawer()
+        try:
+            return await printer.open_drawer()
+        except DeviceError as exc:
+            raise DeviceNotReadyError("printer", str(printer.status.state), str(exc)) from exc
 
     async def payment_start(self, payment_id: str, amount: int, currency: str) -> dict[str, Any]:
         payment: PaymentService = self._devices.require("payment")

@@ -23,11 +23,11 @@ from edged.devices.payment.zvt.driver import ZvtTerminal
 from edged.devices.printer import transport
 from edged.devices.printer.driver import Printer, PrinterSettings
 from edged.devices.printer.jobs import PrintJob, PrintJobStore
-from edged.devices.printer.layout import ReceiptLayout
 from edged.devices.printer.receipt import build_receipt
 from edged.devices.scanner import EvdevScanner, SerialScanner
 from edged.devices.state import DeviceStatus, Publish
 from edged.errors import DeviceNotConfiguredError
+from edged.receipts import receipt_layout
 from edged.supervise import supervise
 
 log = structlog.get_logger(__name__)
@@ -83,15 +83,7 @@ class Devices:
     # -- printer ---------------------------------------------------------------------------
 
     def _printer(self, cfg: PrinterSection, jobs: PrintJobStore) -> Printer:
-        layout = ReceiptLayout(
-            profile=cfg.profile,
-            columns=cfg.columns,
-            codepage=cfg.codepage,
-            header=tuple(cfg.header),
-            footer=tuple(cfg.footer),
-            code=cfg.code,
-            show_hash=cfg.print_hash,
-        )
+        layout = receipt_layout(cfg)
 
         def render(job: PrintJob) -> bytes:
             return build_receipt(job.document, layout, copy=job.copy)

@@ -11,6 +11,7 @@ from pathlib import Path
 from edged.chain import entry_bytes, entry_hash
 from edged.errors import ChainError, JournalError
 from edged.journal import state
+from edged.journal.readonly import connect_readonly
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +29,8 @@ class VerifyReport:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    if not state.check_file(path):
-        raise JournalError(f"journal {path}: no such journal (missing or empty file)")
-    try:
-        # Read-only: the daemon may be running; WAL lets us read a consistent snapshot.
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        conn.execute("PRAGMA query_only=1")
-        return conn
-    except sqlite3.Error as exc:
-        raise state.describe(path, exc) from None
+    # Read-only: the daemon may be running; WAL lets us read a consistent snapshot.
+    return connect_readonly(path)
 
 
 def _rows(conn: sqlite3.Connection) -> Iterator[tuple[int, str, str, str, str, bytes, bytes]]:

@@ -229,7 +229,7 @@ async def test_edgectl_status(tmp_path: Path) -> None:
     assert "2.50 EUR" in tail.stdout
     daemon.terminate()
     gone = edgectl("status", "--socket", daemon.socket)
-    assert gone.returncode == 69
+    assert gone.returncode == 2
     assert "is edged running" in gone.stderr
 
 

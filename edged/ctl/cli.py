@@ -1,0 +1,115 @@
+"""The `edgectl` command line: arguments, dispatch, and how errors become exit statuses."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from edged import __version__
+from edged.config import DEFAULT_CONFIG_PATH
+from edged.ctl import diag, doctor, journalcmd, logs, outbox, receipt, scanwatch, status, sync
+from edged.ctl.errors import EXIT_INTERRUPTED, EXIT_OK, CtlError
+
+EPILOG = (
+    "exit status: 0 ok; 1 a check failed or a problem was found; "
+    "2 usage error or the command could not run (daemon unreachable, bad config)"
+)
+
+
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    # Also accepted after the command; SUPPRESS keeps a --config given before it.
+    common.add_argument("--config", default=argparse.SUPPRESS, help="edged config file")
+    sock = argparse.ArgumentParser(add_help=False)
+    sock.add_argument("--socket", help="the daemon's socket (default: from the config)")
+    journal = argparse.ArgumentParser(add_help=False)
+    journal.add_argument("--journal", help="the journal file (default: from the config)")
+    return {"common": common, "socket": sock, "journal": journal}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _parents()
+    api, offline = [p["common"], p["socket"]], [p["common"], p["journal"]]
+    top = argparse.ArgumentParser(
+        prog="edgectl", description="The technician's tool for an edged terminal.", epilog=EPILOG
+    )
+    top.add_argument("--version", action="version", version=f"edgectl {__version__}")
+    top.add_argument("--config", help=f"edged config (default {DEFAULT_CONFIG_PATH} if it exists)")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cmd = sub.add_parser("status", parents=api, help="link, backlog, devices, journal, version")
+    cmd.set_defaults(func=status.run)
+
+    cmd = sub.add_parser(
+        "doctor",
+        parents=[*api, p["journal"]],
+        help="check config, daemon, journal, devices, broker, disk, clock",
+    )
+    cmd.set_defaults(func=doctor.run)
+
+    diag_cmd = sub.add_parser("diag", help="try one device through the daemon")
+    dsub = diag_cmd.add_subparsers(dest="device", required=True, metavar="DEVICE")
+    cmd = dsub.add_parser("printer", parents=api, help="printer status; --test-page prints one")
+    cmd.add_argument("--test-page", action="store_true", help="print a test slip")
+    cmd.set_defaults(func=diag.printer)
+    cmd = dsub.add_parser("drawer", parents=api, help="open the cash drawer")
+    cmd.set_defaults(func=diag.drawer)
+    cmd = dsub.add_parser("scanner", parents=api, help="show scans live")
+    cmd.add_argument("--watch", type=float, required=True, metavar="SECONDS", help="how long")
+    cmd.add_argument("--count", type=int, metavar="N", help="stop after N scans")
+    cmd.set_defaults(func=scanwatch.run)
+    cmd = dsub.add_parser("payment", parents=api, help="is the payment terminal answering?")
+    cmd.add_argument("--ping", action="store_true", required=True, help="report its state")
+    cmd.set_defaults(func=diag.payment)
+
+    cmd = sub.add_parser("outbox", parents=offline, help="pending sales, oldest first")
+    cmd.add_argument("--limit", type=int, default=20, help="show at most N (default 20)")
+    cmd.set_defaults(func=outbox.run)
+
+    cmd = sub.add_parser("sync", parents=api, help="flush the outbox now, with progress")
+    cmd.add_argument(
+        "--timeout", type=float, default=60.0, help="give up after SECONDS (default 60)"
+    )
+    cmd.set_defaults(func=sync.run)
+
+    journal = sub.add_parser("journal", help="the journal file, daemon running or not")
+    jsub = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
+    cmd = jsub.add_parser("verify", parents=offline, help="seq continuity and the hash chain")
+    cmd.set_defaults(func=journalcmd.verify)
+    cmd = jsub.add_parser("tail", parents=offline, help="the last entries")
+    cmd.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    cmd.set_defaults(func=journalcmd.tail)
+    cmd = jsub.add_parser("export", parents=offline, help="entries as JSON lines, for support")
+    cmd.add_argument("--from", dest="from_seq", type=int, metavar="SEQ", help="first seq")
+    cmd.add_argument("--to", dest="to_seq", type=int, metavar="SEQ", help="last seq")
+    cmd.add_argument("--out", metavar="FILE", help="write to FILE (default: stdout)")
+    cmd.set_defaults(func=journalcmd.export)
+
+    cmd = sub.add_parser("logs", parents=[p["common"]], help="recent daemon events (journalctl)")
+    cmd.add_argument("-n", type=int, default=50, help="how many (default 50)")
+    cmd.add_argument("--follow", "-f", action="store_true", help="keep showing new events")
+    cmd.add_argument("--unit", default="edged", help="systemd unit (default edged)")
+    cmd.set_defaults(func=logs.run)
+
+    cmd = sub.add_parser("receipt", parents=offline, help="render a sale's receipt from the file")
+    cmd.add_argument("seq", type=int, help="the journal entry's seq")
+    cmd.add_argument("--png", metavar="FILE", help="write the receipt as a PNG image")
+    cmd.add_argument("--text", action="store_true", help="print it as text")
+    cmd.set_defaults(func=receipt.run)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CtlError as exc:
+        print(f"edgectl: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `edgectl journal export | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -1,0 +1,232 @@
+"""`edgectl doctor`: every check a technician would do by hand, one line each, worst first fixed.
+
+Checks: config, daemon socket, journal (read-only, whole chain), device nodes, broker (TCP,
+TLS, MQTT CONNECT), disk space, clock. Exit 1 if any FAILs; WARNs are worth reading but do
+not fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edged.config import DEFAULT_CONFIG_PATH, Config, load_config
+from edged.ctl import output, paths, rpc
+from edged.ctl.broker import broker_checks
+from edged.ctl.checks import Check
+from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, CtlError
+from edged.ctl.nodes import device_checks
+from edged.errors import ChainError, ConfigError, JournalError
+from edged.journal import readonly
+from edged.journal.verify import verify_journal
+
+DISK_FAIL_BYTES = 50_000_000
+DISK_WARN_BYTES = 500_000_000
+DISK_WARN_SHARE = 0.10
+CLOCK_SLACK_S = 60  # stamps this far ahead of now are tolerated (clock slew, NTP steps)
+TIMEDATECTL_TIMEOUT_S = 5.0
+
+
+def _config(path: str) -> tuple[Config | None, Check]:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        todo = "fix it; edged refuses to start with it (exit 78)"
+        if not os.path.exists(path):
+            todo = "pass --config FILE, or install the config there"
+        return None, Check("config", "FAIL", str(exc), todo)
+    devices = cfg.devices
+    configured = [
+        f"{name} ({section.driver})"
+        for name, section in (
+            ("printer", devices.printer),
+            ("scanner", devices.scanner),
+            ("payment", devices.payment),
+        )
+        if section is not None
+    ]
+    uplink = f"uplink {cfg.uplink.host}:{cfg.uplink.effective_port}" if cfg.uplink else "no uplink"
+    found = (
+        f"{path}: store {cfg.terminal.store_id} terminal {cfg.terminal.terminal_id}, {uplink}, "
+        f"devices: {', '.join(configured) or 'none'}"
+    )
+    return cfg, Check("config", "OK", found)
+
+
+async def _socket(path: str) -> tuple[dict[str, Any] | None, Check]:
+    try:
+        async with rpc.connect(path) as client:
+            status = await rpc.call(client, "status")
+    except CtlError as exc:
+        return None, Check(
+            "socket", "FAIL", str(exc), "systemctl start edged; `edgectl logs` says why it stopped"
+        )
+    link, pending = status["link"]["state"], status["outbox"]["pending"]
+    found = f"edged {status.get('version', '?')} answers on {path}: link {link}, {pending} pending"
+    return status, Check("socket", "OK", found)
+
+
+def _journal(path: str, status: dict[str, Any] | None) -> Check:
+    try:
+        report = verify_journal(path)
+    except ChainError as exc:
+        return Check(
+            "journal",
+            "FAIL",
+            f"{path}: BROKEN at seq {exc.seq}: {exc.problem}",
+            "keep the file for analysis and call support (`edgectl journal export`)",
+        )
+    except JournalError as exc:
+        todo = "run as root or as a member of group edged"
+        if not os.path.exists(path):
+            todo = "edged creates it at its first start: is journal.path right?"
+        return Check("journal", "FAIL", str(exc), todo)
+    size = output.size(readonly.file_bytes(path))
+    found = (
+        f"{path} ({size}): {report.entries} entries, seq {report.first_seq}..{report.last_seq}, "
+        "chain intact"
+    )
+    used = (status or {}).get("journal", {}).get("path")
+    if used is not None and Path(used).resolve() != Path(path).resolve():
+        return Check(
+            "journal",
+            "WARN",
+            f"{found}; but the running edged writes {used}",
+            "is edged running with another config? `systemctl cat edged`",
+        )
+    return Check("journal", "OK", found)
+
+
+def _disk(journal: str) -> Check:
+    where = Path(journal).parent
+    try:
+        usage = shutil.disk_usage(where)
+    except OSError as exc:
+        return Check(
+            "disk", "FAIL", f"cannot check {where}: {exc.strerror}", "is journal.path right?"
+        )
+    share = usage.free / usage.total if usage.total else 0.0
+    found = (
+        f"{output.size(usage.free)} free of {output.size(usage.total)} ({share:.0%}) "
+        f"where the journal is ({where})"
+    )
+    if usage.free < DISK_FAIL_BYTES:
+        return Check(
+            "disk", "FAIL", found, "free space now: sales fail to commit when the disk is full"
+        )
+    if usage.free < DISK_WARN_BYTES or share < DISK_WARN_SHARE:
+        return Check("disk", "WARN", found, "free some space (old logs, packages) soon")
+    return Check("disk", "OK", found)
+
+
+def _ntp() -> str | None:
+    """systemd's view of time sync: "yes", "no", or None when it cannot be asked."""
+    timedatectl = shutil.which("timedatectl")
+    if timedatectl is None:
+        return None
+    try:
+        done = subprocess.run(
+            [timedatectl, "show", "--property=NTPSynchronized", "--value"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEDATECTL_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    answer = done.stdout.strip()
+    return answer if done.returncode == 0 and answer in ("yes", "no") else None
+
+
+def _latest_stamp(journal: str) -> tuple[str, str] | None:
+    """The latest time this clock wrote into the journal: (what, RFC 3339 time)."""
+    try:
+        with readonly.JournalReader(journal) as reader:
+            newest = reader.newest()
+            last_ack_at = reader.outbox().last_ack_at
+    except JournalError:
+        return None
+    stamps = []
+    if newest is not None:
+        stamps.append((f"the newest sale (seq {newest.seq})", newest.created_at))
+    if last_ack_at:
+        stamps.append(("the last ack", last_ack_at))
+    return max(stamps, key=lambda s: output.parse_time(s[1])) if stamps else None
+
+
+def _clock(journal: str) -> Check:
+    """The broker cannot be asked for the time (MQTT has none); this compares what can be."""
+    now = datetime.now(UTC)
+    notes = [f"now {now:%Y-%m-%d %H:%M:%S} UTC"]
+    latest = _latest_stamp(journal)
+    if latest is not None:
+        what, stamp = latest
+        ahead = int((output.parse_time(stamp) - now).total_seconds())
+        if ahead > CLOCK_SLACK_S:
+            return Check(
+                "clock",
+                "FAIL",
+                f"now is {now:%Y-%m-%d %H:%M:%S} UTC, but {what} was stamped {stamp}: "
+                f"the clock went back by {output.duration(ahead)}",
+                "fix the time (timedatectl; the store's NTP server); seq keeps sales in order, "
+                "but their times run backwards until then",
+            )
+        notes.append(f"not behind {what} at {stamp}")
+    ntp = _ntp()
+    notes.append(
+        "NTP synchronized" if ntp == "yes" else "NOT synchronized (NTP)" if ntp else "NTP unknown"
+    )
+    notes.append("the broker tells no time (MQTT has none), so it was not compared")
+    found = "; ".join(notes)
+    if ntp == "no":
+        return Check(
+            "clock",
+            "WARN",
+            found,
+            "enable time sync (`timedatectl set-ntp true`) and check the NTP server is reachable",
+        )
+    return Check("clock", "OK", found)
+
+
+async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> None:
+    cfg, check = _config(args.config or DEFAULT_CONFIG_PATH)
+    report(check)
+    sock = args.socket or (cfg.api.socket if cfg else paths.default_socket())
+    journal = args.journal or (cfg.journal.path if cfg else paths.default_journal())
+    status, check = await _socket(sock)
+    report(check)
+    report(_journal(journal, status))
+    if cfg is not None:
+        for check in device_checks(cfg, status):
+            report(check)
+        for check in await broker_checks(cfg):
+            report(check)
+    report(_disk(journal))
+    report(_clock(journal))
+
+
+def run(args: argparse.Namespace) -> int:
+    checks: list[Check] = []
+
+    def report(check: Check) -> None:
+        checks.append(check)
+        if not args.json:
+            print(check.line(), flush=True)
+
+    asyncio.run(_run(args, report))
+    failed = [c for c in checks if c.level == "FAIL"]
+    if args.json:
+        output.emit_json({"ok": not failed, "checks": [c.as_dict() for c in checks]})
+    elif failed:
+        print(f"{len(failed)} check(s) failed: {', '.join(c.name for c in failed)}")
+    else:
+        warnings = sum(c.level == "WARN" for c in checks)
+        print(f"no check failed ({warnings} warning{'' if warnings == 1 else 's'})")
+    return EXIT_PROBLEM if failed else EXIT_OK

@@ -1,0 +1,62 @@
+"""`edgectl status`: what the running daemon says about link, backlog, devices and journal."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edged.ctl import output, paths, rpc
+from edged.ctl.errors import EXIT_OK
+from edged.journal import readonly
+
+
+def _with_file_size(status: dict[str, Any]) -> dict[str, Any]:
+    """Add journal.file_bytes (database + WAL), read here: the API does not report it."""
+    journal = status["journal"]
+    try:
+        size: int | None = readonly.file_bytes(journal["path"])
+    except OSError:
+        size = None  # not visible to this user, or another mount namespace
+    return {**status, "journal": {**journal, "file_bytes": size}}
+
+
+def render(status: dict[str, Any]) -> str:
+    """The table a technician reads at the till."""
+    link, outbox, journal = status["link"], status["outbox"], status["journal"]
+    terminal = status["terminal"]
+    rows = [
+        ("terminal", f"{terminal['store_id']} / {terminal['terminal_id']}"),
+        ("version", status.get("version", "?")),
+        ("link", f"{link['state']} since {link.get('since') or '-'}"),
+    ]
+    if link.get("peer"):
+        rows.append(("broker", link["peer"]))
+    if link.get("error"):
+        rows.append(("last error", link["error"]))
+    oldest = outbox["oldest_created_at"]
+    rows += [
+        ("pending", str(outbox["pending"])),
+        ("oldest pending", output.ago(oldest)),
+        ("acked up to", f"seq {outbox.get('acked_upto', '-')}"),
+        ("last ack", output.ago(outbox.get("last_ack_at"))),
+        ("last seq", str(journal["last_seq"])),
+    ]
+    size = journal.get("file_bytes")
+    shown = output.size(size) if size is not None else "size not readable"
+    rows.append(("journal", f"{journal.get('path', '?')} ({shown})"))
+    devices = status.get("devices") or {}
+    if not devices:
+        rows.append(("devices", "none configured"))
+    for name, device in sorted(devices.items()):
+        detail = device.get("detail") or ""
+        rows.append((f"device {name}", f"{device['state']}{': ' + detail if detail else ''}"))
+    return output.pairs(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    status = _with_file_size(rpc.request(paths.socket_path(args), "status"))
+    if args.json:
+        output.emit_json(status)
+    else:
+        print(render(status))
+    return EXIT_OK
