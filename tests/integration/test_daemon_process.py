@@ -258,88 +258,77 @@ def test_corrupt_journal_is_a_startup_error(tmp_path: Path) -> None:
     assert Path(daemon.journal).read_bytes().startswith(b"garbage")
 
 
+class Notified:
+    """`python -m edged.cli ARGS` under a real NOTIFY_SOCKET, and every field it has sent."""
+
+    def __init__(self, args: list[str], notify_path: Path, **env: str) -> None:
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(notify_path))
+        self.socket.settimeout(20)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edged.cli", *args],
+            env=dict(os.environ, NOTIFY_SOCKET=str(notify_path), **env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.seen: list[bytes] = []
+
+    def until(self, done: Callable[[list[bytes]], bool]) -> None:
+        while not done(self.seen):
+            self.seen += self.socket.recv(4096).split(b"\n")
+
+    def until_field(self, prefix: bytes) -> None:
+        self.until(lambda seen: any(field.startswith(prefix) for field in seen))
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(20)
+        self.socket.close()
+
+
 def test_systemd_notifications_from_the_real_process(tmp_path: Path) -> None:
     """READY with a STATUS line, WATCHDOG pings at half of WATCHDOG_USEC, STOPPING on SIGTERM."""
     daemon = DaemonProcess(tmp_path)
-    notify_path = tmp_path / "notify"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(20)
-        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edged.cli", "run", "--config", str(daemon.config)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            seen: list[bytes] = []
-            while seen.count(b"WATCHDOG=1") < 3:
-                seen += notify.recv(4096).split(b"\n")
-            assert b"READY=1" in seen
-            assert any(f.startswith(b"STATUS=link disabled, 0 pending") for f in seen)
-            proc.send_signal(signal.SIGTERM)
-            while b"STOPPING=1" not in seen:
-                seen += notify.recv(4096).split(b"\n")
-            assert proc.wait(20) == 0
-        finally:
-            proc.kill()
+    run = ["run", "--config", str(daemon.config)]
+    notified = Notified(run, tmp_path / "notify", WATCHDOG_USEC="400000")
+    try:
+        notified.until(lambda seen: seen.count(b"WATCHDOG=1") >= 3)
+        assert b"READY=1" in notified.seen
+        assert any(f.startswith(b"STATUS=link disabled, 0 pending") for f in notified.seen)
+        notified.proc.send_signal(signal.SIGTERM)
+        notified.until_field(b"STOPPING=1")
+        assert notified.proc.wait(20) == 0
+    finally:
+        notified.close()
 
 
 def test_systemd_status_follows_the_link(tmp_path: Path) -> None:
-    """`systemctl status` shows the link leaving `connecting` when the broker is unreachable."""
+    """`systemctl status` shows the link leaving `connecting`, and the backlog growing."""
     dead_port = free_port()  # nothing listens there
     daemon = DaemonProcess(tmp_path, uplink=uplink_section(dead_port, reconnect_max_s=1))
-    notify_path = tmp_path / "notify"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(20)
-        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edged.cli", "run", "--config", str(daemon.config)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            seen: list[bytes] = []
-            while not any(f.startswith(b"STATUS=link offline") for f in seen):
-                seen += notify.recv(4096).split(b"\n")
-            assert b"READY=1" in seen
+    notified = Notified(["run", "--config", str(daemon.config)], tmp_path / "notify")
+    try:
+        notified.until_field(b"STATUS=link offline")
+        assert b"READY=1" in notified.seen
 
-            async def commit() -> None:
-                async with ApiClient(daemon.socket) as client:
-                    await client.call("sale.commit", {"sale": sale()})
+        async def commit() -> None:
+            async with ApiClient(daemon.socket) as client:
+                await client.call("sale.commit", {"sale": sale()})
 
-            asyncio.run(commit())  # the backlog grows: systemctl status says so
-            while not any(f.startswith(b"STATUS=link offline, 1 pending") for f in seen):
-                seen += notify.recv(4096).split(b"\n")
-        finally:
-            proc.terminate()
-            proc.wait(20)
+        asyncio.run(commit())
+        notified.until_field(b"STATUS=link offline, 1 pending")
+    finally:
+        notified.close()
 
 
 def test_collector_notifies_ready_and_stopping(tmp_path: Path, broker: Mosquitto) -> None:
     """edged-collector.service is Type=notify: READY once subscribed, STOPPING on SIGTERM."""
     collector = CollectorProcess(tmp_path, uplink_section(broker.port))
-    notify_path = tmp_path / "notify"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(20)
-        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edged.cli", "collector", "--config", str(collector.config)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            seen: list[bytes] = []
-            while b"READY=1" not in seen:
-                seen += notify.recv(4096).split(b"\n")
-            proc.send_signal(signal.SIGTERM)
-            while b"STOPPING=1" not in seen:
-                seen += notify.recv(4096).split(b"\n")
-            assert proc.wait(20) == 0
-        finally:
-            proc.kill()
+    notified = Notified(["collector", "--config", str(collector.config)], tmp_path / "notify")
+    try:
+        notified.until_field(b"READY=1")
+        notified.proc.send_signal(signal.SIGTERM)
+        notified.until_field(b"STOPPING=1")
+        assert notified.proc.wait(20) == 0
+    finally:
+        notified.close()
