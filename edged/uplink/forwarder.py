@@ -26,6 +26,10 @@ from edged.wire import WIRE_VERSION, Entry, TxBatch, decode_ack, encode
 
 log = structlog.get_logger(__name__)
 
+# Until the first ack on a connection, resend after 1 s, 2 s, 4 s ... up to ack_timeout_s: a
+# broker that just restarted without persistence may not have the collector's subscription
+# yet, and drops what a terminal that reconnected first publishes.
+FIRST_ACK_TIMEOUT_S = 1.0
 OUTBOX_EVENT_MIN_INTERVAL_S = 0.5  # `outbox` events during a drain, at most this often
 BATCH_MAX_BYTES = 1 << 20  # brokers often cap messages; 1 MiB is safe for mosquitto & co.
 ENTRY_OVERHEAD_BYTES = 400  # JSON around one sale: keys, hashes, ids (for the byte cap only)
@@ -104,6 +108,8 @@ class Forwarder:
         self.batches_sent = 0
         self.resends = 0  # go-back-N restarts after an ack timeout
         self._timeout_warned = False
+        self._acked_here = False  # an ack arrived on this connection
+        self._early_resends = 0  # resends on this connection before its first ack
         self._bogus_warned = False
         self._last_event: tuple[int, int, int] | None = None
         self._last_event_at = 0.0
@@ -121,6 +127,7 @@ class Forwarder:
         """Forward until the connection fails (LinkError from a publish) or cancellation."""
         self._inflight.clear()
         self._next_after = self._journal.stats().acked_upto  # resend whatever was unacked
+        self._acked_here, self._early_resends = False, 0
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._watch_commits(), name="uplink-commit-watch")
             tg.create_task(self._read_acks(conn), name="uplink-ack-reader")
@@ -147,19 +154,27 @@ class Forwarder:
             else:
                 log.warning("mqtt_unexpected_message", topic=msg.topic, size=len(msg.payload))
 
+    def _timeout_s(self) -> float:
+        if self._acked_here:
+            return self._ack_timeout_s
+        return min(self._ack_timeout_s, FIRST_ACK_TIMEOUT_S * 2.0**self._early_resends)
+
     def _expire(self, now: float) -> None:
-        """Go back to acked_upto when the oldest batch waited ack_timeout_s for its ack."""
-        if not self._inflight or now - self._inflight[0].sent_at < self._ack_timeout_s:
+        """Go back to acked_upto when the oldest batch waited too long for its ack."""
+        timeout_s = self._timeout_s()
+        if not self._inflight or now - self._inflight[0].sent_at < timeout_s:
             return
+        if not self._acked_here:
+            self._early_resends += 1
         acked = self._journal.stats().acked_upto
         oldest = self._inflight[0]
         fields = {
             "first_seq": max(oldest.first, acked + 1),
             "last_sent_seq": self._inflight[-1].last,
-            "ack_timeout_s": self._ack_timeout_s,
+            "waited_s": timeout_s,
             "acked_upto": acked,
         }
-        if self._timeout_warned:
+        if self._timeout_warned or not self._acked_here:
             log.debug("ack_timeout_resend", **fields)
         else:
             self._timeout_warned = True
@@ -188,7 +203,7 @@ class Forwarder:
     def _next_deadline(self, now: float) -> float | None:
         deadlines: list[float] = []
         if self._inflight:
-            deadlines.append(self._inflight[0].sent_at + self._ack_timeout_s - now)
+            deadlines.append(self._inflight[0].sent_at + self._timeout_s() - now)
         if self._event_owed:
             deadlines.append(self._last_event_at + OUTBOX_EVENT_MIN_INTERVAL_S - now)
         return max(0.0, min(deadlines)) if deadlines else None
@@ -211,6 +226,7 @@ class Forwarder:
             )
             return
         acked = await self._journal.mark_acked(ack.upto)
+        self._acked_here = True
         self._bogus_warned = False
         self._timeout_warned = False
         while self._inflight and self._inflight[0].last <= acked:
