@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -16,8 +16,6 @@ from edged.api.server import ApiServer
 from edged.clock import utc_now_iso
 from edged.config import Config
 from edged.devices.manager import Devices
-from edged.devices.payment.service import PaymentService
-from edged.devices.printer.driver import Printer
 from edged.devices.state import DeviceError
 from edged.errors import DeviceNotReadyError, SaleNotFoundError
 from edged.events import EventHub
@@ -27,6 +25,10 @@ from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
 from edged.supervise import supervise
 from edged.uplink import Uplink
+
+if TYPE_CHECKING:
+    from edged.devices.payment.service import PaymentService
+    from edged.devices.printer.driver import Printer
 
 log = structlog.get_logger(__name__)
 

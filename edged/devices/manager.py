@@ -11,24 +11,23 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from edged.config import DevicesSection, PaymentSection, PrinterSection, ScannerSection
-from edged.devices.payment.base import PaymentTerminal
-from edged.devices.payment.concert.driver import ConcertSettings, ConcertTerminal
-from edged.devices.payment.service import PaymentLedger, PaymentService
-from edged.devices.payment.zvt.driver import ZvtTerminal
-from edged.devices.printer import transport
-from edged.devices.printer.driver import Printer, PrinterSettings
-from edged.devices.printer.jobs import PrintJob, PrintJobStore
-from edged.devices.printer.receipt import build_receipt
-from edged.devices.scanner import EvdevScanner, SerialScanner
 from edged.devices.state import DeviceStatus, Publish
 from edged.errors import DeviceNotConfiguredError
-from edged.receipts import receipt_layout
 from edged.supervise import supervise
+
+# Drivers are imported when their section is configured: a journal-only till starts faster.
+if TYPE_CHECKING:
+    from edged.devices.payment.base import PaymentTerminal
+    from edged.devices.payment.service import PaymentLedger, PaymentService
+    from edged.devices.printer import transport
+    from edged.devices.printer.driver import Printer
+    from edged.devices.printer.jobs import PrintJob, PrintJobStore
+    from edged.devices.scanner import EvdevScanner, SerialScanner
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +82,11 @@ class Devices:
     # -- printer ---------------------------------------------------------------------------
 
     def _printer(self, cfg: PrinterSection, jobs: PrintJobStore) -> Printer:
+        from edged.devices.printer import transport
+        from edged.devices.printer.driver import Printer, PrinterSettings
+        from edged.devices.printer.receipt import build_receipt
+        from edged.receipts import receipt_layout
+
         layout = receipt_layout(cfg)
 
         def render(job: PrintJob) -> bytes:
@@ -129,6 +133,8 @@ class Devices:
     # -- scanner ---------------------------------------------------------------------------
 
     def _scanner(self, cfg: ScannerSection) -> SerialScanner | EvdevScanner:
+        from edged.devices.scanner import EvdevScanner, SerialScanner
+
         status = self._status("scanner")
         scanner: SerialScanner | EvdevScanner
         if cfg.driver == "evdev":
@@ -187,6 +193,10 @@ class Devices:
     # -- payment ---------------------------------------------------------------------------
 
     def _payment(self, cfg: PaymentSection, ledger: PaymentLedger) -> PaymentService:
+        from edged.devices.payment.concert.driver import ConcertSettings, ConcertTerminal
+        from edged.devices.payment.service import PaymentService
+        from edged.devices.payment.zvt.driver import ZvtTerminal
+
         status = self._status("payment")
         protocol = cfg.simulate if cfg.driver == "sim" else cfg.driver
         path = self._sim_path("payment") if cfg.driver == "sim" else cfg.path
