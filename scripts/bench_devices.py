@@ -24,8 +24,9 @@ from edged.client import ApiClient
 from edged.devices.printer.layout import ReceiptLayout
 from edged.devices.printer.receipt import build_receipt
 from edged.devices.printer.status import paper_sensor_status
-from edged.devices.scanner.codec import AIM_IDS, gtin_check_digit
+from edged.devices.scanner.codec import AIM_IDS
 from edged.devices.scanner.driver import SerialScanner
+from edged.devices.scanner.gtin import gtin_check_digit
 from edged.devices.state import DeviceStatus
 from edged.sim.printer import SimPrinter
 from edged.sim.scanner import SimScanner

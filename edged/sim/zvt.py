@@ -22,8 +22,18 @@ from pathlib import Path
 
 import structlog
 
-from edged.devices.payment.zvt import codec
-from edged.devices.payment.zvt.codec import Ack, Apdu, BadFrame, BmpValue, Frame, Nak, Tlv
+from edged.devices.payment.zvt import codes, commands, framing, messages
+from edged.devices.payment.zvt.apdu import (
+    ACK_APDU,
+    Apdu,
+    ApduStreamDecoder,
+    negative_ack,
+    parse_apdu,
+)
+from edged.devices.payment.zvt.errors import ZvtProtocolError
+from edged.devices.payment.zvt.fields import BmpValue, decode_bmps
+from edged.devices.payment.zvt.framing import Ack, BadFrame, Frame, Nak
+from edged.devices.payment.zvt.tlv import Tlv
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +99,7 @@ class _PtyLine(_Line):
     def __init__(self, fd: int, sim: SimZvtTerminal) -> None:
         self._fd = fd
         self._sim = sim
-        self._decoder = codec.FrameDecoder()
+        self._decoder = framing.FrameDecoder()
         self._inbox: asyncio.Queue[Apdu] = asyncio.Queue()
         self._pending: asyncio.Future[bool] | None = None
         asyncio.get_running_loop().add_reader(fd, self._readable)
@@ -107,23 +117,23 @@ class _PtyLine(_Line):
         for event in self._decoder.feed(data):
             self._on_event(event)
 
-    def _on_event(self, event: codec.LinkEvent) -> None:
+    def _on_event(self, event: framing.LinkEvent) -> None:
         if isinstance(event, Frame):
             if self._sim.nak_pending > 0:
                 self._sim.nak_pending -= 1
                 self._sim.naks_sent += 1
-                self._write(bytes([codec.NAK]))
+                self._write(bytes([framing.NAK]))
                 log.info("zvt_sim_nak", left=self._sim.nak_pending)
                 return
-            self._write(bytes([codec.ACK]))
+            self._write(bytes([framing.ACK]))
             try:
-                apdu = codec.parse_apdu(event.apdu)
-            except codec.ZvtProtocolError as exc:
+                apdu = parse_apdu(event.apdu)
+            except ZvtProtocolError as exc:
                 log.warning("zvt_sim_bad_apdu", error=str(exc))
                 return
             self._inbox.put_nowait(apdu)
         elif isinstance(event, BadFrame):
-            self._write(bytes([codec.NAK]))
+            self._write(bytes([framing.NAK]))
             log.warning("zvt_sim_frame_rejected", reason=event.reason)
         elif isinstance(event, Ack | Nak):
             pending = self._pending
@@ -141,7 +151,7 @@ class _PtyLine(_Line):
             view = view[written:]
 
     async def send(self, apdu: Apdu) -> bool:
-        frame = codec.encode_frame(apdu.encode())
+        frame = framing.encode_frame(apdu.encode())
         for _ in range(RETRIES + 1):
             answer = asyncio.get_running_loop().create_future()
             self._pending = answer
@@ -171,7 +181,7 @@ class _TcpLine(_Line):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self.writer = writer
-        self._decoder = codec.ApduStreamDecoder()
+        self._decoder = ApduStreamDecoder()
         self._ready: deque[Apdu] = deque()
 
     async def send(self, apdu: Apdu) -> bool:
@@ -414,16 +424,16 @@ class SimZvtTerminal:
         }
         handler = handlers.get((apdu.cla, apdu.ins))
         if apdu.cla == 0x06 and apdu.ins not in (0x00, 0xB0) and not self._registered:
-            await line.send(codec.negative_ack(NOT_REGISTERED))
+            await line.send(negative_ack(NOT_REGISTERED))
             return
         if handler is None:
-            await line.send(codec.negative_ack(FUNCTION_NOT_POSSIBLE))
+            await line.send(negative_ack(FUNCTION_NOT_POSSIBLE))
             return
         try:
             await handler(line, apdu)
-        except codec.ZvtProtocolError as exc:  # raised while parsing, before any answer
+        except ZvtProtocolError as exc:  # raised while parsing, before any answer
             log.warning("zvt_sim_bad_command", command=apdu.command, error=str(exc))
-            await line.send(codec.negative_ack(PROTOCOL_ERROR))
+            await line.send(negative_ack(PROTOCOL_ERROR))
 
     async def _tell(self, line: _Line, apdu: Apdu) -> bool:
         """Send a PT message and wait for the ECR's 80 00 00; False if it never came."""
@@ -438,76 +448,76 @@ class SimZvtTerminal:
                 return True
             if (reply.cla, reply.ins) == (0x06, 0xB0):
                 self._abort_requested = True
-                await line.send(codec.ACK_APDU)
+                await line.send(ACK_APDU)
 
     async def _acknowledge(self, line: _Line, apdu: Apdu) -> None:
-        await line.send(codec.ACK_APDU)
+        await line.send(ACK_APDU)
 
     async def _registration(self, line: _Line, apdu: Apdu) -> None:
-        registration = codec.parse_registration(apdu)
+        registration = commands.parse_registration(apdu)
         self._registered = True
         self.config = registration.config
         if registration.currency is not None:
             self.currency = registration.currency
-        await line.send(codec.ACK_APDU)
+        await line.send(ACK_APDU)
         await self._tell(
             line,
-            codec.completion([(0x19, 0x00), (0x29, self.terminal_id), (0x49, self.currency)]),
+            messages.completion([(0x19, 0x00), (0x29, self.terminal_id), (0x49, self.currency)]),
         )
 
     async def _status_enquiry(self, line: _Line, apdu: Apdu) -> None:
-        codec.parse_password_command(apdu)
-        await line.send(codec.ACK_APDU)
-        await self._tell(line, codec.enquiry_completion(SOFTWARE_VERSION, 0x00))
+        commands.parse_password_command(apdu)
+        await line.send(ACK_APDU)
+        await self._tell(line, messages.enquiry_completion(SOFTWARE_VERSION, 0x00))
 
     async def _payment(self, line: _Line, apdu: Apdu) -> None:
-        values = codec.decode_bmps(apdu.data, apdu.data_offset)
+        values = decode_bmps(apdu.data, apdu.data_offset)
         await self._card_transaction(line, "payment", values)
 
     async def _refund(self, line: _Line, apdu: Apdu) -> None:
-        _, values = codec.parse_password_command(apdu)
+        _, values = commands.parse_password_command(apdu)
         await self._card_transaction(line, "refund", values)
 
     async def _card_transaction(self, line: _Line, kind: str, values: dict[int, BmpValue]) -> None:
         amount = values.get(0x04)
         if not isinstance(amount, int):
-            await line.send(codec.negative_ack(PROTOCOL_ERROR))
+            await line.send(negative_ack(PROTOCOL_ERROR))
             return
         currency = values.get(0x49, self.currency)
         assert isinstance(currency, int)
-        await line.send(codec.ACK_APDU)
+        await line.send(ACK_APDU)
         behaviour, code = self._script.popleft() if self._script else (Behaviour.APPROVE, 0)
         log.info("zvt_sim_transaction", kind=kind, behaviour=behaviour.value, amount=amount)
         if behaviour is Behaviour.SILENT:
             return
         self._abort_requested = False
         self._pin_entered.clear()
-        if not await self._tell(line, codec.intermediate_status(INSERT_CARD)):
+        if not await self._tell(line, messages.intermediate_status(INSERT_CARD)):
             return
         if behaviour is Behaviour.ASK_PIN:
-            if not await self._tell(line, codec.intermediate_status(ENTER_PIN)):
+            if not await self._tell(line, messages.intermediate_status(ENTER_PIN)):
                 return
             if not self._abort_requested and not await self._wait_at_pin_pad(line):
                 self._abort_requested = True
         if self._abort_requested:
-            self._record(kind, amount, currency, codec.ABORTED_BY_USER)
-            await self._tell(line, codec.pt_abort(codec.ABORTED_BY_USER))
+            self._record(kind, amount, currency, codes.ABORTED_BY_USER)
+            await self._tell(line, messages.pt_abort(codes.ABORTED_BY_USER))
             return
         if currency != self.currency:
             behaviour, code = Behaviour.DECLINE, WRONG_CURRENCY
         for status in (PLEASE_WAIT, WAITING_FOR_HOST):
-            if not await self._tell(line, codec.intermediate_status(status)):
+            if not await self._tell(line, messages.intermediate_status(status)):
                 return
         if behaviour is Behaviour.DECLINE:
             record = self._record(kind, amount, currency, code)
-            if await self._tell(line, codec.status_information(self._fields(record))):
-                await self._tell(line, codec.pt_abort(code))
+            if await self._tell(line, messages.status_information(self._fields(record))):
+                await self._tell(line, messages.pt_abort(code))
             return
         record = self._record(kind, amount, currency, 0x00)
         self._totals.amount += -amount if kind == "refund" else amount
         self._totals.count += 1
-        if await self._tell(line, codec.status_information(self._fields(record))):
-            await self._tell(line, codec.completion())
+        if await self._tell(line, messages.status_information(self._fields(record))):
+            await self._tell(line, messages.completion())
 
     async def _wait_at_pin_pad(self, line: _Line) -> bool:
         """True when the PIN was entered; False on 06 B0 from the ECR or the PIN timeout."""
@@ -526,7 +536,7 @@ class SimZvtTerminal:
                     apdu = received.result()
                     if apdu is not None and (apdu.cla, apdu.ins) == (0x06, 0xB0):
                         log.info("zvt_sim_abort_at_pin_pad")
-                        await line.send(codec.ACK_APDU)
+                        await line.send(ACK_APDU)
                         return False
         except TimeoutError:
             log.info("zvt_sim_pin_timeout")
@@ -535,7 +545,7 @@ class SimZvtTerminal:
             entered.cancel()
 
     async def _reversal(self, line: _Line, apdu: Apdu) -> None:
-        _, values = codec.parse_password_command(apdu)
+        _, values = commands.parse_password_command(apdu)
         receipt = values.get(0x87)
         original = next(
             (
@@ -545,31 +555,31 @@ class SimZvtTerminal:
             ),
             None,
         )
-        await line.send(codec.ACK_APDU)
+        await line.send(ACK_APDU)
         reversed_ = self._counters.reversed
         if original is None or original.receipt_no is None or original.receipt_no in reversed_:
-            await self._tell(line, codec.pt_abort(REVERSAL_NOT_POSSIBLE))
+            await self._tell(line, messages.pt_abort(REVERSAL_NOT_POSSIBLE))
             return
         self._counters.reversed.add(original.receipt_no)
         record = self._record("reversal", original.amount, original.currency, 0x00)
         self._totals.amount -= original.amount
-        if await self._tell(line, codec.status_information(self._fields(record))):
-            await self._tell(line, codec.completion())
+        if await self._tell(line, messages.status_information(self._fields(record))):
+            await self._tell(line, messages.completion())
 
     async def _repeat_receipt(self, line: _Line, apdu: Apdu) -> None:
-        codec.parse_password_command(apdu)
-        await line.send(codec.ACK_APDU)
+        commands.parse_password_command(apdu)
+        await line.send(ACK_APDU)
         last = self.last_transaction
         if last is None:
-            await self._tell(line, codec.pt_abort(FUNCTION_NOT_POSSIBLE))
+            await self._tell(line, messages.pt_abort(FUNCTION_NOT_POSSIBLE))
             return
-        if await self._tell(line, codec.status_information(self._fields(last))):
-            await self._tell(line, codec.completion())
+        if await self._tell(line, messages.status_information(self._fields(last))):
+            await self._tell(line, messages.completion())
 
     async def _end_of_day(self, line: _Line, apdu: Apdu) -> None:
-        codec.parse_password_command(apdu)
-        await line.send(codec.ACK_APDU)
-        if not await self._tell(line, codec.intermediate_status(PLEASE_WAIT)):
+        commands.parse_password_command(apdu)
+        await line.send(ACK_APDU)
+        if not await self._tell(line, messages.intermediate_status(PLEASE_WAIT)):
             return
         now = datetime.now()
         self._counters.trace += 1
@@ -582,14 +592,14 @@ class SimZvtTerminal:
             (0x0D, now.strftime("%m%d")),
             (0x29, self.terminal_id),
         ]
-        if not await self._tell(line, codec.status_information(totals)):
+        if not await self._tell(line, messages.status_information(totals)):
             return
-        if self.config is not None and self.config & codec.CONFIG_ECR_PRINTS_ADMIN:
+        if self.config is not None and self.config & commands.CONFIG_ECR_PRINTS_ADMIN:
             for text in ("END OF DAY", f"TRANSACTIONS {self._totals.count}"):
-                if not await self._tell(line, codec.print_line(text)):
+                if not await self._tell(line, messages.print_line(text)):
                     return
         self._totals = _Totals()
-        await self._tell(line, codec.completion())
+        await self._tell(line, messages.completion())
 
     # --- records -------------------------------------------------------------------------
 
@@ -642,8 +652,8 @@ class SimZvtTerminal:
             fields.append((0x87, record.receipt_no))
         if record.turnover_no is not None:
             fields.append((0x88, record.turnover_no))
-        if record.result_code not in (0, codec.ABORTED_BY_USER):
-            fields.append((0x3C, f"declined: {codec.result_text(record.result_code)}"))
+        if record.result_code not in (0, codes.ABORTED_BY_USER):
+            fields.append((0x3C, f"declined: {codes.result_text(record.result_code)}"))
         return fields
 
     def _pan_on_the_wire(self) -> str:

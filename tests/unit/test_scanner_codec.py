@@ -10,22 +10,17 @@ from hypothesis import strategies as st
 
 from edged.devices.scanner.codec import (
     AIM_IDS,
-    AIS,
-    GS,
     SYMBOLOGIES,
-    Frame,
-    GS1Error,
     Scan,
-    ScanFramer,
     decode_code,
     decode_frame,
     decode_text,
-    gtin_check_digit,
-    parse_gs1,
     split_aim,
-    upce_to_upca,
 )
 from edged.devices.scanner.dedupe import DoubleReadFilter
+from edged.devices.scanner.framing import Frame, ScanFramer
+from edged.devices.scanner.gs1 import AIS, GS, GS1Error, parse_gs1
+from edged.devices.scanner.gtin import gtin_check_digit, upce_to_upca
 from edged.devices.state import ProtocolError
 
 REFERENCE_GS1 = "]d2011231231231233310ABC123\x1d99TESTING"

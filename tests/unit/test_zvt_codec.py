@@ -12,18 +12,27 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edged.devices.payment.base import Outcome, mask_pan
-from edged.devices.payment.zvt import codec, protocol
-from edged.devices.payment.zvt.codec import (
-    Ack,
+from edged.devices.payment.zvt import codes, commands, currencies, framing, messages, protocol
+from edged.devices.payment.zvt.apdu import (
+    ACK_APDU,
     Apdu,
-    BadFrame,
-    Frame,
-    FrameDecoder,
-    Nak,
-    Tlv,
-    ZvtProtocolError,
+    ApduStreamDecoder,
+    negative_ack,
+    parse_apdu,
 )
+from edged.devices.payment.zvt.errors import ZvtProtocolError
+from edged.devices.payment.zvt.fields import (
+    BMPS,
+    bcd_decode,
+    bcd_digits,
+    bcd_encode,
+    decode_bmps,
+    encode_bmp,
+    encode_bmps,
+)
+from edged.devices.payment.zvt.framing import Ack, BadFrame, Frame, FrameDecoder, Nak
 from edged.devices.payment.zvt.protocol import Conversation, Finished, Phase, Reply, Status
+from edged.devices.payment.zvt.tlv import Tlv, decode_tlv
 from edged.devices.state import ProtocolError
 
 # The reference's worked example: an authorization for 10.00.
@@ -70,27 +79,27 @@ def status_apdu(data: bytes = STATUS_INFO) -> Apdu:
 
 
 def test_crc16_kermit_check_value_and_worked_example() -> None:
-    assert codec.crc16_kermit(b"123456789") == 0x2189
-    assert codec.crc16_kermit(EXAMPLE_APDU + b"\x03") == 0x9162  # sent as 62 91
+    assert framing.crc16_kermit(b"123456789") == 0x2189
+    assert framing.crc16_kermit(EXAMPLE_APDU + b"\x03") == 0x9162  # sent as 62 91
 
 
 def test_worked_example_authorization_apdu_and_frame() -> None:
-    apdu = codec.authorization(1000)
+    apdu = commands.authorization(1000)
     assert apdu.encode() == EXAMPLE_APDU
-    assert codec.encode_frame(apdu.encode()) == EXAMPLE_FRAME
+    assert framing.encode_frame(apdu.encode()) == EXAMPLE_FRAME
     assert FrameDecoder().feed(EXAMPLE_FRAME) == [Frame(EXAMPLE_APDU)]
-    assert codec.parse_apdu(EXAMPLE_APDU) == Apdu(0x06, 0x01, bytes.fromhex("04 00 00 00 00 10 00"))
+    assert parse_apdu(EXAMPLE_APDU) == Apdu(0x06, 0x01, bytes.fromhex("04 00 00 00 00 10 00"))
 
 
 def test_authorization_with_currency() -> None:
-    assert codec.authorization(1000, 978).encode() == bytes.fromhex(
+    assert commands.authorization(1000, 978).encode() == bytes.fromhex(
         "06 01 0A 04 00 00 00 00 10 00 49 09 78"
     )
 
 
 def test_ack_and_nak_between_frames_but_data_inside() -> None:
-    apdu = bytes([0x04, 0xFF, 0x01, codec.ACK])  # an ACK byte as data
-    stream = bytes([codec.ACK, 0x41]) + codec.encode_frame(apdu) + bytes([codec.NAK])
+    apdu = bytes([0x04, 0xFF, 0x01, framing.ACK])  # an ACK byte as data
+    stream = bytes([framing.ACK, 0x41]) + framing.encode_frame(apdu) + bytes([framing.NAK])
     assert FrameDecoder().feed(stream) == [Ack(), Frame(apdu), Nak()]
 
 
@@ -128,7 +137,7 @@ def test_reset_reports_only_a_frame_in_progress() -> None:
 
 def test_oversize_frame_is_bounded_and_skipped() -> None:
     decoder = FrameDecoder(max_apdu=4)
-    events = decoder.feed(codec.encode_frame(bytes(10)) + codec.encode_frame(b"\x80\x00\x00"))
+    events = decoder.feed(framing.encode_frame(bytes(10)) + framing.encode_frame(b"\x80\x00\x00"))
     assert events == [BadFrame("frame longer than 4 bytes"), Frame(b"\x80\x00\x00")]
 
 
@@ -141,7 +150,7 @@ def split_anywhere(draw: st.DrawFn, data: bytes) -> list[bytes]:
 
 @given(st.data(), st.lists(st.binary(max_size=40), min_size=1, max_size=5))
 def test_frames_round_trip_whatever_the_chunking(data: st.DataObject, apdus: list[bytes]) -> None:
-    stream = b"".join(codec.encode_frame(a) + bytes([codec.ACK]) for a in apdus)
+    stream = b"".join(framing.encode_frame(a) + bytes([framing.ACK]) for a in apdus)
     decoder = FrameDecoder()
     events = []
     for chunk in data.draw(split_anywhere(stream)):
@@ -152,10 +161,10 @@ def test_frames_round_trip_whatever_the_chunking(data: st.DataObject, apdus: lis
 
 @given(st.binary(min_size=1, max_size=40), st.data())
 def test_a_changed_byte_never_passes_as_the_original(apdu: bytes, data: st.DataObject) -> None:
-    frame = bytearray(codec.encode_frame(apdu))
+    frame = bytearray(framing.encode_frame(apdu))
     position = data.draw(st.integers(2, len(frame) - 1))
-    new = data.draw(st.integers(0, 255).filter(lambda b: b not in (frame[position], codec.DLE)))
-    if frame[position] == codec.DLE:
+    new = data.draw(st.integers(0, 255).filter(lambda b: b not in (frame[position], framing.DLE)))
+    if frame[position] == framing.DLE:
         return  # changing framing bytes changes the structure, not just the data
     frame[position] = new
     assert Frame(apdu) not in FrameDecoder().feed(bytes(frame))
@@ -179,7 +188,7 @@ def test_frame_decoder_never_raises(chunks: list[bytes]) -> None:
 def test_length_field_one_byte_or_extended_little_endian(size: int, header: str) -> None:
     encoded = Apdu(0x04, 0x0F, bytes(size)).encode()
     assert encoded[2:].startswith(bytes.fromhex(header))
-    assert codec.parse_apdu(encoded) == Apdu(0x04, 0x0F, bytes(size))
+    assert parse_apdu(encoded) == Apdu(0x04, 0x0F, bytes(size))
 
 
 def test_length_beyond_two_bytes_is_refused() -> None:
@@ -189,22 +198,22 @@ def test_length_beyond_two_bytes_is_refused() -> None:
 
 def test_parse_apdu_names_a_wrong_length() -> None:
     with pytest.raises(ZvtProtocolError, match="declares 7 data bytes but carries 6") as info:
-        codec.parse_apdu(EXAMPLE_APDU[:-1])
+        parse_apdu(EXAMPLE_APDU[:-1])
     assert info.value.offset == 2
     assert info.value.byte == 0x07
     assert "offset 2" in str(info.value)
 
 
 def test_apdu_stream_decoder_reassembles_tcp_chunks() -> None:
-    stream = codec.ACK_APDU.encode() + Apdu(0x04, 0x0F, bytes(300)).encode() + EXAMPLE_APDU
-    decoder = codec.ApduStreamDecoder()
+    stream = ACK_APDU.encode() + Apdu(0x04, 0x0F, bytes(300)).encode() + EXAMPLE_APDU
+    decoder = ApduStreamDecoder()
     apdus = [a for i in range(0, len(stream), 7) for a in decoder.feed(stream[i : i + 7])]
-    assert apdus == [codec.ACK_APDU, Apdu(0x04, 0x0F, bytes(300)), codec.parse_apdu(EXAMPLE_APDU)]
+    assert apdus == [ACK_APDU, Apdu(0x04, 0x0F, bytes(300)), parse_apdu(EXAMPLE_APDU)]
     assert decoder.buffered == 0
 
 
 def test_apdu_repr_never_shows_data() -> None:
-    apdu = codec.status_information([(0x22, PAN)])
+    apdu = messages.status_information([(0x22, PAN)])
     assert PAN not in repr(apdu)
     assert PAN_BCD.hex() not in repr(apdu).lower()
 
@@ -213,18 +222,18 @@ def test_apdu_repr_never_shows_data() -> None:
 
 
 def test_bcd() -> None:
-    assert codec.bcd_encode(1000, 6) == bytes.fromhex("00 00 00 00 10 00")
-    assert codec.bcd_decode(bytes.fromhex("00 00 12")) == 12
+    assert bcd_encode(1000, 6) == bytes.fromhex("00 00 00 00 10 00")
+    assert bcd_decode(bytes.fromhex("00 00 12")) == 12
     with pytest.raises(ValueError, match="does not fit"):
-        codec.bcd_encode(1000, 1)
+        bcd_encode(1000, 1)
     with pytest.raises(ZvtProtocolError, match="BCD nibble A") as info:
-        codec.bcd_digits(bytes.fromhex("12 3A"), base=10)
+        bcd_digits(bytes.fromhex("12 3A"), base=10)
     assert info.value.offset == 11
 
 
 def test_status_information_decoded_field_by_field() -> None:
-    info = codec.parse_status_information(status_apdu())
-    assert info == codec.StatusInfo(
+    info = messages.parse_status_information(status_apdu())
+    assert info == messages.StatusInfo(
         result_code=0,
         amount=1000,
         currency=978,
@@ -246,7 +255,7 @@ def test_status_information_decoded_field_by_field() -> None:
 
 
 def test_card_secrets_are_masked_or_dropped_when_decoded() -> None:
-    values = codec.decode_bmps(STATUS_INFO)
+    values = decode_bmps(STATUS_INFO)
     assert values[0x22] == mask_pan(PAN)
     assert 0x0E not in values  # expiry
     assert 0xA7 not in values  # chip data
@@ -257,17 +266,17 @@ def test_card_secrets_are_masked_or_dropped_when_decoded() -> None:
 
 
 def test_pan_masked_by_the_terminal_with_e_nibbles() -> None:
-    values = codec.decode_bmps(bytes.fromhex("22 F1 F0 67 99 99 EE EE EE EE E0 01 9F"))
+    values = decode_bmps(bytes.fromhex("22 F1 F0 67 99 99 EE EE EE EE E0 01 9F"))
     assert values[0x22] == "679999*********0019"
 
 
 def test_track_data_is_skipped() -> None:
-    data = codec.encode_bmps([(0x23, b"\x67\x99\x99\x89"), (0x27, 0)])
-    assert codec.decode_bmps(data) == {0x27: 0}
+    data = encode_bmps([(0x23, b"\x67\x99\x99\x89"), (0x27, 0)])
+    assert decode_bmps(data) == {0x27: 0}
 
 
 def test_receipt_number_ffff_means_none() -> None:
-    assert codec.decode_bmps(bytes.fromhex("87 FF FF 27 6C")) == {0x27: 0x6C}
+    assert decode_bmps(bytes.fromhex("87 FF FF 27 6C")) == {0x27: 0x6C}
 
 
 def test_nested_tlv_and_long_ber_length_round_trip() -> None:
@@ -275,9 +284,9 @@ def test_nested_tlv_and_long_ber_length_round_trip() -> None:
         Tlv(0x60, children=(Tlv(0x43, bytes.fromhex("A0 00 00 00 04")), Tlv(0x41, b"\x06"))),
         Tlv(0x1F17, b"x" * 200),
     )
-    encoded = codec.encode_bmp(0x06, items)
+    encoded = encode_bmp(0x06, items)
     assert encoded[:3] == bytes.fromhex("06 81 D8")
-    assert codec.decode_bmps(encoded) == {0x06: items}
+    assert decode_bmps(encoded) == {0x06: items}
 
 
 @given(
@@ -288,65 +297,65 @@ def test_nested_tlv_and_long_ber_length_round_trip() -> None:
 )
 def test_bmp_fields_round_trip(amount: int, trace: int, name: str, text: str) -> None:
     fields = [(0x04, amount), (0x0B, trace), (0x8B, name), (0x3C, text), (0x29, "12345678")]
-    assert codec.decode_bmps(codec.encode_bmps(fields)) == dict(fields)
+    assert decode_bmps(encode_bmps(fields)) == dict(fields)
 
 
 def test_unknown_bmp_and_bad_length_bytes_are_named() -> None:
     with pytest.raises(ZvtProtocolError, match="unknown BMP 0x99") as info:
-        codec.decode_bmps(bytes.fromhex("27 00 99 01"), base=3)
+        decode_bmps(bytes.fromhex("27 00 99 01"), base=3)
     assert info.value.offset == 5
     with pytest.raises(ZvtProtocolError, match="F0-F9"):
-        codec.decode_bmps(bytes.fromhex("8B F1 3A 41"))
+        decode_bmps(bytes.fromhex("8B F1 3A 41"))
     with pytest.raises(ZvtProtocolError, match="needs 6 bytes, 2 left"):
-        codec.decode_bmps(bytes.fromhex("04 00 10"))
+        decode_bmps(bytes.fromhex("04 00 10"))
 
 
 def test_completion_after_status_enquiry_and_after_registration() -> None:
-    enquiry = codec.enquiry_completion("SIM 1.0", 0x00)
+    enquiry = messages.enquiry_completion("SIM 1.0", 0x00)
     assert enquiry.data[:3] == bytes.fromhex("F0 F0 F7")
-    assert codec.parse_completion(enquiry) == codec.Completion(
+    assert messages.parse_completion(enquiry) == messages.Completion(
         software_version="SIM 1.0", terminal_status=0x00
     )
-    registered = codec.completion([(0x19, 0), (0x29, "52500038"), (0x49, 978)])
-    assert codec.parse_completion(registered) == codec.Completion(
+    registered = messages.completion([(0x19, 0), (0x29, "52500038"), (0x49, 978)])
+    assert messages.parse_completion(registered) == messages.Completion(
         terminal_id="52500038", currency=978, status_byte=0
     )
 
 
 def test_registration_command_bytes_and_parse() -> None:
-    apdu = codec.registration("123456", 0x18, 978)
+    apdu = commands.registration("123456", 0x18, 978)
     assert apdu.encode() == bytes.fromhex("06 00 06 12 34 56 18 09 78")
-    parsed = codec.parse_registration(apdu)
+    parsed = commands.parse_registration(apdu)
     assert (parsed.password, parsed.config, parsed.currency) == ("123456", 0x18, 978)
 
 
 def test_password_commands() -> None:
-    assert codec.reversal("000000", 42).encode() == bytes.fromhex("06 30 06 00 00 00 87 00 42")
-    assert codec.refund("000000", 500, 978).encode() == bytes.fromhex(
+    assert commands.reversal("000000", 42).encode() == bytes.fromhex("06 30 06 00 00 00 87 00 42")
+    assert commands.refund("000000", 500, 978).encode() == bytes.fromhex(
         "06 31 0D 00 00 00 04 00 00 00 00 05 00 49 09 78"
     )
-    assert codec.end_of_day("000000").encode() == bytes.fromhex("06 50 03 00 00 00")
-    assert codec.repeat_receipt("000000").encode() == bytes.fromhex("06 20 03 00 00 00")
-    assert codec.status_enquiry("000000").encode() == bytes.fromhex("05 01 03 00 00 00")
-    assert codec.abort_command().encode() == bytes.fromhex("06 B0 00")
+    assert commands.end_of_day("000000").encode() == bytes.fromhex("06 50 03 00 00 00")
+    assert commands.repeat_receipt("000000").encode() == bytes.fromhex("06 20 03 00 00 00")
+    assert commands.status_enquiry("000000").encode() == bytes.fromhex("05 01 03 00 00 00")
+    assert commands.abort_command().encode() == bytes.fromhex("06 B0 00")
     with pytest.raises(ValueError, match="six digits"):
-        codec.password_bcd("12345")
+        commands.password_bcd("12345")
 
 
 PARSERS: list[Callable[[bytes], Any]] = [
-    codec.parse_apdu,
-    codec.decode_bmps,
-    codec.decode_tlv,
-    lambda b: codec.parse_status_information(Apdu(0x04, 0x0F, b)),
-    lambda b: codec.parse_completion(Apdu(0x06, 0x0F, b)),
-    lambda b: codec.parse_registration(Apdu(0x06, 0x00, b)),
-    lambda b: codec.parse_password_command(Apdu(0x06, 0x31, b)),
-    lambda b: codec.parse_intermediate_status(Apdu(0x04, 0xFF, b)),
+    parse_apdu,
+    decode_bmps,
+    decode_tlv,
+    lambda b: messages.parse_status_information(Apdu(0x04, 0x0F, b)),
+    lambda b: messages.parse_completion(Apdu(0x06, 0x0F, b)),
+    lambda b: commands.parse_registration(Apdu(0x06, 0x00, b)),
+    lambda b: commands.parse_password_command(Apdu(0x06, 0x31, b)),
+    lambda b: messages.parse_intermediate_status(Apdu(0x04, 0xFF, b)),
 ]
 
 # Arbitrary bytes, and bytes made of the pieces real messages are built from.
 PIECES = st.sampled_from(
-    [bytes([t]) for t in codec.BMPS] + [b"\xf0", b"\xf9", b"\xff", b"\x1f", b"\x81", b"\x82"]
+    [bytes([t]) for t in BMPS] + [b"\xf0", b"\xf9", b"\xff", b"\x1f", b"\x81", b"\x82"]
 )
 MESSY = st.one_of(st.binary(max_size=80), st.lists(PIECES | st.binary(max_size=3)).map(b"".join))
 
@@ -364,29 +373,29 @@ def test_parsers_raise_nothing_but_protocol_error(
 
 
 def test_intermediate_status_texts() -> None:
-    assert codec.intermediate_text(0x0A) == "insert card"
-    assert codec.intermediate_text(0x0E) == codec.intermediate_text(0x17) == "please wait"
-    assert codec.intermediate_text(0x01) == "enter PIN"
-    assert codec.intermediate_text(0x4C) == "card not readable, remove card"
-    assert codec.intermediate_text(0x4B) == "remove card"
-    assert codec.intermediate_text(0x99) == "terminal status 0x99"
+    assert codes.intermediate_text(0x0A) == "insert card"
+    assert codes.intermediate_text(0x0E) == codes.intermediate_text(0x17) == "please wait"
+    assert codes.intermediate_text(0x01) == "enter PIN"
+    assert codes.intermediate_text(0x4C) == "card not readable, remove card"
+    assert codes.intermediate_text(0x4B) == "remove card"
+    assert codes.intermediate_text(0x99) == "terminal status 0x99"
 
 
 def test_result_code_texts() -> None:
-    assert codec.result_text(0x00) == "no error"
-    assert codec.result_text(0x64) == "card not readable"
-    assert codec.result_text(0x6C) == "aborted at the terminal or timed out"
-    assert codec.result_text(0x6F) == "wrong currency"
-    assert codec.result_text(0x9C) == "please wait"
-    assert "host code 0x05" in codec.result_text(0x05)
-    assert codec.result_text(0x80) == "result code 0x80"
+    assert codes.result_text(0x00) == "no error"
+    assert codes.result_text(0x64) == "card not readable"
+    assert codes.result_text(0x6C) == "aborted at the terminal or timed out"
+    assert codes.result_text(0x6F) == "wrong currency"
+    assert codes.result_text(0x9C) == "please wait"
+    assert "host code 0x05" in codes.result_text(0x05)
+    assert codes.result_text(0x80) == "result code 0x80"
 
 
 def test_currencies() -> None:
-    assert codec.currency_number("EUR") == 978
-    assert codec.currency_code(756) == "CHF"
+    assert currencies.currency_number("EUR") == 978
+    assert currencies.currency_code(756) == "CHF"
     with pytest.raises(ValueError, match="'XYZ' is not known"):
-        codec.currency_number("XYZ")
+        currencies.currency_number("XYZ")
 
 
 # --- the conversation --------------------------------------------------------------------
@@ -399,19 +408,19 @@ def run(conversation: Conversation, *apdus: Apdu) -> list[protocol.Event]:
     return events
 
 
-ACK = Reply(codec.ACK_APDU)
+ACK = Reply(ACK_APDU)
 
 
 def test_approved_payment_conversation() -> None:
-    conversation = Conversation(codec.authorization(1000, 978))
+    conversation = Conversation(commands.authorization(1000, 978))
     assert conversation.phase is Phase.SENT
     events = run(
         conversation,
-        codec.ACK_APDU,
-        codec.intermediate_status(0x0A),
+        ACK_APDU,
+        messages.intermediate_status(0x0A),
         status_apdu(),
-        codec.print_line("CARD PAYMENT"),
-        codec.completion(),
+        messages.print_line("CARD PAYMENT"),
+        messages.completion(),
     )
     finished = events[-1]
     assert isinstance(finished, Finished)
@@ -427,60 +436,60 @@ def test_approved_payment_conversation() -> None:
 
 
 def test_declined_aborted_and_refused() -> None:
-    declined = run(Conversation(codec.authorization(1)), codec.ACK_APDU, codec.pt_abort(0x64))
+    declined = run(Conversation(commands.authorization(1)), ACK_APDU, messages.pt_abort(0x64))
     assert isinstance(declined[-1], Finished)
     result = protocol.payment_result(declined[-1], 1, "EUR")
     assert (result.outcome, result.result_code) == (Outcome.DECLINED, 0x64)
     assert result.message == "declined: card not readable"
 
-    aborted = run(Conversation(codec.authorization(1)), codec.ACK_APDU, codec.pt_abort(0x6C))
+    aborted = run(Conversation(commands.authorization(1)), ACK_APDU, messages.pt_abort(0x6C))
     assert isinstance(aborted[-1], Finished)
     assert protocol.payment_result(aborted[-1], 1, "EUR").outcome is Outcome.ABORTED
 
-    refused = run(Conversation(codec.authorization(1)), codec.negative_ack(0x83))
+    refused = run(Conversation(commands.authorization(1)), negative_ack(0x83))
     assert isinstance(refused[-1], Finished) and refused[-1].refused
     result = protocol.payment_result(refused[-1], 1, "EUR")
     assert (result.outcome, result.result_code) == (Outcome.DECLINED, 0x83)
 
 
 def test_status_information_with_error_then_completion_is_a_decline() -> None:
-    info = codec.status_information([(0x27, 0x05), (0x04, 1000)])
-    events = run(Conversation(codec.authorization(1000)), codec.ACK_APDU, info, codec.completion())
+    info = messages.status_information([(0x27, 0x05), (0x04, 1000)])
+    events = run(Conversation(commands.authorization(1000)), ACK_APDU, info, messages.completion())
     assert isinstance(events[-1], Finished)
     assert protocol.payment_result(events[-1], 1000, "EUR").outcome is Outcome.DECLINED
 
 
-@pytest.mark.parametrize("accept", [codec.ACK_APDU, Apdu(0x84, 0x00), Apdu(0x84, 0x9C)])
+@pytest.mark.parametrize("accept", [ACK_APDU, Apdu(0x84, 0x00), Apdu(0x84, 0x9C)])
 def test_positive_acknowledgements(accept: Apdu) -> None:
-    conversation = Conversation(codec.authorization(1))
+    conversation = Conversation(commands.authorization(1))
     assert run(conversation, accept) == []
     assert conversation.phase is Phase.WORKING
 
 
 def test_answers_to_our_abort_are_ignored_while_the_pt_works() -> None:
-    conversation = Conversation(codec.authorization(1))
+    conversation = Conversation(commands.authorization(1))
     events = run(
         conversation,
-        codec.ACK_APDU,
-        codec.intermediate_status(0x01),
-        codec.ACK_APDU,  # the PT's answer to our 06 B0
-        codec.negative_ack(0x83),  # or: it could not abort
+        ACK_APDU,
+        messages.intermediate_status(0x01),
+        ACK_APDU,  # the PT's answer to our 06 B0
+        negative_ack(0x83),  # or: it could not abort
     )
     assert conversation.phase is Phase.WORKING
     assert events == [ACK, Status(0x01, "enter PIN")]
 
 
 def test_unknown_pt_request_gets_function_not_possible() -> None:
-    events = run(Conversation(codec.authorization(1)), codec.ACK_APDU, Apdu(0x04, 0x0E, b"\x01"))
-    assert events == [Reply(codec.negative_ack(0x83))]
+    events = run(Conversation(commands.authorization(1)), ACK_APDU, Apdu(0x04, 0x0E, b"\x01"))
+    assert events == [Reply(negative_ack(0x83))]
 
 
 def test_unreadable_status_information_is_acknowledged_and_reported() -> None:
     events = run(
-        Conversation(codec.authorization(1000)),
-        codec.ACK_APDU,
+        Conversation(commands.authorization(1000)),
+        ACK_APDU,
         status_apdu(bytes.fromhex("27 00 99 01")),
-        codec.completion(),
+        messages.completion(),
     )
     finished = events[-1]
     assert isinstance(finished, Finished)
@@ -490,7 +499,7 @@ def test_unreadable_status_information_is_acknowledged_and_reported() -> None:
 
 
 def test_transaction_and_unknown_results() -> None:
-    info = codec.parse_status_information(status_apdu())
+    info = messages.parse_status_information(status_apdu())
     result = protocol.transaction_result(info, "CHF")
     assert (result.outcome, result.amount, result.currency) == (Outcome.APPROVED, 1000, "EUR")
     unknown = protocol.unknown_result(1000, "EUR", protocol.NO_ANSWER)
@@ -500,8 +509,8 @@ def test_transaction_and_unknown_results() -> None:
 
 @given(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=60))
 def test_conversation_never_raises(cla: int, ins: int, data: bytes) -> None:
-    conversation = Conversation(codec.authorization(1))
-    conversation.receive(codec.ACK_APDU)
+    conversation = Conversation(commands.authorization(1))
+    conversation.receive(ACK_APDU)
     for event in conversation.receive(Apdu(cla, ins, data)):
         if isinstance(event, Finished):
             protocol.payment_result(event, 1, "EUR")

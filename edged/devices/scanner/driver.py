@@ -18,8 +18,9 @@ from typing import Any
 import structlog
 
 from edged.backoff import Backoff
-from edged.devices.scanner.codec import Frame, Scan, ScanFramer, decode_frame, decode_text
+from edged.devices.scanner.codec import Scan, decode_frame, decode_text
 from edged.devices.scanner.dedupe import DOUBLE_READ_S, DoubleReadFilter
+from edged.devices.scanner.framing import Frame, ScanFramer
 from edged.devices.scanner.keymap import KeyDecoder
 from edged.devices.serialport import open_serial
 from edged.devices.state import (

@@ -17,8 +17,8 @@ import structlog
 
 from edged.backoff import Backoff
 from edged.devices.payment.base import PaymentResult, Progress
-from edged.devices.payment.zvt import codec, protocol
-from edged.devices.payment.zvt.codec import Apdu
+from edged.devices.payment.zvt import codes, commands, currencies, protocol
+from edged.devices.payment.zvt.apdu import ACK_APDU, Apdu
 from edged.devices.payment.zvt.protocol import NO_ANSWER, Conversation, Finished, Phase
 from edged.devices.payment.zvt.transport import (
     DEFAULT_PORT,
@@ -37,7 +37,7 @@ from edged.devices.supervisor import keep_open
 log = structlog.get_logger(__name__)
 
 # PT prints its own receipts; the ECR starts payments and wants intermediate statuses.
-DEFAULT_CONFIG = codec.CONFIG_INTERMEDIATE_STATUS | codec.CONFIG_ECR_CONTROLS_PAYMENT
+DEFAULT_CONFIG = commands.CONFIG_INTERMEDIATE_STATUS | commands.CONFIG_ECR_CONTROLS_PAYMENT
 MAX_AMOUNT = 10**12 - 1  # six BCD bytes
 NOT_REGISTERED = 0x6B  # "function deactivated (PT not registered)": register again
 
@@ -78,7 +78,7 @@ class ZvtTerminal:
     ) -> None:
         if (path is None) == (host is None):
             raise ValueError("a ZVT terminal needs either path (serial) or host (TCP)")
-        codec.password_bcd(password)  # a wrong password format fails at start-up
+        commands.password_bcd(password)  # a wrong password format fails at start-up
         self.status = status
         self._target: Target = (
             SerialTarget(path, baudrate, bytesize, parity, stopbits)
@@ -87,7 +87,7 @@ class ZvtTerminal:
         )
         self._password = password
         self._currency = currency
-        self._currency_number = codec.currency_number(currency)
+        self._currency_number = currencies.currency_number(currency)
         self._config = config
         self._timings = timings or ZvtTimings()
         self._backoff = backoff
@@ -105,11 +105,11 @@ class ZvtTerminal:
     async def _session(self) -> None:
         async with open_link(self._target, self._timings, self.status.name) as link:
             self.status.set(DeviceState.CONNECTING, "registering with the payment terminal")
-            command = codec.registration(self._password, self._config, self._currency_number)
+            command = commands.registration(self._password, self._config, self._currency_number)
             finished = await self._exchange(link, command, None)
             if not finished.completed:
                 reason = (
-                    codec.result_text(finished.result_code)
+                    codes.result_text(finished.result_code)
                     if finished.result_code is not None
                     else "no reason given"
                 )
@@ -154,20 +154,20 @@ class ZvtTerminal:
     async def authorize(self, amount: int, currency: str, progress: Progress) -> PaymentResult:
         """Charge `amount` (06 01); UNKNOWN when the PT stopped answering midway."""
         _check_amount(amount)
-        command = codec.authorization(amount, codec.currency_number(currency))
+        command = commands.authorization(amount, currencies.currency_number(currency))
         return await self._transaction(command, amount, currency, progress, "payment")
 
     async def refund(self, amount: int, currency: str, progress: Progress) -> PaymentResult:
         """Credit `amount` to a card (06 31)."""
         _check_amount(amount)
-        command = codec.refund(self._password, amount, codec.currency_number(currency))
+        command = commands.refund(self._password, amount, currencies.currency_number(currency))
         return await self._transaction(command, amount, currency, progress, "refund")
 
     async def reverse(self, receipt_no: int, progress: Progress) -> PaymentResult:
         """Cancel an approved payment by the PT's receipt number (06 30 with BMP 87)."""
         if not 0 <= receipt_no <= 9999:
             raise ValueError("a ZVT receipt number has four digits (0-9999)")
-        command = codec.reversal(self._password, receipt_no)
+        command = commands.reversal(self._password, receipt_no)
         return await self._transaction(command, 0, self._currency, progress, "reversal")
 
     async def abort(self) -> None:
@@ -181,7 +181,7 @@ class ZvtTerminal:
             log.info("zvt_abort_ignored", device=self.status.name, reason="nothing in progress")
             return
         log.info("zvt_abort_sent", device=self.status.name, command=active.command.command)
-        await link.send(codec.abort_command())
+        await link.send(commands.abort_command())
 
     async def last_result(self) -> PaymentResult | None:
         """The PT's last transaction, read with Repeat Receipt (06 20).
@@ -193,7 +193,7 @@ class ZvtTerminal:
         without sending 04 0F gives None, as does one that answers 06 1E.
         """
         finished = await self._operation(
-            codec.repeat_receipt(self._password), None, "reading the last transaction"
+            commands.repeat_receipt(self._password), None, "reading the last transaction"
         )
         if not finished.completed or finished.info is None:
             return None
@@ -201,13 +201,15 @@ class ZvtTerminal:
 
     async def end_of_day(self, progress: Progress) -> dict[str, Any]:
         """Close the PT's batch (06 50); returns the total it reported and its receipt lines."""
-        finished = await self._operation(codec.end_of_day(self._password), progress, "end of day")
+        finished = await self._operation(
+            commands.end_of_day(self._password), progress, "end of day"
+        )
         if not finished.completed:
             code = finished.result_code
-            reason = codec.result_text(code) if code is not None else "no reason given"
+            reason = codes.result_text(code) if code is not None else "no reason given"
             raise DeviceError(f"the payment terminal could not close its batch: {reason}")
         info = finished.info
-        currency = codec.currency_code(info.currency) if info and info.currency else None
+        currency = currencies.currency_code(info.currency) if info and info.currency else None
         return {
             "total": info.amount if info else None,
             "currency": currency or self._currency,
@@ -224,12 +226,12 @@ class ZvtTerminal:
     # --- the work ------------------------------------------------------------------------
 
     async def _enquire(self, link: Link) -> TerminalReport:
-        finished = await self._exchange(link, codec.status_enquiry(self._password), None)
+        finished = await self._exchange(link, commands.status_enquiry(self._password), None)
         completion = finished.completion
         code = completion.terminal_status if completion else None
         return TerminalReport(
             terminal_status=code,
-            text=codec.terminal_status_text(code) if code is not None else "no status given",
+            text=codes.terminal_status_text(code) if code is not None else "no status given",
             software_version=completion.software_version if completion else None,
             terminal_id=completion.terminal_id if completion else None,
         )
@@ -329,7 +331,7 @@ class ZvtTerminal:
         for apdu in link.stale():
             log.info("zvt_stale_message", device=self.status.name, command=apdu.command)
             if apdu.cla not in (0x80, 0x84):
-                await link.send(codec.ACK_APDU)
+                await link.send(ACK_APDU)
 
     def _progress(self, progress: Progress | None, status: protocol.Status) -> None:
         log.info("zvt_intermediate_status", device=self.status.name, code=status.code)

@@ -14,8 +14,10 @@ import enum
 from dataclasses import dataclass
 
 from edged.devices.payment.base import Outcome, PaymentResult
-from edged.devices.payment.zvt import codec
-from edged.devices.payment.zvt.codec import Apdu, Completion, StatusInfo
+from edged.devices.payment.zvt import codes, currencies, messages
+from edged.devices.payment.zvt.apdu import ACK_APDU, Apdu, negative_ack
+from edged.devices.payment.zvt.errors import ZvtProtocolError
+from edged.devices.payment.zvt.messages import Completion, StatusInfo
 
 FUNCTION_NOT_POSSIBLE = 0x83  # our 84 83 00 answer to a PT request we do not support
 POSITIVE_84 = (0x00, 0x9C)  # 84 00 and 84 9C ("please wait") also accept a command
@@ -92,37 +94,37 @@ class Conversation:
         return self._pt_message(apdu)
 
     def _pt_message(self, apdu: Apdu) -> list[Event]:
-        ack = Reply(codec.ACK_APDU)
+        ack = Reply(ACK_APDU)
         key = (apdu.cla, apdu.ins)
         if key == (0x04, 0xFF):
             try:
-                code = codec.parse_intermediate_status(apdu)
-            except codec.ZvtProtocolError as exc:
+                code = messages.parse_intermediate_status(apdu)
+            except ZvtProtocolError as exc:
                 self._problems.append(str(exc))
                 return [ack]
-            return [ack, Status(code, codec.intermediate_text(code))]
+            return [ack, Status(code, codes.intermediate_text(code))]
         if key == (0x04, 0x0F):
             try:
-                self._info = codec.parse_status_information(apdu)
-            except codec.ZvtProtocolError as exc:
+                self._info = messages.parse_status_information(apdu)
+            except ZvtProtocolError as exc:
                 self._problems.append(f"status information unreadable: {exc}")
             return [ack]
         if key == (0x06, 0xD1):
-            self._lines.append(codec.parse_print_line(apdu))
+            self._lines.append(messages.parse_print_line(apdu))
             return [ack]
         if key == (0x06, 0xD3):
             return [ack]  # a TLV text block; the PT prints its own receipts in our setup
         if key == (0x06, 0x0F):
             completion: Completion | None = None
             try:
-                completion = codec.parse_completion(apdu)
-            except codec.ZvtProtocolError as exc:
+                completion = messages.parse_completion(apdu)
+            except ZvtProtocolError as exc:
                 self._problems.append(f"completion unreadable: {exc}")
             reported = self._info.result_code if self._info else None
             return [ack, self._finish(completed=True, code=reported, completion=completion)]
         if key == (0x06, 0x1E):
-            return [ack, self._finish(completed=False, code=codec.parse_abort(apdu))]
-        return [Reply(codec.negative_ack(FUNCTION_NOT_POSSIBLE))]
+            return [ack, self._finish(completed=False, code=messages.parse_abort(apdu))]
+        return [Reply(negative_ack(FUNCTION_NOT_POSSIBLE))]
 
     def _finish(
         self,
@@ -166,7 +168,7 @@ def _result(
 def _outcome_of(code: int) -> Outcome:
     if code == 0:
         return Outcome.APPROVED
-    return Outcome.ABORTED if code == codec.ABORTED_BY_USER else Outcome.DECLINED
+    return Outcome.ABORTED if code == codes.ABORTED_BY_USER else Outcome.DECLINED
 
 
 def _message(outcome: Outcome, code: int) -> str:
@@ -174,7 +176,7 @@ def _message(outcome: Outcome, code: int) -> str:
         return "approved"
     if outcome is Outcome.ABORTED:
         return "aborted: cancelled at the till or on the terminal, or the cardholder timed out"
-    return f"declined: {codec.result_text(code)}"
+    return f"declined: {codes.result_text(code)}"
 
 
 def payment_result(finished: Finished, amount: int, currency: str) -> PaymentResult:
@@ -192,7 +194,7 @@ def payment_result(finished: Finished, amount: int, currency: str) -> PaymentRes
             amount=amount,
             currency=currency,
             result_code=code,
-            message=f"declined: the terminal refused the command ({codec.result_text(code)})",
+            message=f"declined: the terminal refused the command ({codes.result_text(code)})",
         )
     if finished.completed:
         code = finished.result_code or 0
@@ -209,7 +211,7 @@ def payment_result(finished: Finished, amount: int, currency: str) -> PaymentRes
 def transaction_result(info: StatusInfo, currency: str) -> PaymentResult:
     """The PT's record of a past transaction (repeat receipt) as a PaymentResult."""
     code = info.result_code or 0
-    reported = codec.currency_code(info.currency) if info.currency is not None else None
+    reported = currencies.currency_code(info.currency) if info.currency is not None else None
     return _result(_outcome_of(code), info.amount or 0, reported or currency, code, info)
 
 

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import serial
 import structlog
 
-from edged.devices.payment.zvt import codec
-from edged.devices.payment.zvt.codec import Ack, Apdu, BadFrame, Frame, Nak
+from edged.devices.payment.zvt import framing
+from edged.devices.payment.zvt.apdu import Apdu, ApduStreamDecoder, parse_apdu
+from edged.devices.payment.zvt.errors import ZvtProtocolError
+from edged.devices.payment.zvt.framing import Ack, BadFrame, Frame, Nak
 from edged.devices.payment.zvt.protocol import NO_ANSWER
 from edged.devices.serialport import open_serial
 from edged.devices.state import DeviceError, DeviceGone
@@ -173,12 +175,12 @@ class SerialLink(Link):
 
     def __init__(self, name: str, writer: asyncio.StreamWriter, timings: ZvtTimings) -> None:
         super().__init__(name, writer, timings)
-        self._decoder = codec.FrameDecoder()
+        self._decoder = framing.FrameDecoder()
         self._pending: asyncio.Future[bool] | None = None  # ACK (True) or NAK (False)
 
     async def send(self, apdu: Apdu) -> None:
         """Send one APDU; LinkRejected after NAK to every copy, NoAnswer without any ACK."""
-        frame = codec.encode_frame(apdu.encode())
+        frame = framing.encode_frame(apdu.encode())
         naks = 0
         async with self._send_lock:
             for attempt in range(1, self.timings.retries + 2):
@@ -232,18 +234,18 @@ class SerialLink(Link):
         except (OSError, serial.SerialException) as exc:
             self.close(f"connection lost: {exc}")
 
-    def _handle_all(self, events: list[codec.LinkEvent]) -> None:
+    def _handle_all(self, events: list[framing.LinkEvent]) -> None:
         for event in events:
             if isinstance(event, Frame):
-                self._writer.write(bytes([codec.ACK]))
+                self._writer.write(bytes([framing.ACK]))
                 try:
-                    apdu = codec.parse_apdu(event.apdu)
-                except codec.ZvtProtocolError as exc:
+                    apdu = parse_apdu(event.apdu)
+                except ZvtProtocolError as exc:
                     log.warning("zvt_bad_apdu", device=self.name, error=str(exc))
                     continue
                 self._deliver(apdu)
             elif isinstance(event, BadFrame):
-                self._writer.write(bytes([codec.NAK]))
+                self._writer.write(bytes([framing.NAK]))
                 log.warning("zvt_frame_rejected", device=self.name, reason=event.reason)
             elif isinstance(event, Ack | Nak):
                 pending = self._pending
@@ -262,7 +264,7 @@ class TcpLink(Link):
 
     def __init__(self, name: str, writer: asyncio.StreamWriter, timings: ZvtTimings) -> None:
         super().__init__(name, writer, timings)
-        self._decoder = codec.ApduStreamDecoder()
+        self._decoder = ApduStreamDecoder()
 
     async def send(self, apdu: Apdu) -> None:
         async with self._send_lock:
