@@ -22,9 +22,9 @@ from PIL import Image
 
 from edged.chain import entry_bytes, entry_hash
 from edged.client import ApiClient
-from tests.integration.test_uplink import make_pki
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.mosquitto import Mosquitto
+from tests.support.pki import make_tls_users
 from tests.support.ports import free_port
 
 EDGECTL = str(Path(sys.executable).with_name("edgectl"))
@@ -379,15 +379,7 @@ def test_cannot_run_exits_2(tmp_path: Path) -> None:
 
 def test_doctor_checks_the_broker_step_by_step(tmp_path: Path) -> None:
     """TLS with the configured CA and client certificate, then MQTT CONNECT with the password."""
-    make_pki(tmp_path, "good")
-    make_pki(tmp_path, "other")
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "s1-t1", "s3cret"],
-        check=True,
-        capture_output=True,
-    )
-    (tmp_path / "s1-t1.pw").write_text("s3cret\n")
-    (tmp_path / "wrong.pw").write_text("guess\n")
+    make_tls_users(tmp_path)
     tls_port = free_port()
     broker = Mosquitto(
         tmp_path,

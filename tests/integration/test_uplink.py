@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -27,6 +26,7 @@ from edged.uplink.client import LinkError, Will, connect
 from edged.uplink.forwarder import Forwarder
 from edged.wire import Ack, Status, Topics, decode_tx, encode
 from tests.support.mosquitto import Mosquitto
+from tests.support.pki import make_tls_users
 
 STORE, TERMINAL = "s1", "t1"
 TOPICS = Topics("edged/v1", STORE, TERMINAL)
@@ -314,36 +314,10 @@ async def test_watchdog_alone_drops_a_frozen_broker(broker: Mosquitto) -> None:
             os.killpg(broker.proc.pid, signal.SIGCONT)
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_pki(d: Path, name: str) -> None:
-    """A CA `name`-ca.crt, a server cert for IP 127.0.0.1 and a client cert, signed by it."""
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", f"{name}-ca.key", "-out", f"{name}-ca.crt",
-            "-days", "2", "-subj", f"/CN={name}-ca", cwd=d)  # fmt: skip
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for who in ("server", "client"):
-        openssl("req", *ec, "-keyout", f"{name}-{who}.key", "-out", f"{name}-{who}.csr",
-                "-subj", f"/CN={who}", cwd=d)  # fmt: skip
-        openssl("x509", "-req", "-in", f"{name}-{who}.csr", "-CA", f"{name}-ca.crt",
-                "-CAkey", f"{name}-ca.key", "-CAcreateserial", "-out", f"{name}-{who}.crt",
-                "-days", "2", "-extfile", "san.ext", cwd=d)  # fmt: skip
-
-
 async def test_tls_with_client_certificate_and_password(tmp_path: Path, journal: Journal) -> None:
     from tests.support.ports import free_port
 
-    make_pki(tmp_path, "good")
-    make_pki(tmp_path, "other")
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "s1-t1", "s3cret"],
-        check=True,
-        capture_output=True,
-    )
-    (tmp_path / "s1-t1.pw").write_text("s3cret\n")
-    (tmp_path / "wrong.pw").write_text("guess\n")
+    make_tls_users(tmp_path)
     # the README's minimal ACL: the terminal may only touch its own three topics
     (tmp_path / "acl").write_text(
         "topic read edged/v1/+/+/tx\ntopic write edged/v1/+/+/ack\n"
