@@ -7,6 +7,7 @@ so the demo exercises exactly the code path real hardware does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,7 @@ class Devices:
         self.statuses: dict[str, DeviceStatus] = {}
         self._runners: dict[str, Runner] = {}
         self._sims: list[Callable[[contextlib.AsyncExitStack], Awaitable[None]]] = []
+        self._simulated = False  # some device is a simulator, on a pty in sim_dir
         self.sim_scanner: Any = None  # the simulated scanner, for `sim.scan`
         self.printer = self._printer(cfg.printer, jobs) if cfg.printer else None
         self.scanner = self._scanner(cfg.scanner) if cfg.scanner else None
@@ -77,6 +79,7 @@ class Devices:
         return status
 
     def _sim_path(self, name: str) -> str:
+        self._simulated = True
         return str(self._sim_dir / name)
 
     # -- printer ---------------------------------------------------------------------------
@@ -128,7 +131,7 @@ class Devices:
         out = Path(render_dir) if render_dir else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-        self.sim_printer = await stack.enter_async_context(SimPrinter.start(path, out_dir=out))
+        await stack.enter_async_context(SimPrinter.start(path, out_dir=out))
 
     # -- scanner ---------------------------------------------------------------------------
 
@@ -223,24 +226,10 @@ class Devices:
                 status, path=path, password=cfg.password, currency=cfg.currency, **line
             )
         if cfg.driver == "sim":
-            self._sims.append(functools.partial(self._start_sim_payment, protocol, path))
+            self._runners["payment-sim"] = functools.partial(_run_sim_payment, protocol, path)
         service = PaymentService(terminal, ledger, self._publish, currency=cfg.currency)
         self._runners["payment"] = service.run
         return service
-
-    async def _start_sim_payment(
-        self, protocol: str, path: str, stack: contextlib.AsyncExitStack
-    ) -> None:
-        if protocol == "concert":
-            from edged.sim.concert import SimConcertTerminal
-
-            self.sim_payment: Any = await stack.enter_async_context(SimConcertTerminal(path))
-        else:
-            from edged.sim.zvt import SimZvtTerminal
-
-            sim = SimZvtTerminal()
-            self.sim_payment = sim
-            await stack.enter_async_context(_background(sim.run_pty(path), "sim-zvt"))
 
     # -- running ---------------------------------------------------------------------------
 
@@ -258,10 +247,8 @@ class Devices:
 
     async def run(self) -> None:
         """Start the simulators, then serve every device, each restarted on its own."""
-        import asyncio
-
         async with contextlib.AsyncExitStack() as stack:
-            if self._sims:
+            if self._simulated:
                 self._sim_dir.mkdir(parents=True, exist_ok=True)
             for start in self._sims:
                 await start(stack)
@@ -270,15 +257,13 @@ class Devices:
                     tasks.create_task(supervise(f"device-{name}", runner), name=f"device-{name}")
 
 
-@contextlib.asynccontextmanager
-async def _background(coro: Awaitable[None], name: str) -> Any:
-    import asyncio
+async def _run_sim_payment(protocol: str, path: str) -> None:
+    """Serve a simulated payment terminal on a pty at `path` until cancelled."""
+    if protocol == "concert":
+        from edged.sim.concert import SimConcertTerminal
 
-    task = asyncio.ensure_future(coro)
-    task.set_name(name)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await SimConcertTerminal(path).run()
+    else:
+        from edged.sim.zvt import SimZvtTerminal
+
+        await SimZvtTerminal().run_pty(path)

@@ -248,3 +248,22 @@ async def test_devices_come_back_after_a_restart(tmp_path: Path) -> None:
             assert set(devices) == {"printer", "scanner", "payment"}
     finally:
         daemon.terminate()
+
+
+async def test_a_concert_terminal_alone(tmp_path: Path) -> None:
+    """Only a payment device, simulating Telium Concert E+: approve, and no cancel from the till."""
+    daemon = DaemonProcess(tmp_path)
+    with daemon.config.open("a") as config:
+        config.write('[devices.payment]\ndriver = "sim"\nsimulate = "concert"\n')
+    daemon.start()
+    try:
+        async with ApiClient(daemon.socket) as client:
+            assert set(await all_ready(client)) == {"payment"}
+            await client.call("subscribe", {"events": ["payment"]})
+            payment = await paid(client, "c-1", 990)
+            assert payment["result"]["amount"] == 990
+            with pytest.raises(ApiError) as end_of_day:
+                await client.call("payment.end_of_day")
+            assert end_of_day.value.code == codes.NOT_SUPPORTED
+    finally:
+        daemon.terminate()
