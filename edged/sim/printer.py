@@ -38,7 +38,7 @@ from edged.devices.printer.status import (
     encode_printed_mark,
     encode_real_time,
 )
-from edged.sim import escpos
+from edged.sim import escpos, escpos_ops
 from edged.sim.render import DEFAULT_WIDTH_DOTS, Layout, Page
 
 log = structlog.get_logger(__name__)
@@ -46,13 +46,13 @@ log = structlog.get_logger(__name__)
 READ_CHUNK = 65536
 # Operations that move paper; with `run_out_after(n)` the paper ends after n of them.
 _PAPER_OPS = (
-    escpos.LineFeed,
-    escpos.Feed,
-    escpos.FeedDots,
-    escpos.Cut,
-    escpos.Raster,
-    escpos.QrCode,
-    escpos.Barcode,
+    escpos_ops.LineFeed,
+    escpos_ops.Feed,
+    escpos_ops.FeedDots,
+    escpos_ops.Cut,
+    escpos_ops.Raster,
+    escpos_ops.QrCode,
+    escpos_ops.Barcode,
 )
 _RECEIPT_FILE = re.compile(r"^(\d{4,})\.txt$")
 
@@ -61,7 +61,7 @@ _RECEIPT_FILE = re.compile(r"^(\d{4,})\.txt$")
 class Receipt:
     number: int
     text: str
-    ops: tuple[escpos.Op, ...]
+    ops: tuple[escpos_ops.Op, ...]
     page: Page
     complete: bool = True  # False: torn off by a power cut before its cut
 
@@ -79,8 +79,8 @@ class SimPrinter:
         self.out_dir = out_dir
         self.receipts: list[Receipt] = []
         self.torn: list[Receipt] = []  # partly printed when the power went
-        self.drawer_kicks: list[escpos.DrawerKick] = []
-        self.unknown: list[escpos.Unknown] = []
+        self.drawer_kicks: list[escpos_ops.DrawerKick] = []
+        self.unknown: list[escpos_ops.Unknown] = []
         self.paper: Paper = "ok"
         self.cover_open = False
         self.offline = False  # forced offline (e.g. a printer switched to offline mode)
@@ -101,9 +101,9 @@ class SimPrinter:
         """The state after switching on: empty buffer, power-on settings, ASB off."""
         self._parser = escpos.EscPosParser()
         self._scanner = RealTimeScanner()
-        self._queue: deque[escpos.Op] = deque()
+        self._queue: deque[escpos_ops.Op] = deque()
         self._layout = Layout(self.width_dots)
-        self._ops: list[escpos.Op] = []  # of the receipt being printed
+        self._ops: list[escpos_ops.Op] = []  # of the receipt being printed
         self._asb_items = 0
         self._last_asb = b""
 
@@ -297,26 +297,26 @@ class SimPrinter:
         finally:
             self._running = False
 
-    def _execute(self, op: escpos.Op) -> None:
-        if isinstance(op, escpos.StatusRequest):
+    def _execute(self, op: escpos_ops.Op) -> None:
+        if isinstance(op, escpos_ops.StatusRequest):
             if op.n == 1:
                 self._reply(bytes((encode_printed_mark(self.status),)))
             elif op.n == 2:
                 self._reply(bytes((int(self.drawer_open),)))
             return
-        if isinstance(op, escpos.AsbRequest):
+        if isinstance(op, escpos_ops.AsbRequest):
             self._asb_items = op.items & 0x0F
             self._last_asb = b""
             self._announce()
             return
-        if isinstance(op, escpos.RealTime):
+        if isinstance(op, escpos_ops.RealTime):
             return  # answered when it was received
-        if isinstance(op, escpos.DrawerKick):
+        if isinstance(op, escpos_ops.DrawerKick):
             self.drawer_kicks.append(op)
             if self.drawer_springs_open and not self.drawer_open:
                 self.drawer_open = True
                 self._announce()
-        if isinstance(op, escpos.Unknown):
+        if isinstance(op, escpos_ops.Unknown):
             self.unknown.append(op)
         self._ops.append(op)
         page = self._layout.apply(op)

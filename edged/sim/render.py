@@ -1,6 +1,6 @@
 """What comes out of the printer: the ESC/POS line layout as rows, then text or a PNG.
 
-`Layout` plays the printer's print head over parsed operations (edged.sim.escpos): a line
+`Layout` plays the printer's print head over parsed operations (edged.sim.escpos_ops): a line
 buffer that wraps at the paper width, styles, alignment, feeds; raster images, QR codes (drawn
 with the `qrcode` package, so they scan) and barcodes (bars from python-barcode) become image
 rows. A cut ends a `Page`, which renders to text (for tests, logs and support) and to a PNG
@@ -19,7 +19,7 @@ import qrcode
 import qrcode.exceptions
 from PIL import Image, ImageDraw, ImageFont
 
-from edged.sim import escpos
+from edged.sim import escpos_ops
 
 FONTS = {0: (12, 24), 1: (9, 17)}  # font A, font B: cell width x height in dots
 DEFAULT_LINE_SPACING = 30  # dots: 1/6 inch at 180 dpi
@@ -175,34 +175,34 @@ class Layout:
         self.align = 0
         self.line_spacing = DEFAULT_LINE_SPACING
 
-    def apply(self, op: escpos.Op) -> Page | None:
-        if isinstance(op, escpos.Text):
+    def apply(self, op: escpos_ops.Op) -> Page | None:
+        if isinstance(op, escpos_ops.Text):
             for char in op.text:
                 self._glyph(char)
-        elif isinstance(op, escpos.Tab):
+        elif isinstance(op, escpos_ops.Tab):
             self._tab()
-        elif isinstance(op, escpos.LineFeed):
+        elif isinstance(op, escpos_ops.LineFeed):
             self._end_line(always=True)
-        elif isinstance(op, escpos.Style):
+        elif isinstance(op, escpos_ops.Style):
             self._style(op.name, op.value)
-        elif isinstance(op, escpos.Init):
+        elif isinstance(op, escpos_ops.Init):
             self._line = []  # ESC @ clears the print buffer
             self._reset()
-        elif isinstance(op, escpos.Feed):
+        elif isinstance(op, escpos_ops.Feed):
             self._end_line()
             self._page.rows.append(Space(op.lines * self.line_spacing))
-        elif isinstance(op, escpos.FeedDots):
+        elif isinstance(op, escpos_ops.FeedDots):
             self._end_line()
             self._page.rows.append(Space(op.dots))
-        elif isinstance(op, escpos.Cut):
+        elif isinstance(op, escpos_ops.Cut):
             return self._cut(op)
-        elif isinstance(op, escpos.Raster) and op.width and op.height:  # empty: prints nothing
+        elif isinstance(op, escpos_ops.Raster) and op.width and op.height:  # empty: prints nothing
             self._image(_raster_image(op), f"image {op.width}x{op.height}")
-        elif isinstance(op, escpos.QrCode):
+        elif isinstance(op, escpos_ops.QrCode):
             self._qr(op)
-        elif isinstance(op, escpos.Barcode):
+        elif isinstance(op, escpos_ops.Barcode):
             self._barcode(op)
-        elif isinstance(op, escpos.ColumnImage) and op.columns:
+        elif isinstance(op, escpos_ops.ColumnImage) and op.columns:
             self._place(InlineImage(_column_image(op)))
         return None
 
@@ -215,7 +215,7 @@ class Layout:
         page, self._page = self._page, Page(self.width)
         return page
 
-    def _cut(self, op: escpos.Cut) -> Page:
+    def _cut(self, op: escpos_ops.Cut) -> Page:
         self._end_line()
         if op.feed_dots:
             self._page.rows.append(Space(op.feed_dots))
@@ -293,7 +293,7 @@ class Layout:
             self._glyph(char)
         self._end_line()
 
-    def _qr(self, op: escpos.QrCode) -> None:
+    def _qr(self, op: escpos_ops.QrCode) -> None:
         code = qrcode.QRCode(error_correction=_QR_LEVELS[op.error_level], box_size=1, border=0)
         try:
             code.add_data(op.data)
@@ -310,7 +310,7 @@ class Layout:
         image = image.resize((size * module, size * module), Image.Resampling.NEAREST)
         self._image(image, f"QR {op.data.decode('latin-1')}")
 
-    def _barcode(self, op: escpos.Barcode) -> None:
+    def _barcode(self, op: escpos_ops.Barcode) -> None:
         text = _barcode_text(op.symbology, op.data)
         self._end_line()
         pattern, shown = _bars(op.symbology, text)
@@ -367,7 +367,7 @@ def _bars(symbology: str, text: str) -> tuple[str | None, str]:
         return None, f"{text} (invalid)"
 
 
-def _raster_image(op: escpos.Raster) -> Image.Image:
+def _raster_image(op: escpos_ops.Raster) -> Image.Image:
     row_bytes = (op.width + 7) // 8
     # PIL's mode "1" has 1 = white; ESC/POS has 1 = black.
     image = Image.frombytes("1", (row_bytes * 8, op.height), bytes(b ^ 0xFF for b in op.data))
@@ -378,7 +378,7 @@ def _raster_image(op: escpos.Raster) -> Image.Image:
     return image
 
 
-def _column_image(op: escpos.ColumnImage) -> Image.Image:
+def _column_image(op: escpos_ops.ColumnImage) -> Image.Image:
     """ESC * data: each column is dots/8 bytes, top to bottom, MSB first."""
     per_column = op.dots // 8
     image = Image.new("1", (op.columns, op.dots), 1)

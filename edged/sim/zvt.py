@@ -9,7 +9,6 @@ can abort), or fall silent. `nak_next(n)` rejects the next n frames on the seria
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import enum
@@ -22,18 +21,12 @@ from pathlib import Path
 
 import structlog
 
-from edged.devices.payment.zvt import codes, commands, framing, messages
-from edged.devices.payment.zvt.apdu import (
-    ACK_APDU,
-    Apdu,
-    ApduStreamDecoder,
-    negative_ack,
-    parse_apdu,
-)
+from edged.devices.payment.zvt import codes, commands, messages
+from edged.devices.payment.zvt.apdu import ACK_APDU, Apdu, negative_ack
 from edged.devices.payment.zvt.errors import ZvtProtocolError
 from edged.devices.payment.zvt.fields import BmpValue, decode_bmps
-from edged.devices.payment.zvt.framing import Ack, BadFrame, Frame, Nak
 from edged.devices.payment.zvt.tlv import Tlv
+from edged.sim.zvt_line import Line, LineClosed, PtyLine, TcpLine
 
 log = structlog.get_logger(__name__)
 
@@ -41,9 +34,7 @@ TEST_PAN = "6799998900000000019"  # a public test card number, never a real one
 SOFTWARE_VERSION = "edged-sim-zvt 1"
 ACK_TIMEOUT_S = 5.0  # how long the PT waits for the ECR's ACK and 80 00 00
 PIN_TIMEOUT_S = 60.0  # the cardholder's time at the PIN pad before 06 1E 6C
-RETRIES = 3
 CLOSE_TIMEOUT_S = 2.0
-READ_CHUNK = 4096
 
 INSERT_CARD = 0x0A
 ENTER_PIN = 0x01
@@ -77,135 +68,6 @@ class SimTransaction:
     auth_code: str | None
     date: str  # MMDD
     time: str  # HHMMSS
-
-
-class _LineClosed(Exception):
-    """The cable is pulled or the ECR went away."""
-
-
-class _Line(abc.ABC):
-    @abc.abstractmethod
-    async def send(self, apdu: Apdu) -> bool:
-        """Send one APDU; False when the ECR never took it."""
-
-    @abc.abstractmethod
-    async def receive(self, timeout_s: float | None) -> Apdu | None:
-        """The next APDU, None after `timeout_s`; _LineClosed when the line is gone."""
-
-
-class _PtyLine(_Line):
-    """The PT end of a serial line on a pty master: frames, ACK/NAK, retransmission."""
-
-    def __init__(self, fd: int, sim: SimZvtTerminal) -> None:
-        self._fd = fd
-        self._sim = sim
-        self._decoder = framing.FrameDecoder()
-        self._inbox: asyncio.Queue[Apdu] = asyncio.Queue()
-        self._pending: asyncio.Future[bool] | None = None
-        asyncio.get_running_loop().add_reader(fd, self._readable)
-
-    def stop(self) -> None:
-        asyncio.get_running_loop().remove_reader(self._fd)
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self._fd, READ_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:  # EIO: nobody holds the slave open; the sim's own slave fd prevents it
-            return
-        for event in self._decoder.feed(data):
-            self._on_event(event)
-
-    def _on_event(self, event: framing.LinkEvent) -> None:
-        if isinstance(event, Frame):
-            if self._sim.nak_pending > 0:
-                self._sim.nak_pending -= 1
-                self._sim.naks_sent += 1
-                self._write(bytes([framing.NAK]))
-                log.info("zvt_sim_nak", left=self._sim.nak_pending)
-                return
-            self._write(bytes([framing.ACK]))
-            try:
-                apdu = parse_apdu(event.apdu)
-            except ZvtProtocolError as exc:
-                log.warning("zvt_sim_bad_apdu", error=str(exc))
-                return
-            self._inbox.put_nowait(apdu)
-        elif isinstance(event, BadFrame):
-            self._write(bytes([framing.NAK]))
-            log.warning("zvt_sim_frame_rejected", reason=event.reason)
-        elif isinstance(event, Ack | Nak):
-            pending = self._pending
-            if pending is not None and not pending.done():
-                pending.set_result(isinstance(event, Ack))
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._fd, view)
-            except BlockingIOError:
-                log.warning("zvt_sim_line_full", dropped=len(view))
-                return
-            view = view[written:]
-
-    async def send(self, apdu: Apdu) -> bool:
-        frame = framing.encode_frame(apdu.encode())
-        for _ in range(RETRIES + 1):
-            answer = asyncio.get_running_loop().create_future()
-            self._pending = answer
-            self._write(frame)
-            try:
-                async with asyncio.timeout(self._sim.ack_timeout_s):
-                    if await answer:
-                        return True
-            except TimeoutError:
-                pass
-            finally:
-                self._pending = None
-        log.warning("zvt_sim_frame_not_taken", command=apdu.command)
-        return False
-
-    async def receive(self, timeout_s: float | None) -> Apdu | None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._inbox.get()
-        except TimeoutError:
-            return None
-
-
-class _TcpLine(_Line):
-    """The PT end of a TCP connection: bare APDUs."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self.writer = writer
-        self._decoder = ApduStreamDecoder()
-        self._ready: deque[Apdu] = deque()
-
-    async def send(self, apdu: Apdu) -> bool:
-        try:
-            self.writer.write(apdu.encode())
-            await self.writer.drain()
-        except OSError:
-            raise _LineClosed from None
-        return True
-
-    async def receive(self, timeout_s: float | None) -> Apdu | None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                while not self._ready:
-                    try:
-                        data = await self._reader.read(READ_CHUNK)
-                    except OSError:
-                        raise _LineClosed from None
-                    if not data:
-                        raise _LineClosed
-                    self._ready.extend(self._decoder.feed(data))
-                return self._ready.popleft()
-        except TimeoutError:
-            return None
 
 
 @dataclass
@@ -331,13 +193,13 @@ class SimZvtTerminal:
         while True:
             await self._plugged.wait()
             master, slave = os.openpty()
-            line: _PtyLine | None = None
+            line: PtyLine | None = None
             try:
                 tty.setraw(master)
                 tty.setraw(slave)
                 os.set_blocking(master, False)
                 _point(path, os.ttyname(slave))
-                line = _PtyLine(master, self)
+                line = PtyLine(master, self)
                 self._online.set()
                 log.info("zvt_sim_plugged", path=str(path))
                 await self._serve_until_unplugged(line)
@@ -361,8 +223,8 @@ class SimZvtTerminal:
                 other.close()  # a PT talks to one ECR: the newest connection wins
             clients[task] = writer
             try:
-                with contextlib.suppress(_LineClosed, OSError):
-                    await self._serve(_TcpLine(reader, writer))
+                with contextlib.suppress(LineClosed, OSError):
+                    await self._serve(TcpLine(reader, writer))
             finally:
                 clients.pop(task, None)
                 writer.close()
@@ -383,7 +245,7 @@ class SimZvtTerminal:
                     await asyncio.wait(list(clients), timeout=CLOSE_TIMEOUT_S)
                 log.info("zvt_sim_unplugged", port=self.port)
 
-    async def _serve_until_unplugged(self, line: _Line) -> None:
+    async def _serve_until_unplugged(self, line: Line) -> None:
         serve = asyncio.create_task(self._serve(line), name="zvt-sim-serve")
         unplugged = asyncio.create_task(self._unplugged.wait(), name="zvt-sim-unplug")
         try:
@@ -396,7 +258,7 @@ class SimZvtTerminal:
         if failure is not None:
             raise failure
 
-    async def _serve(self, line: _Line) -> None:
+    async def _serve(self, line: Line) -> None:
         while True:
             apdu = await line.receive(None)
             if apdu is not None:
@@ -404,7 +266,7 @@ class SimZvtTerminal:
 
     # --- the PT's side of the conversation -----------------------------------------------
 
-    async def _dispatch(self, line: _Line, apdu: Apdu) -> None:
+    async def _dispatch(self, line: Line, apdu: Apdu) -> None:
         if apdu.cla in (0x80, 0x84):
             return  # a late acknowledgement
         self.commands.append(apdu.command)
@@ -435,7 +297,7 @@ class SimZvtTerminal:
             log.warning("zvt_sim_bad_command", command=apdu.command, error=str(exc))
             await line.send(negative_ack(PROTOCOL_ERROR))
 
-    async def _tell(self, line: _Line, apdu: Apdu) -> bool:
+    async def _tell(self, line: Line, apdu: Apdu) -> bool:
         """Send a PT message and wait for the ECR's 80 00 00; False if it never came."""
         if not await line.send(apdu):
             return False
@@ -450,10 +312,10 @@ class SimZvtTerminal:
                 self._abort_requested = True
                 await line.send(ACK_APDU)
 
-    async def _acknowledge(self, line: _Line, apdu: Apdu) -> None:
+    async def _acknowledge(self, line: Line, apdu: Apdu) -> None:
         await line.send(ACK_APDU)
 
-    async def _registration(self, line: _Line, apdu: Apdu) -> None:
+    async def _registration(self, line: Line, apdu: Apdu) -> None:
         registration = commands.parse_registration(apdu)
         self._registered = True
         self.config = registration.config
@@ -465,20 +327,20 @@ class SimZvtTerminal:
             messages.completion([(0x19, 0x00), (0x29, self.terminal_id), (0x49, self.currency)]),
         )
 
-    async def _status_enquiry(self, line: _Line, apdu: Apdu) -> None:
+    async def _status_enquiry(self, line: Line, apdu: Apdu) -> None:
         commands.parse_password_command(apdu)
         await line.send(ACK_APDU)
         await self._tell(line, messages.enquiry_completion(SOFTWARE_VERSION, 0x00))
 
-    async def _payment(self, line: _Line, apdu: Apdu) -> None:
+    async def _payment(self, line: Line, apdu: Apdu) -> None:
         values = decode_bmps(apdu.data, apdu.data_offset)
         await self._card_transaction(line, "payment", values)
 
-    async def _refund(self, line: _Line, apdu: Apdu) -> None:
+    async def _refund(self, line: Line, apdu: Apdu) -> None:
         _, values = commands.parse_password_command(apdu)
         await self._card_transaction(line, "refund", values)
 
-    async def _card_transaction(self, line: _Line, kind: str, values: dict[int, BmpValue]) -> None:
+    async def _card_transaction(self, line: Line, kind: str, values: dict[int, BmpValue]) -> None:
         amount = values.get(0x04)
         if not isinstance(amount, int):
             await line.send(negative_ack(PROTOCOL_ERROR))
@@ -519,7 +381,7 @@ class SimZvtTerminal:
         if await self._tell(line, messages.status_information(self._fields(record))):
             await self._tell(line, messages.completion())
 
-    async def _wait_at_pin_pad(self, line: _Line) -> bool:
+    async def _wait_at_pin_pad(self, line: Line) -> bool:
         """True when the PIN was entered; False on 06 B0 from the ECR or the PIN timeout."""
         entered = asyncio.create_task(self._pin_entered.wait(), name="zvt-sim-pin")
         try:
@@ -544,7 +406,7 @@ class SimZvtTerminal:
         finally:
             entered.cancel()
 
-    async def _reversal(self, line: _Line, apdu: Apdu) -> None:
+    async def _reversal(self, line: Line, apdu: Apdu) -> None:
         _, values = commands.parse_password_command(apdu)
         receipt = values.get(0x87)
         original = next(
@@ -566,7 +428,7 @@ class SimZvtTerminal:
         if await self._tell(line, messages.status_information(self._fields(record))):
             await self._tell(line, messages.completion())
 
-    async def _repeat_receipt(self, line: _Line, apdu: Apdu) -> None:
+    async def _repeat_receipt(self, line: Line, apdu: Apdu) -> None:
         commands.parse_password_command(apdu)
         await line.send(ACK_APDU)
         last = self.last_transaction
@@ -576,7 +438,7 @@ class SimZvtTerminal:
         if await self._tell(line, messages.status_information(self._fields(last))):
             await self._tell(line, messages.completion())
 
-    async def _end_of_day(self, line: _Line, apdu: Apdu) -> None:
+    async def _end_of_day(self, line: Line, apdu: Apdu) -> None:
         commands.parse_password_command(apdu)
         await line.send(ACK_APDU)
         if not await self._tell(line, messages.intermediate_status(PLEASE_WAIT)):

@@ -27,7 +27,7 @@ from edged.devices.printer.transport import (
     open_usb_transport,
 )
 from edged.devices.state import DeviceError, DeviceState, DeviceStatus
-from edged.sim.escpos import DrawerKick
+from edged.sim.escpos_ops import DrawerKick
 from edged.sim.printer import SimPrinter
 from tests.support.printjobs import MemoryPrintJobs
 

@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edged.sim import escpos
-from edged.sim.escpos import (
+from edged.sim import escpos, escpos_ops
+from edged.sim.escpos import EscPosParser
+from edged.sim.escpos_ops import (
     Barcode,
     CodePage,
     ColumnImage,
     Cut,
     DrawerKick,
-    EscPosParser,
     Feed,
     Init,
     LineFeed,
@@ -181,10 +181,10 @@ def test_python_escpos_cut_drawer_and_init(dummy: Any) -> None:
 
 def test_status_commands() -> None:
     assert parse(b"\x10\x04\x01\x1dr\x01\x1da\x0f\x10\x05\x02") == [
-        escpos.RealTime("DLE EOT", 1),
-        escpos.StatusRequest(1),
-        escpos.AsbRequest(15),
-        escpos.RealTime("DLE ENQ", 2),
+        escpos_ops.RealTime("DLE EOT", 1),
+        escpos_ops.StatusRequest(1),
+        escpos_ops.AsbRequest(15),
+        escpos_ops.RealTime("DLE ENQ", 2),
     ]
 
 

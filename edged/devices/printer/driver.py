@@ -27,12 +27,13 @@ import asyncio
 import collections
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import msgspec
 import structlog
 
 from edged.devices.printer.jobs import JobState, PrintJob, PrintJobStore
+from edged.devices.printer.link import Link
 from edged.devices.printer.status import (
     PRINTER,
     REAL_TIME_REQUESTS,
@@ -40,17 +41,13 @@ from edged.devices.printer.status import (
     PrintedMark,
     PrinterStatus,
     RealTimeReply,
-    RealTimeScanner,
     Reply,
-    StatusParser,
-    Unsolicited,
     drawer_kick,
     enable_asb,
-    paper_sensor_status,
     real_time_status,
 )
-from edged.devices.printer.transport import Transport, TransportFactory
-from edged.devices.state import DeviceError, DeviceGone, DeviceState, DeviceStatus
+from edged.devices.printer.transport import TransportFactory
+from edged.devices.state import DeviceError, DeviceState, DeviceStatus
 from edged.devices.supervisor import keep_open
 
 log = structlog.get_logger(__name__)
@@ -62,7 +59,6 @@ DRAWER_SETTLE_S = 0.3  # after the kick, before the sensor reads the drawer as o
 FINISHED_JOBS_KEPT = 1000  # outcomes remembered for `wait`
 
 Render = Callable[[PrintJob], bytes]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +105,7 @@ class Printer:
         self._store = store
         self._render = render
         self._settings = settings or PrinterSettings()
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._printer = PrinterStatus()  # meaningful while _link is set and not _mute
         self._mute = False  # this connection reports no status
         self._status_changed = asyncio.Event()
@@ -229,7 +225,7 @@ class Printer:
 
     async def _session(self) -> None:
         transport = await self._connect()
-        link = _Link(transport, self.status.name, self._on_reply)
+        link = Link(transport, self.status.name, self._on_reply)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(link.read_loop(), name=f"{self.status.name}-read")
@@ -244,7 +240,7 @@ class Printer:
             self._current = None
             await link.close()
 
-    async def _greet(self, link: _Link) -> None:
+    async def _greet(self, link: Link) -> None:
         """Read the printer's status once; from here on the connection is usable."""
         self._printer = PrinterStatus()
         self._mute = self._settings.status_mode == "none"
@@ -261,7 +257,7 @@ class Printer:
         self._link = link
         self._refresh()
 
-    async def _watch(self, link: _Link) -> None:
+    async def _watch(self, link: Link) -> None:
         """Poll status for as long as the connection lasts; silence ends the connection."""
         requests = REAL_TIME_REQUESTS if self._settings.status_mode == "poll" else (PRINTER,)
         while True:
@@ -269,7 +265,7 @@ class Printer:
             await self._query(link, requests)
             self._refresh()
 
-    async def _query(self, link: _Link, requests: Iterable[int]) -> list[RealTimeReply]:
+    async def _query(self, link: Link, requests: Iterable[int]) -> list[RealTimeReply]:
         futures, _ = await link.send(b"".join(real_time_status(n) for n in requests))
         try:
             async with asyncio.timeout(self._settings.status_timeout_s):
@@ -302,7 +298,7 @@ class Printer:
 
     # --- jobs ------------------------------------------------------------------------------
 
-    async def _pump(self, link: _Link) -> None:
+    async def _pump(self, link: Link) -> None:
         while True:
             self._wakeup.clear()
             jobs = await self._store.unfinished_print_jobs()
@@ -320,7 +316,7 @@ class Printer:
             self._status_changed.clear()
             await self._status_changed.wait()
 
-    async def _print(self, link: _Link, job: PrintJob) -> None:
+    async def _print(self, link: Link, job: PrintJob) -> None:
         if job.state is JobState.SENDING and not job.copy:
             log.warning("print_job_reprinted_as_copy", device=self.status.name, job_id=job.job_id)
             job = msgspec.structs.replace(job, copy=True)
@@ -353,7 +349,7 @@ class Printer:
             bytes=len(data),
         )
 
-    async def _confirm(self, link: _Link, job: PrintJob, mark: asyncio.Future[PrintedMark]) -> None:
+    async def _confirm(self, link: Link, job: PrintJob, mark: asyncio.Future[PrintedMark]) -> None:
         """Wait for the job's GS r reply; a printer online without it has lost the job."""
         loop = asyncio.get_running_loop()
         timeout_s = self._settings.confirm_timeout_s
@@ -385,113 +381,6 @@ class Printer:
         event = self._finished_events.pop(job_id, None)
         if event is not None:
             event.set()
-
-
-class _Link:
-    """One open connection: ordered writes, typed replies, each matched to its request."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        device: str,
-        on_reply: Callable[[Reply], None],
-    ) -> None:
-        self.transport = transport
-        self.name = transport.name
-        self._device = device
-        self._on_reply = on_reply
-        self._parser = StatusParser(device)
-        self._scanner = RealTimeScanner()
-        self._lock = asyncio.Lock()
-        self._real_time: collections.deque[asyncio.Future[RealTimeReply]] = collections.deque()
-        self._marks: collections.deque[asyncio.Future[PrintedMark]] = collections.deque()
-        self._sends: set[asyncio.Task[Any]] = set()
-        self._closed = asyncio.Event()
-
-    async def send(
-        self, data: bytes, *, mark: bool = False
-    ) -> tuple[list[asyncio.Future[RealTimeReply]], asyncio.Future[PrintedMark] | None]:
-        """Write `data` (and `GS r 1` if `mark`); returns the futures of the replies it asks for.
-
-        The write runs as its own task, so a cancelled caller cannot cut a command in half and
-        let another write into the middle of it.
-        """
-        task = asyncio.create_task(self._send(data, mark), name=f"{self._device}-send")
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
-        return await asyncio.shield(task)
-
-    async def _send(
-        self, data: bytes, mark: bool
-    ) -> tuple[list[asyncio.Future[RealTimeReply]], asyncio.Future[PrintedMark] | None]:
-        loop = asyncio.get_running_loop()
-        async with self._lock:
-            if self._closed.is_set():
-                raise DeviceGone(f"{self.name}: connection closed")
-            payload = data + paper_sensor_status() if mark else data
-            # Every DLE EOT in the stream is answered, also one that is part of image data.
-            real_time: list[asyncio.Future[RealTimeReply]] = []
-            for n in self._scanner.feed(payload):
-                self._parser.expect_real_time(n)
-                real_time.append(loop.create_future())
-            self._real_time.extend(real_time)
-            printed: asyncio.Future[PrintedMark] | None = None
-            if mark:
-                self._parser.expect_printed_mark()
-                printed = loop.create_future()
-                self._marks.append(printed)
-            await self.transport.write(payload)
-        return real_time, printed
-
-    async def result(self, future: asyncio.Future[T]) -> T:
-        """The reply, or DeviceGone if the connection closes first."""
-        closed = asyncio.create_task(self._closed.wait())
-        waiting: set[asyncio.Future[Any]] = {future, closed}
-        try:
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-        if future.done() and not future.cancelled():
-            return future.result()
-        raise DeviceGone(f"{self.name}: connection lost while waiting for the printer")
-
-    async def read_loop(self) -> None:
-        while True:
-            data = await self.transport.read()
-            for item in self._parser.feed(data):
-                self._dispatch(item)
-
-    def _dispatch(self, item: Reply | Unsolicited) -> None:
-        if isinstance(item, Unsolicited):
-            log.warning(
-                "printer_unsolicited_status",
-                device=self._device,
-                byte=f"0x{item.byte:02X}",
-                offset=item.offset,
-            )
-        elif isinstance(item, PrintedMark):
-            self._on_reply(item)
-            _resolve(self._marks.popleft(), item)
-        elif isinstance(item, AsbStatus):
-            self._on_reply(item)
-        else:
-            self._on_reply(item)
-            _resolve(self._real_time.popleft(), item)
-
-    async def close(self) -> None:
-        self._closed.set()
-        for task in list(self._sends):
-            task.cancel()
-        await asyncio.gather(*self._sends, return_exceptions=True)
-        pending: list[asyncio.Future[Any]] = [*self._real_time, *self._marks]
-        for future in pending:
-            future.cancel()
-        await self.transport.close()
-
-
-def _resolve(future: asyncio.Future[T], value: T) -> None:
-    if not future.done():  # its waiter may have given up (timeout)
-        future.set_result(value)
 
 
 def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -1,8 +1,9 @@
 """Receipts and slips: a journaled document plus a layout -> ESC/POS bytes, or the same as text.
 
-One layout pass turns a document into a list of operations (lines of text with their style,
-codes, feeds, the cut). `build_receipt` plays them on python-escpos' `Dummy` printer and
-`receipt_text` prints them as plain lines, so the bytes and the preview cannot drift apart.
+One layout pass, here, turns a document into a list of operations (lines of text with their
+style, codes, feeds, the cut; edged.devices.printer.receipt_emit). `build_receipt` plays them
+on python-escpos' `Dummy` printer and `receipt_text` prints them as plain lines, so the bytes
+and the preview cannot drift apart.
 
 Documents are plain dicts, as the journal stores them:
 
@@ -24,23 +25,30 @@ code page cannot show prints as "?", control characters as spaces; amounts are n
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import re
 import textwrap
 import unicodedata
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from edged.devices.printer.layout import PrinterFacts, ReceiptLayout, printer_facts
+from edged.devices.printer.receipt_emit import (
+    BARCODE_MODULE_DOTS,
+    Align,
+    Code,
+    Cut,
+    Feed,
+    Op,
+    Size,
+    Style,
+    Text,
+    to_bytes,
+    to_text,
+)
 from edged.errors import EdgedError
 
 MAX_SAFE_INT = 2**53 - 1  # larger integers do not survive JSON; the journal never holds them
 MAX_CODE_BYTES = 200  # keeps a QR code (module 5 dots, level M) within 58 mm paper
-QR_MODULE_DOTS = 5
-BARCODE_MODULE_DOTS = 2  # python-escpos' minimum
-BARCODE_HEIGHT_DOTS = 80
 NO_CUT_FEED_LINES = 6  # what python-escpos' cut() feeds, so a tear-off edge clears the text
 MIN_LABEL_COLUMNS = 8  # below this a label goes on lines of its own, above its amount
 HASH_DIGITS = 12
@@ -49,9 +57,6 @@ _QTY = re.compile(r"-?\d{1,9}(\.\d{1,6})?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _HEX = re.compile(r"[0-9a-fA-F]{12,128}")
 _UTC = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:Z|[+-]00:?00)")
-
-Align = Literal["left", "center"]  # pairs are padded to the width and sent flush left
-Size = Literal["normal", "tall", "large"]  # tall: double height; large: double width and height
 
 
 class DocumentError(EdgedError, ValueError):
@@ -66,48 +71,13 @@ class DocumentError(EdgedError, ValueError):
 def build_receipt(document: dict[str, Any], layout: ReceiptLayout, *, copy: bool) -> bytes:
     """The ESC/POS bytes of a document; DocumentError (a ValueError) if it cannot be printed."""
     facts = _facts(layout)
-    return _to_bytes(_plan(document, layout, facts, copy=copy), facts)
+    return to_bytes(_plan(document, layout, facts, copy=copy), facts)
 
 
 def receipt_text(document: dict[str, Any], layout: ReceiptLayout, *, copy: bool) -> str:
     """The lines the printer prints for `build_receipt`, as text (codes shown as [QR ...])."""
     facts = _facts(layout)
-    return _to_text(_plan(document, layout, facts, copy=copy), facts.columns)
-
-
-# --- operations: the single layout pass produces these ---------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Style:
-    align: Align = "left"
-    bold: bool = False
-    size: Size = "normal"
-
-
-@dataclass(frozen=True, slots=True)
-class _Text:
-    text: str  # already folded to the code page and fitted to the width
-    style: _Style
-
-
-@dataclass(frozen=True, slots=True)
-class _Code:
-    symbol: Literal["qr", "barcode"]
-    data: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Feed:
-    lines: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Cut:
-    mode: Literal["FULL", "PART"]  # python-escpos' spelling
-
-
-_Op = _Text | _Code | _Feed | _Cut
+    return to_text(_plan(document, layout, facts, copy=copy), facts.columns)
 
 
 def _facts(layout: ReceiptLayout) -> PrinterFacts:
@@ -209,16 +179,16 @@ class _Plan:
         self.layout = layout
         self.facts = facts
         self.columns = facts.columns
-        self.ops: list[_Op] = []
+        self.ops: list[Op] = []
 
     def text(
         self, text: str, align: Align = "left", *, bold: bool = False, size: Size = "normal"
     ) -> None:
         """A paragraph wrapped to the width (half of it for double width)."""
         width = self.columns // 2 if size == "large" else self.columns
-        style = _Style(align, bold, size)
+        style = Style(align, bold, size)
         for line in textwrap.wrap(self.facts.fold(text), width) or [""]:
-            self.ops.append(_Text(line, style))
+            self.ops.append(Text(line, style))
 
     def pair(
         self,
@@ -231,15 +201,13 @@ class _Plan:
         size: Size = "normal",
     ) -> None:
         """`left` flush left, `right` flush right on its first line; `right` is never cut."""
-        style = _Style("left", bold, size)
+        style = Style("left", bold, size)
         left = self.facts.fold(left).strip()
         right = self.facts.fold(right).strip()
         pad = " " * indent
         room = self.columns - len(right) - 1
         if indent + len(left) <= room:
-            self.ops.append(
-                _Text(pad + left + " " * (room - indent - len(left) + 1) + right, style)
-            )
+            self.ops.append(Text(pad + left + " " * (room - indent - len(left) + 1) + right, style))
             return
         if room - indent >= MIN_LABEL_COLUMNS:
             lines = textwrap.wrap(left, room, initial_indent=pad, subsequent_indent=pad)
@@ -248,17 +216,17 @@ class _Plan:
                 lines[-1] = lines[-1][: room - 2] + ".."
             first = lines[0]
             self.ops.append(
-                _Text(first + " " * (self.columns - len(first) - len(right)) + right, style)
+                Text(first + " " * (self.columns - len(first) - len(right)) + right, style)
             )
-            self.ops.extend(_Text(line, style) for line in lines[1:])
+            self.ops.extend(Text(line, style) for line in lines[1:])
             return
         width = self.columns
         for line in textwrap.wrap(left, width, initial_indent=pad, subsequent_indent=pad):
-            self.ops.append(_Text(line, style))
-        self.ops.append(_Text(right.rjust(self.columns), style))
+            self.ops.append(Text(line, style))
+        self.ops.append(Text(right.rjust(self.columns), style))
 
     def rule(self) -> None:
-        self.ops.append(_Text("-" * self.columns, _Style()))
+        self.ops.append(Text("-" * self.columns, Style()))
 
     def copy_marker(self) -> None:
         marker = f"*** {self.layout.label('copy')} ***"
@@ -289,9 +257,9 @@ class _Plan:
                 self.text(data, "center")
             return
         if symbol == "barcode" and self._barcode_fits(data):
-            self.ops.append(_Code("barcode", data))
+            self.ops.append(Code("barcode", data))
         elif self.facts.qr_native or self.facts.image_impl is not None:
-            self.ops.append(_Code("qr", data))
+            self.ops.append(Code("qr", data))
         else:
             self.text(data, "center")
 
@@ -304,14 +272,14 @@ class _Plan:
 
     def finish(self) -> None:
         if self.layout.feed_lines:
-            self.ops.append(_Feed(self.layout.feed_lines))
+            self.ops.append(Feed(self.layout.feed_lines))
         if self.layout.cut == "none":
-            self.ops.append(_Feed(NO_CUT_FEED_LINES))
+            self.ops.append(Feed(NO_CUT_FEED_LINES))
         else:
-            self.ops.append(_Cut("FULL" if self.layout.cut == "full" else "PART"))
+            self.ops.append(Cut("FULL" if self.layout.cut == "full" else "PART"))
 
 
-def _plan(document: Any, layout: ReceiptLayout, facts: PrinterFacts, *, copy: bool) -> list[_Op]:
+def _plan(document: Any, layout: ReceiptLayout, facts: PrinterFacts, *, copy: bool) -> list[Op]:
     doc = _object(document, "document")
     kind = doc.get("kind")
     plan = _Plan(layout, facts)
@@ -442,88 +410,3 @@ def _plan_card(plan: _Plan, card: dict[str, Any], path: str) -> None:
 
 
 # --- playing the operations ------------------------------------------------------------------
-
-
-def _to_text(ops: list[_Op], columns: int) -> str:
-    out: list[str] = []
-    for op in ops:
-        if isinstance(op, _Text):
-            if op.style.align == "center":
-                out.append(op.text.center(columns).rstrip())
-            else:
-                out.append(op.text.rstrip())
-        elif isinstance(op, _Code):
-            name = "QR" if op.symbol == "qr" else "CODE128"
-            out.append(f"[{name} {op.data}]".center(columns).rstrip())
-        elif isinstance(op, _Feed):
-            out.extend([""] * op.lines)
-    return "\n".join(out) + "\n"
-
-
-_SIZES: dict[Size, dict[str, bool]] = {
-    "normal": {"normal_textsize": True},
-    "tall": {"double_height": True},
-    "large": {"double_height": True, "double_width": True},
-}
-
-
-def _restyle(printer: Any, want: _Style, have: _Style | None) -> None:
-    """Send only what changed. A size change resends bold: ESC ! also clears emphasis."""
-    changes: dict[str, Any] = {}
-    if have is None or want.size != have.size:
-        changes.update(_SIZES[want.size], bold=want.bold)
-    elif want.bold != have.bold:
-        changes["bold"] = want.bold
-    if have is None or want.align != have.align:
-        changes["align"] = want.align
-    if changes:
-        printer.set(**changes)
-
-
-def _to_bytes(ops: list[_Op], facts: PrinterFacts) -> bytes:
-    from escpos.constants import QR_ECLEVEL_M
-    from escpos.printer import Dummy
-
-    printer = Dummy(profile=facts.profile)
-    # python-escpos prints chatter ("Using hardware barcode renderer") to stdout.
-    with contextlib.redirect_stdout(io.StringIO()):
-        # ESC t once, then every text goes out in that table: the same bytes every time
-        # (the automatic mode switches tables by what it printed before, and picks
-        # ISO-8859-7 for "€").
-        printer.charcode(facts.codepage)
-        printer.set_with_default()  # known state even after an interrupted earlier job
-        have: _Style | None = _Style()
-        for op in ops:
-            if isinstance(op, _Text):
-                _restyle(printer, op.style, have)
-                have = op.style
-                printer.textln(op.text)
-            elif isinstance(op, _Code):
-                have = None  # the code commands change alignment
-                if op.symbol == "barcode":
-                    printer.barcode(
-                        "{B" + op.data.replace("{", "{{"),
-                        "CODE128",
-                        height=BARCODE_HEIGHT_DOTS,
-                        width=BARCODE_MODULE_DOTS,
-                        pos="BELOW",
-                        font="A",
-                        align_ct=True,
-                        function_type="B",
-                    )
-                elif facts.qr_native:
-                    printer.set(align="center")
-                    printer.qr(op.data, ec=QR_ECLEVEL_M, size=QR_MODULE_DOTS, native=True)
-                else:
-                    printer.qr(
-                        op.data,
-                        ec=QR_ECLEVEL_M,
-                        size=QR_MODULE_DOTS,
-                        native=False,
-                        image_arguments={"impl": facts.image_impl, "center": True},
-                    )
-            elif isinstance(op, _Feed):
-                printer.ln(op.lines)
-            else:
-                printer.cut(mode=op.mode)
-    return bytes(printer.output)
