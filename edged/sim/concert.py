@@ -13,8 +13,8 @@ import asyncio
 import collections
 import contextlib
 import os
-import tty
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import structlog
@@ -36,6 +36,7 @@ from edged.devices.payment.concert.codec import (
 )
 from edged.devices.payment.concert.codec import Request as ConcertRequest
 from edged.devices.state import ProtocolError
+from edged.sim.cable import PtyPair, point
 
 log = structlog.get_logger(__name__)
 
@@ -71,11 +72,9 @@ class _Pty:
     """One plug-in: a pty pair. The driver opens the slave; we speak on the master."""
 
     def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
-        for fd in (self.master, self.slave):
-            tty.setraw(fd)
-        os.set_blocking(self.master, False)
-        self.slave_path = os.ttyname(self.slave)
+        self._pair = PtyPair()
+        self.master = self._pair.master
+        self.slave_path = self._pair.tty
         self._buf = bytearray()
         self._ready = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -109,9 +108,7 @@ class _Pty:
 
     def close(self) -> None:
         self._loop.remove_reader(self.master)
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._pair.close()
 
 
 class SimConcertTerminal:
@@ -166,11 +163,7 @@ class SimConcertTerminal:
         if self._pty is not None:
             raise RuntimeError(f"{self.path} is plugged in already")
         self._pty = _Pty()
-        tmp = f"{self.path}.new"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        os.symlink(self._pty.slave_path, tmp)
-        os.replace(tmp, self.path)
+        point(Path(self.path), self._pty.slave_path)
         self._task = asyncio.create_task(self._serve(self._pty), name="sim-concert")
         log.info("sim_concert_plugged", path=self.path, tty=self._pty.slave_path)
 

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import re
-import tty
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from edged.devices.printer.status import (
     encode_real_time,
 )
 from edged.sim import escpos, escpos_ops
+from edged.sim.cable import PtyPair, point
 from edged.sim.render import DEFAULT_WIDTH_DOTS, Layout, Page
 
 log = structlog.get_logger(__name__)
@@ -219,10 +219,7 @@ class SimPrinter:
         self._disconnect()
         self._pty = _Pty(self.receive)
         self._send = self._pty.write
-        temporary = self._link_path.with_name(f".{self._link_path.name}.new")
-        temporary.unlink(missing_ok=True)
-        temporary.symlink_to(self._pty.path)
-        temporary.replace(self._link_path)  # atomic, as udev does it
+        point(self._link_path, self._pty.path)
         log.info("sim_printer_plugged", path=str(self._link_path), tty=self._pty.path)
 
     def _disconnect(self) -> None:
@@ -351,11 +348,9 @@ class _Pty:
 
     def __init__(self, on_data: Callable[[bytes], None]) -> None:
         self._loop = asyncio.get_running_loop()
-        self.master, self._slave = os.openpty()
-        tty.setraw(self.master)
-        tty.setraw(self._slave)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self._slave)  # the slave stays open here, so reads never EIO
+        self._pair = PtyPair()
+        self.master = self._pair.master
+        self.path = self._pair.tty
         self._on_data = on_data
         self._out = bytearray()
         self._loop.add_reader(self.master, self._readable)
@@ -386,5 +381,4 @@ class _Pty:
     def close(self) -> None:
         self._loop.remove_reader(self.master)
         self._loop.remove_writer(self.master)
-        os.close(self.master)
-        os.close(self._slave)
+        self._pair.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tty
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import structlog
 
 from edged.devices.scanner.codec import AIM_IDS
 from edged.errors import EdgedError
+from edged.sim.cable import PtyPair, point
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +36,7 @@ class SimScanner:
         self.link_path = Path(link_path)
         self.prefix = prefix
         self.suffix = suffix
-        self._master: int | None = None
-        self._slave: int | None = None  # held so the pty lives while nobody has it open
+        self._pair: PtyPair | None = None
         self.tty_name: str | None = None
 
     @classmethod
@@ -60,7 +59,7 @@ class SimScanner:
 
     @property
     def plugged(self) -> bool:
-        return self._master is not None
+        return self._pair is not None
 
     def scan(self, code: str, symbology: str | None = None) -> None:
         """Send one code; `symbology` ("ean-13", or an AIM id like "]d2") adds its AIM id."""
@@ -74,12 +73,12 @@ class SimScanner:
 
     def send(self, data: bytes) -> None:
         """Write raw bytes (line noise, half a frame ...) as the scanner's output."""
-        if self._master is None:
+        if self._pair is None:
             raise SimScannerError("the simulated scanner is unplugged; replug() it first")
         view = memoryview(data)
         while view:
             try:
-                written = os.write(self._master, view)
+                written = os.write(self._pair.master, view)
             except BlockingIOError:
                 raise SimScannerError(
                     "the pty is full: nothing has read the scanner's output"
@@ -91,10 +90,9 @@ class SimScanner:
         with contextlib.suppress(FileNotFoundError):
             if self.link_path.is_symlink():
                 self.link_path.unlink()
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
+        if self._pair is not None:
+            self._pair.close()
+        self._pair = None
         if self.tty_name is not None:
             log.info("sim_scanner_unplugged", path=self.path, tty=self.tty_name)
         self.tty_name = None
@@ -104,15 +102,7 @@ class SimScanner:
         if self.link_path.exists() and not self.link_path.is_symlink():
             raise SimScannerError(f"{self.link_path} exists and is not a symlink; not touching it")
         self.unplug()
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.tty_name = os.ttyname(slave)
-        temporary = self.link_path.with_name(f".{self.link_path.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        temporary.symlink_to(self.tty_name)
-        temporary.replace(self.link_path)  # atomic: the driver never sees a half-made link
+        self._pair = PtyPair()
+        self.tty_name = self._pair.tty
+        point(self.link_path, self.tty_name)
         log.info("sim_scanner_plugged", path=self.path, tty=self.tty_name)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import enum
 import os
-import tty
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from edged.devices.payment.zvt.apdu import ACK_APDU, Apdu, negative_ack
 from edged.devices.payment.zvt.errors import ZvtProtocolError
 from edged.devices.payment.zvt.fields import BmpValue, decode_bmps
 from edged.devices.payment.zvt.tlv import Tlv
+from edged.sim.cable import PtyPair, point
 from edged.sim.zvt_line import Line, LineClosed, PtyLine, TcpLine
 
 log = structlog.get_logger(__name__)
@@ -192,22 +192,18 @@ class SimZvtTerminal:
         path = Path(link)
         while True:
             await self._plugged.wait()
-            master, slave = os.openpty()
+            pair = PtyPair()
             line: PtyLine | None = None
             try:
-                tty.setraw(master)
-                tty.setraw(slave)
-                os.set_blocking(master, False)
-                _point(path, os.ttyname(slave))
-                line = PtyLine(master, self)
+                point(path, pair.tty)
+                line = PtyLine(pair.master, self)
                 self._online.set()
                 log.info("zvt_sim_plugged", path=str(path))
                 await self._serve_until_unplugged(line)
             finally:
                 if line is not None:
                     line.stop()
-                os.close(master)
-                os.close(slave)
+                pair.close()
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 log.info("zvt_sim_unplugged", path=str(path))
@@ -523,13 +519,3 @@ class SimZvtTerminal:
         if not self.masks_pan:
             return pan
         return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
-
-
-def _point(link: Path, target: str) -> None:
-    """Make `link` a symlink to `target`, replacing any old one atomically (like udev)."""
-    link.parent.mkdir(parents=True, exist_ok=True)
-    temporary = link.with_name(f".{link.name}.new")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    temporary.symlink_to(target)
-    temporary.replace(link)
