@@ -59,15 +59,7 @@ class TerminalServices:
         log.info("sale_committed", sale_id=sale["id"], seq=result.seq, duplicate=result.duplicate)
         if not result.duplicate and self.link_status()["state"] != "online":
             # Online, the forwarder announces the outbox; without it the tail still grew.
-            stats = self._journal.stats()
-            self.events.publish(
-                "outbox",
-                {
-                    "pending": stats.pending,
-                    "acked_upto": stats.acked_upto,
-                    "last_seq": stats.last_seq,
-                },
-            )
+            self.events.publish("outbox", self._journal.stats().outbox())
         return {
             "seq": result.seq,
             "receipt_no": result.receipt_no,

@@ -62,6 +62,10 @@ class JournalStats(msgspec.Struct, frozen=True):
     last_ack_at: str | None
     sale_transactions: int  # group commits since open: one fsync each, however many sales
 
+    def outbox(self) -> dict[str, int]:
+        """The `outbox` event's data."""
+        return {"pending": self.pending, "acked_upto": self.acked_upto, "last_seq": self.last_seq}
+
 
 class _Pending:
     __slots__ = ("future", "sale_id", "sale_json")

@@ -244,12 +244,7 @@ class Forwarder:
             log.warning("ack_rejected", **fields)
 
     def outbox(self) -> dict[str, int]:
-        stats = self._journal.stats()
-        return {
-            "pending": stats.pending,
-            "acked_upto": stats.acked_upto,
-            "last_seq": stats.last_seq,
-        }
+        return self._journal.stats().outbox()
 
     def _emit_outbox(self) -> None:
         """An `outbox` event when the numbers moved: rate-limited, but always on drain end."""
