@@ -5,23 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edged.api.methods_base import Method, Session, invalid_params
+from edged.api.methods_base import Method, Session, id_param, invalid_params
 from edged.api.services import Services
 from edged.errors import Problem
 
-MAX_ID_CHARS = 128
 MAX_WAIT_S = 60.0
 MAX_SLIP_LINES = 500
 MAX_LINE_CHARS = 200
 MAX_AMOUNT = 10**12  # minor units; a typo guard, not a business limit
 CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-def _id(params: dict[str, Any], key: str = "id") -> str:
-    value = params[key]
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
-        raise invalid_params([Problem(key, f"must be a string of 1 to {MAX_ID_CHARS} characters")])
-    return value
 
 
 def _slip(receipt: Any) -> dict[str, Any]:
@@ -74,7 +66,7 @@ async def _printer_print(services: Services, session: Session, params: dict[str,
     ):
         raise invalid_params([Problem("wait_s", f"must be a number of seconds, 0 to {MAX_WAIT_S}")])
     if has_sale:
-        return await services.print(_id(params, "sale_id"), None, float(wait_s))
+        return await services.print(id_param(params, "sale_id", "sale id"), None, float(wait_s))
     return await services.print(None, _slip(params["receipt"]), float(wait_s))
 
 
@@ -87,7 +79,7 @@ async def _drawer_open(services: Services, session: Session, params: dict[str, A
 
 
 def _terms(params: dict[str, Any]) -> tuple[str, int, str]:
-    payment_id = _id(params)
+    payment_id = id_param(params, "id", "payment id")
     amount, currency = params["amount"], params["currency"]
     problems = []
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
@@ -108,7 +100,9 @@ async def _payment_refund(services: Services, session: Session, params: dict[str
 
 
 async def _payment_reverse(services: Services, session: Session, params: dict[str, Any]) -> Any:
-    return await services.payment_reverse(_id(params), _id(params, "payment_id"))
+    return await services.payment_reverse(
+        id_param(params, "id", "payment id"), id_param(params, "payment_id", "payment id")
+    )
 
 
 async def _payment_end_of_day(services: Services, session: Session, params: dict[str, Any]) -> Any:
@@ -116,11 +110,11 @@ async def _payment_end_of_day(services: Services, session: Session, params: dict
 
 
 async def _payment_cancel(services: Services, session: Session, params: dict[str, Any]) -> Any:
-    return await services.payment_cancel(_id(params))
+    return await services.payment_cancel(id_param(params, "id", "payment id"))
 
 
 async def _payment_get(services: Services, session: Session, params: dict[str, Any]) -> Any:
-    return await services.payment_get(_id(params))
+    return await services.payment_get(id_param(params, "id", "payment id"))
 
 
 async def _sim_scan(services: Services, session: Session, params: dict[str, Any]) -> Any:

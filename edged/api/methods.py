@@ -10,7 +10,7 @@ import structlog
 from edged.api import codes
 from edged.api.device_methods import DEVICE_METHODS
 from edged.api.jsonrpc import Notification, Request, RequestId, error_response, result_response
-from edged.api.methods_base import Method, RpcError, Session, invalid_params
+from edged.api.methods_base import Method, RpcError, Session, id_param, invalid_params
 from edged.api.services import Services, ShuttingDownError
 from edged.errors import (
     DeviceNotConfiguredError,
@@ -30,8 +30,6 @@ from edged.events import EVENT_TYPES
 
 log = structlog.get_logger(__name__)
 
-MAX_SALE_ID_CHARS = 128
-
 
 async def _status(services: Services, session: Session, params: dict[str, Any]) -> Any:
     return services.status()
@@ -42,11 +40,7 @@ async def _sale_commit(services: Services, session: Session, params: dict[str, A
 
 
 async def _sale_get(services: Services, session: Session, params: dict[str, Any]) -> Any:
-    sale_id = params["id"]
-    if not isinstance(sale_id, str) or not sale_id or len(sale_id) > MAX_SALE_ID_CHARS:
-        raise invalid_params(
-            [Problem("id", f"must be a sale id string of 1 to {MAX_SALE_ID_CHARS} characters")]
-        )
+    sale_id = id_param(params, "id", "sale id")
     found = await services.get_sale(sale_id)
     if found is None:
         raise RpcError(

@@ -11,6 +11,7 @@ from edged.api.services import Services
 from edged.errors import EdgedError, Problem
 
 MAX_PROBLEMS_IN_MESSAGE = 3
+MAX_ID_CHARS = 128
 
 
 class RpcError(EdgedError):
@@ -57,3 +58,13 @@ def invalid_params(problems: Sequence[Problem]) -> RpcError:
         f"invalid params: {shown}",
         {"errors": [{"path": p.path, "problem": p.problem} for p in problems]},
     )
+
+
+def id_param(params: dict[str, Any], key: str, what: str = "id") -> str:
+    """A client-chosen id (sale, payment): a string of 1 to MAX_ID_CHARS, else -32602."""
+    value = params[key]
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise invalid_params(
+            [Problem(key, f"must be a {what} string of 1 to {MAX_ID_CHARS} characters")]
+        )
+    return value
