@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import structlog
@@ -25,10 +25,6 @@ from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
 from edged.supervise import supervise
 from edged.uplink import Uplink
-
-if TYPE_CHECKING:
-    from edged.devices.payment.service import PaymentService
-    from edged.devices.printer.driver import Printer
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +114,7 @@ class TerminalServices:
     async def print(
         self, sale_id: str | None, receipt: dict[str, Any] | None, wait_s: float
     ) -> dict[str, Any]:
-        printer: Printer = self._devices.require("printer")
+        printer = self._devices.require_printer()
         if sale_id is not None:
             found = await self._journal.get(sale_id)
             if found is None:
@@ -139,38 +135,38 @@ class TerminalServices:
         }
 
     def printer_status(self) -> dict[str, Any]:
-        printer: Printer = self._devices.require("printer")
+        printer = self._devices.require_printer()
         return printer.status_snapshot()
 
     async def open_drawer(self) -> dict[str, Any]:
-        printer: Printer = self._devices.require("printer")
+        printer = self._devices.require_printer()
         try:
             return await printer.open_drawer()
         except DeviceError as exc:
             raise DeviceNotReadyError("printer", str(printer.status.state), str(exc)) from exc
 
     async def payment_start(self, payment_id: str, amount: int, currency: str) -> dict[str, Any]:
-        payment: PaymentService = self._devices.require("payment")
+        payment = self._devices.require_payment()
         return await payment.start(payment_id, amount, currency)
 
     async def payment_refund(self, payment_id: str, amount: int, currency: str) -> dict[str, Any]:
-        payment: PaymentService = self._devices.require("payment")
+        payment = self._devices.require_payment()
         return await payment.refund(payment_id, amount, currency)
 
     async def payment_reverse(self, payment_id: str, original_id: str) -> dict[str, Any]:
-        payment: PaymentService = self._devices.require("payment")
+        payment = self._devices.require_payment()
         return await payment.reverse(payment_id, original_id)
 
     async def payment_end_of_day(self) -> dict[str, Any]:
-        payment: PaymentService = self._devices.require("payment")
+        payment = self._devices.require_payment()
         return await payment.end_of_day()
 
     async def payment_cancel(self, payment_id: str) -> dict[str, Any]:
-        payment: PaymentService = self._devices.require("payment")
+        payment = self._devices.require_payment()
         return await payment.cancel(payment_id)
 
     async def payment_get(self, payment_id: str) -> dict[str, Any]:
-        payment: PaymentService = self._devices.require("payment")
+        payment = self._devices.require_payment()
         return await payment.get(payment_id)
 
     async def sim_scan(self, code: str, symbology: str | None) -> dict[str, Any]:

@@ -233,11 +233,15 @@ class Devices:
 
     # -- running ---------------------------------------------------------------------------
 
-    def require(self, name: str) -> Any:
-        device = {"printer": self.printer, "payment": self.payment}.get(name)
-        if device is None:
-            raise DeviceNotConfiguredError(name)
-        return device
+    def require_printer(self) -> Printer:
+        if self.printer is None:
+            raise DeviceNotConfiguredError("printer")
+        return self.printer
+
+    def require_payment(self) -> PaymentService:
+        if self.payment is None:
+            raise DeviceNotConfiguredError("payment")
+        return self.payment
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {
