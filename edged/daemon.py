@@ -13,22 +13,30 @@ import structlog
 
 from edged import __version__
 from edged.api.server import ApiServer
+from edged.client import ApiClient
 from edged.clock import utc_now_iso
 from edged.config import Config
 from edged.devices.manager import Devices
 from edged.devices.state import DeviceError
-from edged.errors import DeviceNotReadyError, SaleNotFoundError
+from edged.errors import DeviceNotReadyError, EdgedError, SaleNotFoundError
 from edged.events import EventHub
+from edged.health import Check, Health
 from edged.journal import Journal
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
-from edged.supervise import supervise
+from edged.supervise import ComponentFailed, RestartPolicy, Supervisor, supervise
 from edged.uplink import Uplink
 
 log = structlog.get_logger(__name__)
 
 RETENTION_INTERVAL_S = 3600.0
+# The vital components (journal writer, API, uplink) restart quickly after an unexpected stop
+# and end the daemon after VITAL_GIVE_UP of them in a row, none followed by a healthy run.
+VITAL_RESTART_MIN_S = 0.5
+VITAL_RESTART_MAX_S = 10.0
+VITAL_GIVE_UP = 5
+SLACK_S = 10.0  # a retry overdue by this much means the component's loop is stuck
 
 
 class TerminalServices:
@@ -49,6 +57,7 @@ class TerminalServices:
         self.events = events
         self._started = time.monotonic()
         self._since = utc_now_iso()
+        self.health: Health | None = None  # set by the daemon once its checks exist
 
     async def commit_sale(self, sale: Any) -> dict[str, Any]:
         result = await self._journal.commit(sale)
@@ -100,6 +109,7 @@ class TerminalServices:
                 "sale_transactions": stats.sale_transactions,
             },
             "devices": self._devices.snapshot(),
+            "health": self.health.snapshot() if self.health else {"ok": True, "problems": {}},
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
@@ -173,12 +183,6 @@ class TerminalServices:
         return self._devices.sim_scan(code, symbology)
 
 
-async def _watchdog(notifier: Notifier, interval_s: float) -> None:
-    while True:
-        notifier.notify("WATCHDOG=1")
-        await asyncio.sleep(interval_s)
-
-
 async def _retention(journal: Journal, retain_days: float) -> None:
     while True:
         await journal.purge(retain_days)
@@ -207,8 +211,83 @@ def _status_line(services: TerminalServices) -> str:
     )
 
 
+class Components:
+    """The daemon's long-lived parts, each under a Supervisor, and the health of the vital ones.
+
+    The journal writer, the uplink and the API are vital: while one of them makes no
+    progress the systemd watchdog is not fed, and one that keeps failing unexpectedly ends
+    the daemon (ComponentFailed) so that systemd restarts it.
+    """
+
+    def __init__(
+        self, cfg: Config, journal: Journal, uplink: Uplink | None, services: TerminalServices
+    ) -> None:
+        self._cfg = cfg
+        self._journal = journal
+        self._services = services
+        self.api_server: ApiServer | None = None
+        vital = RestartPolicy(
+            min_s=VITAL_RESTART_MIN_S, max_s=VITAL_RESTART_MAX_S, give_up_after=VITAL_GIVE_UP
+        )
+        self.writer = Supervisor("journal-writer", journal.watch_writer, policy=vital)
+        self.api = Supervisor("api", self._serve_api, policy=vital)
+        self.uplink = Supervisor("uplink", uplink.run, policy=vital) if uplink else None
+        self._link = uplink.link.supervisor if uplink else None  # its connection attempts
+
+    async def open_api(self) -> None:
+        """Bind the API socket at start-up: a socket in use is an error then, not a retry."""
+        self.api_server = ApiServer(self._cfg.api.socket, self._services)
+        await self.api_server.start()
+
+    async def close_api(self) -> None:
+        if self.api_server is not None:
+            await self.api_server.close()
+
+    async def _serve_api(self) -> None:
+        server = self.api_server or ApiServer(self._cfg.api.socket, self._services)
+        self.api_server = server
+        try:
+            await server.serve()
+        finally:
+            self.api_server = None  # a restart binds the socket afresh
+
+    def checks(self) -> dict[str, Check]:
+        checks: dict[str, Check] = {
+            "journal-writer": self._writer_problem,
+            "api": self._api_problem,
+        }
+        if self.uplink is not None:
+            checks["uplink"] = self._uplink_problem
+        return checks
+
+    async def _writer_problem(self) -> str | None:
+        now = time.monotonic()
+        return self.writer.problem(now, SLACK_S) or self._journal.writer_problem(now)
+
+    async def _uplink_problem(self) -> str | None:
+        assert self.uplink is not None
+        assert self._link is not None
+        now = time.monotonic()
+        return self.uplink.problem(now, SLACK_S) or self._link.problem(now, SLACK_S)
+
+    async def _api_problem(self) -> str | None:
+        """The API answers `status` on its own socket, as a POS UI would ask it."""
+        problem = self.api.problem(time.monotonic(), SLACK_S)
+        if problem is not None or not self.api.running:
+            return problem or "the API server is starting"
+        try:
+            async with ApiClient(self._cfg.api.socket) as client:
+                await client.call("status")
+        except (OSError, EdgedError) as exc:
+            return f"the API does not answer on {self._cfg.api.socket}: {exc}"
+        return None
+
+
 async def run(cfg: Config, notifier: Notifier | None = None) -> None:
-    """Run the terminal daemon until SIGTERM or SIGINT, then shut down cleanly."""
+    """Run the terminal daemon until SIGTERM or SIGINT, then shut down cleanly.
+
+    Raises ComponentFailed when a vital component cannot be restarted.
+    """
     notifier = notifier or Notifier()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -232,42 +311,45 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
             publish=events.publish,
         )
         services = TerminalServices(cfg, journal, uplink, events, devices)
-        async with ApiServer(cfg.api.socket, services), asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(
-                    supervise("retention", lambda: _retention(journal, cfg.journal.retain_days)),
-                    name="retention",
+        parts = Components(cfg, journal, uplink, services)
+        health = services.health = Health(
+            parts.checks(), notifier, status_line=lambda: _status_line(services)
+        )
+        await parts.open_api()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                vital = [parts.writer, parts.api] + ([parts.uplink] if parts.uplink else [])
+                tasks = [tg.create_task(part.run(), name=part.name) for part in vital]
+                others = {
+                    "retention": lambda: _retention(journal, cfg.journal.retain_days),
+                    "devices": devices.run,
+                }
+                if notifier.enabled:
+                    others["sd-status"] = lambda: _report_status(notifier, services)
+                tasks += [tg.create_task(supervise(n, r), name=n) for n, r in others.items()]
+                tasks.append(tg.create_task(health.run(), name="health"))
+                notifier.notify("READY=1", _status_line(services))
+                log.info(
+                    "daemon_ready",
+                    store_id=terminal.store_id,
+                    terminal_id=terminal.terminal_id,
+                    socket=cfg.api.socket,
+                    journal=cfg.journal.path,
+                    uplink=f"{cfg.uplink.host}:{cfg.uplink.effective_port}" if cfg.uplink else None,
+                    version=__version__,
                 )
-            ]
-            if uplink is not None:
-                tasks.append(tg.create_task(supervise("uplink", uplink.run), name="uplink"))
-            tasks.append(tg.create_task(supervise("devices", devices.run), name="devices"))
-            if notifier.enabled:
-                tasks.append(
-                    tg.create_task(
-                        supervise("status", lambda: _report_status(notifier, services)),
-                        name="sd-status",
-                    )
-                )
-            if notifier.watchdog_interval_s:
-                interval = notifier.watchdog_interval_s
-                tasks.append(tg.create_task(_watchdog(notifier, interval), name="watchdog"))
-            notifier.notify("READY=1", _status_line(services))
-            log.info(
-                "daemon_ready",
-                store_id=terminal.store_id,
-                terminal_id=terminal.terminal_id,
-                socket=cfg.api.socket,
-                journal=cfg.journal.path,
-                uplink=f"{cfg.uplink.host}:{cfg.uplink.effective_port}" if cfg.uplink else None,
-                version=__version__,
-            )
-            await stop.wait()
-            log.info("daemon_stopping")
-            notifier.notify("STOPPING=1")
-            for task in tasks:
-                task.cancel()
-        # The API has finished its in-flight requests; the journal finishes queued commits.
+                await stop.wait()
+                log.info("daemon_stopping")
+                notifier.notify("STOPPING=1")
+                for task in tasks:
+                    task.cancel()
+            # The API has finished its in-flight requests; the journal finishes queued commits.
+        except* ComponentFailed as group:
+            failed = group.exceptions[0]
+            log.critical("daemon_giving_up", error=str(failed))
+            raise failed from None
+        finally:
+            await parts.close_api()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -12,7 +12,7 @@ import os
 import socket
 import stat
 from types import TracebackType
-from typing import Self
+from typing import NoReturn, Self
 
 import structlog
 
@@ -111,6 +111,22 @@ class ApiServer:
             await self.close()
             raise
         log.info("api_listening", path=self.path)
+
+    async def serve(self) -> NoReturn:
+        """Start (unless started) and serve until cancelled, then close gracefully.
+
+        Raises ApiServerError if serving stops without being asked to: its supervisor then
+        binds the socket afresh.
+        """
+        if self._runner is None:
+            await self.start()
+        assert self._runner is not None
+        try:
+            # Shielded: a stop lets in-flight requests finish (close()) instead of cutting them.
+            await asyncio.shield(self._runner)
+            raise ApiServerError(f"{self.path}: the API server stopped by itself")
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         """Stop gracefully (bounded) and remove the socket file; safe to call twice."""

@@ -1,22 +1,80 @@
-"""Keep one device open: reopen with backoff after an unplug or an error (invariant 7)."""
+"""Keep one device open: reopen it with backoff after an unplug or an error (invariant 7).
+
+A thin layer over edged.supervise.Supervisor that turns what ended a session into the
+device's state. An unplugged device stays `absent` while it is probed (no absent/connecting
+flapping), and its log says so once at WARNING, then at DEBUG with a reminder now and then.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 import serial
-import structlog
 
 from edged.backoff import Backoff
 from edged.devices.state import DeviceAbsent, DeviceError, DeviceState, DeviceStatus
-
-log = structlog.get_logger(__name__)
+from edged.supervise import Fault, RestartPolicy, Supervisor
 
 REOPEN_MIN_S = 0.5
 REOPEN_MAX_S = 10.0
 STABLE_AFTER_S = 30.0  # a device that stayed open this long starts its backoff afresh
+
+
+def _cause(exc: BaseException) -> tuple[DeviceState, str] | None:
+    """The state and reason a lost session leaves the device in; None for a driver bug."""
+    if isinstance(exc, DeviceAbsent):
+        return DeviceState.ABSENT, str(exc)
+    if isinstance(exc, DeviceError):
+        return DeviceState.ERROR, str(exc)
+    if isinstance(exc, serial.SerialException):  # pyserial's word for a vanished tty
+        return DeviceState.ERROR, f"connection lost: {exc}"
+    if isinstance(exc, OSError):
+        return DeviceState.ERROR, f"I/O error: {exc.strerror or exc}"
+    return None
+
+
+def device_supervisor(
+    status: DeviceStatus,
+    session: Callable[[], Awaitable[None]],
+    *,
+    backoff: Backoff | None = None,
+) -> Supervisor:
+    """A Supervisor that runs `session()` (open, serve until lost) and keeps `status` true.
+
+    `session` sets READY/BUSY itself once the device answers and raises DeviceError (or
+    OSError) when the device is lost.
+    """
+
+    def before() -> None:
+        if status.state is not DeviceState.ABSENT:
+            status.set(DeviceState.CONNECTING, "opening")
+
+    def expected(exc: BaseException) -> Fault | None:
+        cause = _cause(exc)
+        if cause is None:
+            return None
+        state, reason = cause
+        status.set(state, reason)
+        return Fault("device_unavailable", reason)
+
+    def on_failure(error: str) -> None:
+        if status.state in (DeviceState.CONNECTING, DeviceState.READY, DeviceState.BUSY):
+            # A bug in the driver (logged with its traceback), or a session that just ended.
+            status.set(DeviceState.ERROR, "driver failure (see the log)")
+
+    return Supervisor(
+        f"device-{status.name}",
+        session,
+        policy=RestartPolicy(
+            min_s=REOPEN_MIN_S, max_s=REOPEN_MAX_S, healthy_after_s=STABLE_AFTER_S
+        ),
+        expected=expected,
+        before=before,
+        on_failure=on_failure,
+        still_down_event="device_still_unavailable",
+        fields={"device": status.name},
+        backoff=backoff,
+    )
 
 
 async def keep_open(
@@ -25,32 +83,5 @@ async def keep_open(
     *,
     backoff: Backoff | None = None,
 ) -> None:
-    """Run `session()` (open, serve until lost) forever; never lets a device fault escape.
-
-    `session` sets READY/BUSY itself once the device answers and raises DeviceError (or
-    OSError) when the device is lost; this loop records why, waits, and opens it again.
-    """
-    backoff = backoff or Backoff(REOPEN_MIN_S, REOPEN_MAX_S)
-    while True:
-        status.set(DeviceState.CONNECTING, "opening")
-        started = time.monotonic()
-        try:
-            await session()
-            reason, state = "closed by the driver", DeviceState.ERROR
-        except DeviceAbsent as exc:
-            reason, state = str(exc), DeviceState.ABSENT
-        except DeviceError as exc:
-            reason, state = str(exc), DeviceState.ERROR
-        except serial.SerialException as exc:  # pyserial's word for a vanished tty
-            reason, state = f"connection lost: {exc}", DeviceState.ERROR
-        except OSError as exc:
-            reason, state = f"I/O error: {exc.strerror or exc}", DeviceState.ERROR
-        except Exception:
-            log.exception("device_driver_failed", device=status.name)
-            reason, state = "driver failure (see the log)", DeviceState.ERROR
-        if time.monotonic() - started > STABLE_AFTER_S:
-            backoff.reset()
-        delay = backoff.next_delay_s()
-        status.set(state, reason)
-        log.info("device_reopen_scheduled", device=status.name, retry_in_s=round(delay, 2))
-        await asyncio.sleep(delay)
+    """Run `session()` forever, reopening the device after each loss; never lets a fault escape."""
+    await device_supervisor(status, session, backoff=backoff).run()

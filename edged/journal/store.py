@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiosqlite
 import msgspec
@@ -34,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 MAX_GROUP = 256  # sales per group commit; 7 parameters each stays far below SQLite's limit
 BUSY_TIMEOUT_MS = 5000
+# A commit queued this long is stuck: a group commit takes milliseconds, a busy database at
+# most BUSY_TIMEOUT_MS, a full disk fails at once.
+WRITER_STUCK_S = 30.0
 _COLUMNS = "seq, id, receipt_no, created_at, sale, prev_hash, hash"
 
 
@@ -68,12 +72,13 @@ class JournalStats(msgspec.Struct, frozen=True):
 
 
 class _Pending:
-    __slots__ = ("future", "sale_id", "sale_json")
+    __slots__ = ("future", "queued_at", "sale_id", "sale_json")
 
     def __init__(self, sale_id: str, sale_json: bytes, future: asyncio.Future[CommitResult]):
         self.sale_id = sale_id
         self.sale_json = sale_json
         self.future = future
+        self.queued_at = time.monotonic()
 
 
 def _row_entry(row: Sequence[Any]) -> StoredEntry:
@@ -371,6 +376,35 @@ class Journal:
         """Return once an entry with seq > after_seq exists."""
         while self._last_seq <= after_seq:
             await self._committed.wait()
+
+    # -- the writer's health, for the daemon's supervisor and watchdog ---------------------
+
+    def writer_problem(self, now: float) -> str | None:
+        """Why commits are not being written right now, or None (`now`: monotonic seconds)."""
+        if self._writer is None or self._writer.done():
+            return "the journal writer is not running"
+        if self._queue and now - self._queue[0].queued_at > WRITER_STUCK_S:
+            return f"commits have waited more than {WRITER_STUCK_S:g} s for the journal writer"
+        return None
+
+    async def watch_writer(self) -> NoReturn:
+        """Start the writer if it is not running, then wait on it: it must never end.
+
+        Raises JournalError when it ended anyway, so that the caller's supervisor logs it and
+        calls this again, which starts a new writer.
+        """
+        if self._closing:
+            raise JournalError(f"journal {self.path}: closed")
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
+            self._wake.set()  # commits queued while there was no writer
+        writer = self._writer
+        try:
+            await asyncio.shield(writer)
+        except asyncio.CancelledError:
+            if not writer.cancelled():
+                raise  # our caller is stopping; close() finishes the writer
+        raise JournalError(f"journal {self.path}: the journal writer stopped unexpectedly")
 
     # -- outbox and retention ------------------------------------------------------------
 

@@ -8,21 +8,24 @@ import random
 import time
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
-from edged.backoff import Backoff
 from edged.clock import utc_now_iso
 from edged.config import UplinkSection
+from edged.errors import EdgedError
 from edged.events import EventHub
+from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task
 from edged.uplink.client import Connection, LinkError, Will, connect, peer_of
 from edged.uplink.pulse import Pulse
 
 log = structlog.get_logger(__name__)
 
 GOODBYE_TIMEOUT_S = 2.0  # publishing the retained `offline` status on a clean stop
-STILL_DOWN_REMINDER_S = 600.0  # a WARNING now and then while the link stays down
+# Unexpected session failures (bugs) in a row, none of them reaching a stable connection,
+# after which the daemon exits and systemd restarts it.
+GIVE_UP_AFTER_BUGS = 5
 
 
 class LinkState(StrEnum):
@@ -119,15 +122,26 @@ class Link:
         self._session = session
         self._events = events
         self._tracker = StateTracker(cfg.online_after_s)
-        self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s, rng)
         self.since = utc_now_iso()
         self.attempts_failed = 0  # total since start; sync_now watches it
         self.last_error: str | None = None
-        self._warned = False  # a failure was logged at WARNING since the link was last stable
-        self._down_since_mono: float | None = None
-        self._reminded_at = 0.0
-        self._wake = asyncio.Event()
+        self._connected_now = False  # the current attempt got a connection
         self._changed = changed  # fired on every state change and failed attempt
+        self.supervisor = Supervisor(
+            "uplink",
+            self._attempt,
+            policy=RestartPolicy(
+                min_s=cfg.reconnect_min_s,
+                max_s=cfg.reconnect_max_s,
+                give_up_after=GIVE_UP_AFTER_BUGS,
+            ),
+            expected=self._expected,
+            before=self._before,
+            on_failure=self._failed,
+            still_down_event="link_still_down",
+            fields={"peer": self.peer},
+            rng=rng,
+        )
 
     @property
     def state(self) -> LinkState:
@@ -140,41 +154,41 @@ class Link:
 
     def wake(self) -> None:
         """Skip the current backoff wait and try at once."""
-        self._wake.set()
+        self.supervisor.wake()
 
-    async def run(self) -> None:
-        """Connect, run the session, reconnect after backoff; forever, until cancelled."""
-        while True:
-            self._wake.clear()
-            await self._attempt()
-            delay = self._backoff.next_delay_s()
-            log.debug("link_retry_scheduled", peer=self.peer, delay_s=round(delay, 3))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+    async def run(self) -> NoReturn:
+        """Connect, run the session, reconnect after backoff; forever, until cancelled.
+
+        Raises ComponentFailed when the session keeps failing for an unexpected reason.
+        """
+        await self.supervisor.run()
+
+    def _before(self) -> None:
+        self._connected_now = False
 
     async def _attempt(self) -> None:
-        connected = False
-        try:
-            async with connect(
-                self.cfg,
-                client_id=self._client_id,
-                will=Will(self._status_topic, self._status_payload("offline", utc_now_iso(), True)),
-                subscribe=[self._ack_topic],
-                probe_topic=self._probe_topic,
-            ) as conn:
-                connected = True
-                await self._connected(conn)
-        except LinkError as exc:
-            self._failed(str(exc.problem), connected)
-        except Exception as exc:
-            # A bug or a journal failure in the session: keep the link supervised, loudly.
-            log.exception("uplink_session_failed", peer=self.peer, error=str(exc))
-            self._failed(f"{type(exc).__name__}: {exc}", connected)
+        async with connect(
+            self.cfg,
+            client_id=self._client_id,
+            will=Will(self._status_topic, self._status_payload("offline", utc_now_iso(), True)),
+            subscribe=[self._ack_topic],
+            probe_topic=self._probe_topic,
+        ) as conn:
+            self._connected_now = True
+            await self._connected(conn)
+
+    def _expected(self, exc: BaseException) -> Fault | None:
+        if isinstance(exc, LinkError):
+            event = "link_lost" if self._connected_now else "link_connect_failed"
+            return Fault(event, str(exc.problem))
+        if isinstance(exc, EdgedError):
+            # The journal could not be read or updated (e.g. disk full): it says so itself.
+            return Fault("uplink_journal_error", str(exc))
+        return None  # a bug: logged with its traceback, restarted, counted towards giving up
 
     async def _connected(self, conn: Connection) -> None:
         up_at = utc_now_iso()
-        log.info("link_connected", peer=self.peer, failed_attempts=self._backoff.failures)
+        log.info("link_connected", peer=self.peer, failed_attempts=self.supervisor.backoff.failures)
         self._report(self._tracker.connected(time.monotonic()))
         try:
             await conn.publish(
@@ -183,15 +197,21 @@ class Link:
                 retain=True,
                 timeout=self.cfg.ack_timeout_s,
             )
+            # In a task of its own: the failed group leaves no cancellation in this one, so
+            # the clean DISCONNECT's timeout below still works on 3.11.2.
+            await in_own_task(self._serve(conn), "uplink-serve")
+        except asyncio.CancelledError:
+            await self._goodbye(conn)
+            raise
+
+    async def _serve(self, conn: Connection) -> None:
+        try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(conn.watchdog(self.cfg.keepalive_s), name="uplink-watchdog")
                 tg.create_task(self._stabilize(), name="uplink-stabilize")
                 tg.create_task(self._session(conn), name="uplink-session")
         except ExceptionGroup as group:
             raise _pick(group) from None
-        except asyncio.CancelledError:
-            await self._goodbye(conn)
-            raise
 
     async def _goodbye(self, conn: Connection) -> None:
         """On a clean stop say `offline` ourselves: a clean DISCONNECT fires no will."""
@@ -212,33 +232,12 @@ class Link:
         if due is not None:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             self._report(self._tracker.poll(time.monotonic()))
-        self._backoff.reset()
-        self._warned = False
-        self._down_since_mono = None
+        self.supervisor.healthy()
 
-    def _failed(self, error: str, was_connected: bool) -> None:
-        now = time.monotonic()
+    def _failed(self, error: str) -> None:
         self.attempts_failed += 1
         self.last_error = error
-        event = "link_lost" if was_connected else "link_connect_failed"
-        fields: dict[str, Any] = {"peer": self.peer, "error": error}
-        if self._down_since_mono is None:
-            self._down_since_mono = now
-            self._reminded_at = now
-        if not self._warned:
-            self._warned = True
-            log.warning(event, **fields)
-        elif now - self._reminded_at >= STILL_DOWN_REMINDER_S:
-            self._reminded_at = now
-            log.warning(
-                "link_still_down",
-                **fields,
-                down_for_s=round(now - self._down_since_mono),
-                failed_attempts=self._backoff.failures + 1,
-            )
-        else:
-            log.debug(event, **fields, failed_attempts=self._backoff.failures + 1)
-        self._report(self._tracker.down(now))
+        self._report(self._tracker.down(time.monotonic()))
         self._changed.fire()
 
     def _report(self, state: LinkState | None) -> None:
