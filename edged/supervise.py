@@ -51,6 +51,7 @@ class Fault:
 
     event: str  # the log event of the first failure of an outage, e.g. "link_lost"
     error: str  # what went wrong, for a person
+    quiet: bool = True  # False: an ERROR every time (still retried, never counted as a bug)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,8 @@ class Supervisor:
 
     `expected(exc)` tells an expected fault (logged WARNING once per outage, then DEBUG, with a
     reminder every `reminder_s`) from a bug (ERROR with traceback, every time). An attempt that
-    returns or is cancelled from inside is logged at ERROR and restarted. `on_failure(error)`
+    returns or is cancelled from inside is logged at ERROR and restarted; one of `fatal` ends
+    the supervisor (a retry cannot help). `on_failure(error)`
     runs after every failed attempt, `before()` before every attempt. The component calls
     `healthy()` once an attempt has proved itself (else: after `healthy_after_s`). A `backoff`
     given replaces the policy's delays (tests make them small).
@@ -87,6 +89,7 @@ class Supervisor:
         expected: Callable[[BaseException], Fault | None] = _no_faults,
         before: Callable[[], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
+        fatal: tuple[type[Exception], ...] = (),
         still_down_event: str = "component_still_down",
         fields: dict[str, Any] | None = None,
         backoff: Backoff | None = None,
@@ -98,6 +101,7 @@ class Supervisor:
         self._expected = expected
         self._before = before
         self._on_failure = on_failure
+        self._fatal = fatal
         self._still_down_event = still_down_event
         self._fields = {"component": name, **(fields or {})}
         self.backoff = backoff or Backoff(policy.min_s, policy.max_s, rng)
@@ -172,6 +176,8 @@ class Supervisor:
                 outcome = exc
             if me.cancelling():
                 raise asyncio.CancelledError  # a stop that was asked for; the attempt ended
+            if isinstance(outcome, self._fatal):
+                raise outcome
             if time.monotonic() - started >= self.policy.healthy_after_s:
                 self.healthy()
             self._failed(outcome)
@@ -218,6 +224,9 @@ class Supervisor:
             raise ComponentFailed(self.name, self.unexpected_in_a_row, error)
 
     def _log_fault(self, fault: Fault) -> None:
+        if not fault.quiet:
+            log.error(fault.event, **self._fields, error=fault.error)
+            return
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = self._reminded_at = now

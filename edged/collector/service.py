@@ -20,13 +20,13 @@ from typing import NoReturn, TypeVar
 import msgspec
 import structlog
 
-from edged.backoff import Backoff
 from edged.collector.link import BrokerLink, Delivery, LinkError, LinkSettings
 from edged.collector.report import TerminalReport
 from edged.collector.schema import CollectorStoreError, sqlite_path
 from edged.collector.store import Batch, CollectorStore, TerminalKey
 from edged.config import CollectorConfig, read_password
 from edged.errors import ConfigError
+from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task
 from edged.wire import WIRE_VERSION, Ack, Topics, decode_tx, encode, parse_tx_topic, tx_filter
 
 log = structlog.get_logger(__name__)
@@ -59,12 +59,12 @@ async def run_collector(cfg: CollectorConfig, *, ready: asyncio.Event | None = N
 
 async def _supervise(
     cfg: CollectorConfig, client_id: str, db: StoreThread, ready: asyncio.Event | None
-) -> None:
+) -> NoReturn:
+    """Connect, subscribe and serve; reconnect with backoff after any failure, forever."""
     up = cfg.uplink
-    backoff = Backoff(up.reconnect_min_s, up.reconnect_max_s)
-    failures = 0
     topic_filter = tx_filter(up.topic_prefix)
-    while True:
+
+    async def attempt() -> None:
         settings = LinkSettings(
             uplink=up,
             client_id=client_id,
@@ -72,46 +72,40 @@ async def _supervise(
             shared_group=cfg.collector.shared_group,
             source=cfg.source,
         )
-        try:
-            async with BrokerLink(settings) as link:
-                await link.subscribe(topic_filter)
-                log.info(
-                    "collector_subscribed",
-                    broker=f"{up.host}:{up.effective_port}",
-                    client_id=client_id,
-                    filter=topic_filter,
-                    shared_group=cfg.collector.shared_group,
-                    after_failures=failures,
-                )
-                failures = 0
-                backoff.reset()
-                if ready is not None:
-                    ready.set()
-                await _serve(link, db, up.topic_prefix)
-        except (CollectorStoreError, LinkError) as exc:
-            error: Exception = exc
-        except ConfigError:
-            raise  # a TLS file that cannot be read: nothing a retry would fix
-        except Exception as exc:  # a bug must not end the collector: log it, reconnect
-            log.exception("collector_failed", error=repr(exc))
-            error = exc
-        failures += 1
-        delay = backoff.next_delay_s()
-        _log_failure(error, failures, delay)
-        await asyncio.sleep(delay)
+        async with BrokerLink(settings) as link:
+            await link.subscribe(topic_filter)
+            log.info(
+                "collector_subscribed",
+                broker=f"{up.host}:{up.effective_port}",
+                client_id=client_id,
+                filter=topic_filter,
+                shared_group=cfg.collector.shared_group,
+                after_failures=supervisor.backoff.failures,
+            )
+            supervisor.healthy()
+            if ready is not None:
+                ready.set()
+            await _serve(link, db, up.topic_prefix)
+
+    supervisor = Supervisor(
+        "collector",
+        attempt,
+        policy=RestartPolicy(min_s=up.reconnect_min_s, max_s=up.reconnect_max_s),
+        expected=_expected,
+        fatal=(ConfigError,),  # a TLS file that cannot be read: nothing a retry would fix
+        still_down_event="collector_link_still_down",
+    )
+    await supervisor.run()
 
 
-def _log_failure(error: Exception, failures: int, delay: float) -> None:
-    """First link failure at WARNING, repeats at DEBUG; store failures always at ERROR."""
-    if isinstance(error, CollectorStoreError):
+def _expected(exc: BaseException) -> Fault | None:
+    """Link failures are retried quietly; store failures are an ERROR every time."""
+    if isinstance(exc, CollectorStoreError):
         # Nothing was PUBACKed: the broker redelivers the messages after the reconnect.
-        log.error("collector_store_failed", error=str(error), retry_in_s=round(delay, 3))
-    elif isinstance(error, LinkError):
-        report = log.warning if failures == 1 else log.debug
-        report(
-            "collector_link_down", error=str(error), attempt=failures, retry_in_s=round(delay, 3)
-        )
-    # Anything else was logged with its traceback where it was caught.
+        return Fault("collector_store_failed", str(exc), quiet=False)
+    if isinstance(exc, LinkError):
+        return Fault("collector_link_down", str(exc))
+    return None  # a bug must not end the collector: logged with its traceback, reconnect
 
 
 async def _serve(link: BrokerLink, db: StoreThread, prefix: str) -> NoReturn:
@@ -129,6 +123,11 @@ async def _serve(link: BrokerLink, db: StoreThread, prefix: str) -> NoReturn:
 
 
 async def _publish_acks(link: BrokerLink, prefix: str, uptos: dict[TerminalKey, int]) -> None:
+    # In a task of its own: a failed group leaves no cancellation behind for the close (3.11.2).
+    await in_own_task(_publish_ack_group(link, prefix, uptos), "collector-acks")
+
+
+async def _publish_ack_group(link: BrokerLink, prefix: str, uptos: dict[TerminalKey, int]) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             for (store_id, terminal_id), upto in uptos.items():

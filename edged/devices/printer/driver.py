@@ -49,6 +49,7 @@ from edged.devices.printer.status import (
 from edged.devices.printer.transport import TransportFactory
 from edged.devices.state import DeviceError, DeviceState, DeviceStatus
 from edged.devices.supervisor import keep_open
+from edged.supervise import in_own_task
 
 log = structlog.get_logger(__name__)
 
@@ -227,6 +228,16 @@ class Printer:
         transport = await self._connect()
         link = Link(transport, self.status.name, self._on_reply)
         try:
+            # In a task of its own: a failed group leaves no cancellation behind for
+            # link.close() below (CPython 3.11.2; see edged.supervise).
+            await in_own_task(self._serve(link), f"{self.status.name}-serve")
+        finally:
+            self._link = None
+            self._current = None
+            await link.close()
+
+    async def _serve(self, link: Link) -> None:
+        try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(link.read_loop(), name=f"{self.status.name}-read")
                 await self._greet(link)
@@ -235,10 +246,6 @@ class Printer:
                 await self._pump(link)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
-        finally:
-            self._link = None
-            self._current = None
-            await link.close()
 
     async def _greet(self, link: Link) -> None:
         """Read the printer's status once; from here on the connection is usable."""
