@@ -15,6 +15,7 @@ from edged.backoff import Backoff
 from edged.devices.scanner.driver import EvdevScanner, SerialScanner
 from edged.devices.state import DeviceState, DeviceStatus
 from edged.sim.scanner import SimScanner, SimScannerError
+from tests.support.waiting import until
 
 WAIT_S = 10.0  # generous deadline for things that happen in milliseconds
 REFERENCE_GS1 = "011231231231233310ABC123\x1d99TESTING"
@@ -229,6 +230,35 @@ async def test_a_missing_path_is_absent(tmp_path: Path, recorder: Recorder) -> N
     async with running(serial(recorder, str(path))):
         await recorder.absent()
     assert recorder.status.detail.startswith(f"{path} does not exist")
+
+
+async def test_an_absent_scanner_stays_absent_and_quiet_while_probed(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    """No absent -> connecting -> absent flapping, no WARNING per retry: one event, one
+    WARNING, then DEBUG; and it still comes up when plugged in."""
+    sim = SimScanner(tmp_path / "scanner")
+    with structlog.testing.capture_logs() as logs:
+        async with running(serial(recorder, sim.path)):
+            await recorder.absent()
+            await until(
+                lambda: sum(e["event"] == "device_unavailable" for e in logs) >= 5,
+                "five probes of the missing node",
+            )
+            probes = [e for e in logs if e["event"] == "device_unavailable"]
+            assert recorder.states == ["absent"]
+            sim.replug()
+            try:
+                await recorder.ready()
+            finally:
+                sim.unplug()
+    assert recorder.states[:2] == ["absent", "ready"]
+    assert [e["log_level"] for e in probes[:5]] == ["warning"] + ["debug"] * 4
+    assert probes[0]["device"] == "scanner"
+    warnings = [
+        e for e in logs if e["log_level"] == "warning" and e["event"] != "device_unavailable"
+    ]
+    assert [e["event"] for e in warnings] == ["device_state"]  # the one change to absent
 
 
 async def test_a_scanner_that_appears_later_becomes_ready(
