@@ -205,10 +205,14 @@ async def _report_status(notifier: Notifier, services: TerminalServices) -> None
 
 def _status_line(services: TerminalServices) -> str:
     status = services.status()
-    return (
+    line = (
         f"STATUS=link {status['link']['state']}, {status['outbox']['pending']} pending, "
         f"last seq {status['journal']['last_seq']}"
     )
+    problems = status["health"]["problems"]
+    if problems:
+        line += "; NOT HEALTHY: " + "; ".join(f"{name}: {why}" for name, why in problems.items())
+    return line
 
 
 class Components:
@@ -319,7 +323,9 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
                 vital = [parts.writer, parts.api] + ([parts.uplink] if parts.uplink else [])
-                tasks = [tg.create_task(part.run(), name=part.name) for part in vital]
+                tasks = [
+                    tg.create_task(part.run(), name=f"supervise-{part.name}") for part in vital
+                ]
                 others = {
                     "retention": lambda: _retention(journal, cfg.journal.retain_days),
                     "devices": devices.run,

@@ -128,7 +128,7 @@ class Link:
         self._connected_now = False  # the current attempt got a connection
         self._changed = changed  # fired on every state change and failed attempt
         self.supervisor = Supervisor(
-            "uplink",
+            "link",
             self._attempt,
             policy=RestartPolicy(
                 min_s=cfg.reconnect_min_s,
