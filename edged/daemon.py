@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from edged.journal import Journal
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
+from edged.simwiring import Simulators
 from edged.supervise import supervise
 from edged.uplink import Uplink
 
@@ -41,11 +43,14 @@ class TerminalServices:
         uplink: Uplink | None,
         events: EventHub,
         devices: Devices,
+        *,
+        simulators: Simulators,
     ) -> None:
         self._cfg = cfg
         self._journal = journal
         self._uplink = uplink
         self._devices = devices
+        self._simulators = simulators
         self.events = events
         self._started = time.monotonic()
         self._since = utc_now_iso()
@@ -170,7 +175,7 @@ class TerminalServices:
         return await payment.get(payment_id)
 
     async def sim_scan(self, code: str, symbology: str | None) -> dict[str, Any]:
-        return self._devices.sim_scan(code, symbology)
+        return self._simulators.scan(code, symbology)
 
 
 async def _watchdog(notifier: Notifier, interval_s: float) -> None:
@@ -224,14 +229,14 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
     )
     try:
         uplink = Uplink(cfg.uplink, terminal, journal, events, __version__) if cfg.uplink else None
+        simulators = Simulators(cfg.devices, Path(cfg.api.socket).parent / "sim")
         devices = Devices(
-            cfg.devices,
-            sim_dir=Path(cfg.api.socket).parent / "sim",
+            simulators.devices,
             jobs=PrintJobs(journal),
             ledger=Payments(journal),
             publish=events.publish,
         )
-        services = TerminalServices(cfg, journal, uplink, events, devices)
+        services = TerminalServices(cfg, journal, uplink, events, devices, simulators=simulators)
         async with ApiServer(cfg.api.socket, services), asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(
@@ -241,7 +246,8 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
             ]
             if uplink is not None:
                 tasks.append(tg.create_task(supervise("uplink", uplink.run), name="uplink"))
-            tasks.append(tg.create_task(supervise("devices", devices.run), name="devices"))
+            serve_devices = functools.partial(simulators.serve, devices.run)
+            tasks.append(tg.create_task(supervise("devices", serve_devices), name="devices"))
             if notifier.enabled:
                 tasks.append(
                     tg.create_task(
