@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from edged.journal import Journal
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
+from edged.simwiring import Simulators
 from edged.supervise import ComponentFailed, RestartPolicy, Supervisor, supervise
 from edged.uplink import Uplink
 
@@ -49,11 +52,14 @@ class TerminalServices:
         uplink: Uplink | None,
         events: EventHub,
         devices: Devices,
+        *,
+        simulators: Simulators,
     ) -> None:
         self._cfg = cfg
         self._journal = journal
         self._uplink = uplink
         self._devices = devices
+        self._simulators = simulators
         self.events = events
         self._started = time.monotonic()
         self._since = utc_now_iso()
@@ -180,7 +186,7 @@ class TerminalServices:
         return await payment.get(payment_id)
 
     async def sim_scan(self, code: str, symbology: str | None) -> dict[str, Any]:
-        return self._devices.sim_scan(code, symbology)
+        return self._simulators.scan(code, symbology)
 
 
 async def _retention(journal: Journal, retain_days: float) -> None:
@@ -307,14 +313,14 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
     )
     try:
         uplink = Uplink(cfg.uplink, terminal, journal, events, __version__) if cfg.uplink else None
+        simulators = Simulators(cfg.devices, Path(cfg.api.socket).parent / "sim")
         devices = Devices(
-            cfg.devices,
-            sim_dir=Path(cfg.api.socket).parent / "sim",
+            simulators.devices,
             jobs=PrintJobs(journal),
             ledger=Payments(journal),
             publish=events.publish,
         )
-        services = TerminalServices(cfg, journal, uplink, events, devices)
+        services = TerminalServices(cfg, journal, uplink, events, devices, simulators=simulators)
         parts = Components(cfg, journal, uplink, services)
         health = services.health = Health(
             parts.checks(), notifier, status_line=lambda: _status_line(services)
@@ -326,9 +332,9 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
                 tasks = [
                     tg.create_task(part.run(), name=f"supervise-{part.name}") for part in vital
                 ]
-                others = {
+                others: dict[str, Callable[[], Awaitable[None]]] = {
                     "retention": lambda: _retention(journal, cfg.journal.retain_days),
-                    "devices": devices.run,
+                    "devices": functools.partial(simulators.serve, devices.run),
                 }
                 if notifier.enabled:
                     others["sd-status"] = lambda: _report_status(notifier, services)

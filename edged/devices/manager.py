@@ -1,17 +1,15 @@
 """The configured devices, built from `[devices.*]` and each supervised on its own.
 
-A device section that is absent means no such device. `driver = "sim"` starts the matching
-simulator in-process on a pty pair (TCP is not needed) and runs the real driver against it,
-so the demo exercises exactly the code path real hardware does.
+A device section that is absent means no such device. `driver = "sim"` never reaches this
+module: the daemon's wiring (edged/simwiring.py) starts the simulators and hands over the
+settings of a real serial device on each simulator's pty.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -52,24 +50,24 @@ def _escaped(text: str) -> bytes:
 
 
 class Devices:
-    """Builds the drivers (and simulators) the config asks for; `run()` serves them all."""
+    """Builds the drivers the config asks for; `run()` serves them all."""
 
     def __init__(
-        self,
-        cfg: DevicesSection,
-        *,
-        sim_dir: Path,
-        jobs: PrintJobStore,
-        ledger: PaymentLedger,
-        publish: Publish,
+        self, cfg: DevicesSection, *, jobs: PrintJobStore, ledger: PaymentLedger, publish: Publish
     ) -> None:
+        for name, section in (
+            ("printer", cfg.printer),
+            ("scanner", cfg.scanner),
+            ("payment", cfg.payment),
+        ):
+            if section is not None and section.driver == "sim":
+                raise ValueError(
+                    f'devices.{name} has driver = "sim": pass the settings of '
+                    "edged.simwiring.Simulators(...).devices, which point at the simulator"
+                )
         self._publish = publish
-        self._sim_dir = sim_dir
         self.statuses: dict[str, DeviceStatus] = {}
         self._runners: dict[str, Runner] = {}
-        self._sims: list[Callable[[contextlib.AsyncExitStack], Awaitable[None]]] = []
-        self._simulated = False  # some device is a simulator, on a pty in sim_dir
-        self.sim_scanner: Any = None  # the simulated scanner, for `sim.scan`
         self.printer = self._printer(cfg.printer, jobs) if cfg.printer else None
         self.scanner = self._scanner(cfg.scanner) if cfg.scanner else None
         self.payment = self._payment(cfg.payment, ledger) if cfg.payment else None
@@ -77,10 +75,6 @@ class Devices:
     def _status(self, name: str) -> DeviceStatus:
         status = self.statuses[name] = DeviceStatus(name, self._publish)
         return status
-
-    def _sim_path(self, name: str) -> str:
-        self._simulated = True
-        return str(self._sim_dir / name)
 
     # -- printer ---------------------------------------------------------------------------
 
@@ -96,11 +90,7 @@ class Devices:
             return build_receipt(job.document, layout, copy=job.copy)
 
         connect: Callable[[], Awaitable[transport.Transport]]
-        if cfg.driver == "sim":
-            path = self._sim_path("printer")
-            connect = functools.partial(transport.open_serial_transport, path)
-            self._sims.append(functools.partial(self._start_sim_printer, path, cfg.render_dir))
-        elif cfg.connection == "serial":
+        if cfg.connection == "serial":
             line = _serial(cfg, baudrate=38400, bytesize=8, parity="none", stopbits=1)
             connect = functools.partial(transport.open_serial_transport, cfg.path, **line)
         elif cfg.connection == "network":
@@ -123,16 +113,6 @@ class Devices:
         self._runners["printer"] = printer.run
         return printer
 
-    async def _start_sim_printer(
-        self, path: str, render_dir: str | None, stack: contextlib.AsyncExitStack
-    ) -> None:
-        from edged.sim.printer import SimPrinter
-
-        out = Path(render_dir) if render_dir else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        await stack.enter_async_context(SimPrinter.start(path, out_dir=out))
-
     # -- scanner ---------------------------------------------------------------------------
 
     def _scanner(self, cfg: ScannerSection) -> SerialScanner | EvdevScanner:
@@ -150,30 +130,17 @@ class Devices:
                 double_read_s=cfg.double_read_s,
             )
         else:
-            path = self._sim_path("scanner") if cfg.driver == "sim" else cfg.path
-            prefix, suffix = _escaped(cfg.prefix), _escaped(cfg.suffix)
             scanner = SerialScanner(
                 status,
-                path,
+                cfg.path,
                 self._on_scan,
                 **_serial(cfg, baudrate=9600, bytesize=8, parity="none", stopbits=1),
-                prefix=prefix,
-                suffix=suffix,
+                prefix=_escaped(cfg.prefix),
+                suffix=_escaped(cfg.suffix),
                 double_read_s=cfg.double_read_s,
             )
-            if cfg.driver == "sim":
-                self._sims.append(functools.partial(self._start_sim_scanner, path, prefix, suffix))
         self._runners["scanner"] = scanner.run
         return scanner
-
-    async def _start_sim_scanner(
-        self, path: str, prefix: bytes, suffix: bytes, stack: contextlib.AsyncExitStack
-    ) -> None:
-        from edged.sim.scanner import SimScanner
-
-        self.sim_scanner = await stack.enter_async_context(
-            SimScanner.start(path, prefix=prefix, suffix=suffix)
-        )
 
     def _on_scan(self, scan: dict[str, Any]) -> None:
         log.info(
@@ -184,15 +151,6 @@ class Devices:
         )
         self._publish("scanner.scan", scan)
 
-    def sim_scan(self, code: str, symbology: str | None) -> dict[str, Any]:
-        """Make the simulated scanner scan `code`, as a person would at the till."""
-        if self.sim_scanner is None:
-            raise DeviceNotConfiguredError(
-                "scanner", ' with driver = "sim" (sim.scan is for demos)'
-            )
-        self.sim_scanner.scan(code, symbology)
-        return {"sent": True}
-
     # -- payment ---------------------------------------------------------------------------
 
     def _payment(self, cfg: PaymentSection, ledger: PaymentLedger) -> PaymentService:
@@ -201,18 +159,16 @@ class Devices:
         from edged.devices.payment.zvt.driver import ZvtTerminal
 
         status = self._status("payment")
-        protocol = cfg.simulate if cfg.driver == "sim" else cfg.driver
-        path = self._sim_path("payment") if cfg.driver == "sim" else cfg.path
         terminal: PaymentTerminal
-        if protocol == "concert":
+        if cfg.driver == "concert":
             line = _serial(cfg, baudrate=9600, bytesize=8, parity="none", stopbits=1)
             terminal = ConcertTerminal(
                 status,
                 ConcertSettings(
-                    path=path, currency=cfg.currency, pos_number=cfg.pos_number, **line
+                    path=cfg.path, currency=cfg.currency, pos_number=cfg.pos_number, **line
                 ),
             )
-        elif cfg.connection == "tcp" and cfg.driver != "sim":
+        elif cfg.connection == "tcp":
             terminal = ZvtTerminal(
                 status,
                 host=cfg.host,
@@ -223,10 +179,8 @@ class Devices:
         else:
             line = _serial(cfg, baudrate=9600, bytesize=8, parity="none", stopbits=2)
             terminal = ZvtTerminal(
-                status, path=path, password=cfg.password, currency=cfg.currency, **line
+                status, path=cfg.path, password=cfg.password, currency=cfg.currency, **line
             )
-        if cfg.driver == "sim":
-            self._runners["payment-sim"] = functools.partial(_run_sim_payment, protocol, path)
         service = PaymentService(terminal, ledger, self._publish, currency=cfg.currency)
         self._runners["payment"] = service.run
         return service
@@ -250,24 +204,7 @@ class Devices:
         }
 
     async def run(self) -> None:
-        """Start the simulators, then serve every device, each restarted on its own."""
-        async with contextlib.AsyncExitStack() as stack:
-            if self._simulated:
-                self._sim_dir.mkdir(parents=True, exist_ok=True)
-            for start in self._sims:
-                await start(stack)
-            async with asyncio.TaskGroup() as tasks:
-                for name, runner in self._runners.items():
-                    tasks.create_task(supervise(f"device-{name}", runner), name=f"device-{name}")
-
-
-async def _run_sim_payment(protocol: str, path: str) -> None:
-    """Serve a simulated payment terminal on a pty at `path` until cancelled."""
-    if protocol == "concert":
-        from edged.sim.concert import SimConcertTerminal
-
-        await SimConcertTerminal(path).run()
-    else:
-        from edged.sim.zvt import SimZvtTerminal
-
-        await SimZvtTerminal().run_pty(path)
+        """Serve every device, each restarted on its own."""
+        async with asyncio.TaskGroup() as tasks:
+            for name, runner in self._runners.items():
+                tasks.create_task(supervise(f"device-{name}", runner), name=f"device-{name}")
