@@ -78,8 +78,8 @@ async def _socket(path: str) -> tuple[dict[str, Any] | None, Check]:
     try:
         async with rpc.connect(path) as client:
             status = await rpc.call(client, "status")
-    except NoPermissionError as exc:  # the daemon may well run: this user may not ask it
-        return None, Check("socket", "FAIL", str(exc), JOIN_EDGED)
+    except NoPermissionError:  # the daemon may well run: this user may not ask it
+        return None, Check("socket", "FAIL", f"no permission to use {path}", JOIN_EDGED)
     except CtlError as exc:
         return None, Check(
             "socket", "FAIL", str(exc), "systemctl start edged; `edgectl logs` says why it stopped"

@@ -20,6 +20,9 @@ from edged.journal import readonly
 BACKLOG_WARN_S = 15 * 60  # the oldest unsent sale is this old: WARN
 BACKLOG_FAIL_S = 4 * 3600  # ... this old: FAIL (the store's books lag half a shift)
 DOWN = ("offline", "connecting")
+# sync.now returns once the next attempt ends; an attempt already under way when doctor asks
+# (begun before the broker came back) may be that one, so doctor asks at most this often.
+RETRY_ASKS = 2
 STUCK_TODO = (
     "`edgectl logs` says why it fails; then `systemctl restart edged`; if it stays offline, "
     "compare edged's uplink user, password and client id (uplink.client_id, default "
@@ -34,13 +37,16 @@ def _since(link: dict[str, Any]) -> str:
 
 async def _retried(socket: str) -> dict[str, Any] | None:
     """The link after the daemon was asked to try at once; None if it could not be asked."""
+    link: dict[str, Any] | None = None
     try:
         async with rpc.connect(socket) as client:
-            await rpc.call(client, "sync.now")  # returns after that attempt, bounded
-            status = await rpc.call(client, "status")
+            for _ in range(RETRY_ASKS):
+                await rpc.call(client, "sync.now")  # returns after an attempt, bounded
+                link = (await rpc.call(client, "status"))["link"]
+                if link["state"] not in DOWN:
+                    break
     except CtlError:
-        return None
-    link: dict[str, Any] = status["link"]
+        pass
     return link
 
 

@@ -123,9 +123,11 @@ def node_check(
     else:
         todo = (
             f"make the udev rule give it a group user {who} is in (edged.service has dialout, "
-            f"lp and input), or add group {group} to SupplementaryGroups= of edged.service "
-            "(a drop-in); edged cannot open it until then"
+            "lp and input) and mode 0660"
         )
+        if st.st_gid != 0:
+            todo += f", or add group {group} to SupplementaryGroups= of edged.service (a drop-in)"
+        todo += "; edged cannot open it until then"
     return Check(name, "FAIL", f"{shown}: user {who} may not {verb} it{how}", todo)
 
 
