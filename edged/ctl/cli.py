@@ -45,7 +45,12 @@ def parser() -> argparse.ArgumentParser:
     cmd = sub.add_parser(
         "doctor",
         parents=[*api, p["journal"]],
-        help="check config, daemon, journal, devices, broker, disk, clock",
+        help="check config, daemon, journal, devices, broker, link, backlog, disk, clock",
+    )
+    cmd.add_argument(
+        "--daemon-user",
+        metavar="USER",
+        help="check device access as USER (default: edged.service's User=, else edged)",
     )
     cmd.set_defaults(func=doctor.run)
 

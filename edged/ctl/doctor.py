@@ -1,7 +1,8 @@
 """`edgectl doctor`: every check a technician would do by hand, one line each, worst first fixed.
 
-Checks: config, daemon socket, journal (read-only, whole chain), device nodes, broker (TCP,
-TLS, MQTT CONNECT), disk space, clock. Exit 1 if any FAILs; WARNs are worth reading but do
+Checks: config, daemon socket, journal (read-only, whole chain), device nodes as the daemon's
+user, broker (TCP, TLS, MQTT CONNECT), the daemon's link against that broker, the age of the
+oldest unsent sale, disk space, clock. Exit 1 if any FAILs; WARNs are worth reading but do
 not fail.
 """
 
@@ -21,7 +22,8 @@ from edged.config import DEFAULT_CONFIG_PATH, Config, load_config
 from edged.ctl import output, paths, rpc
 from edged.ctl.broker import broker_checks
 from edged.ctl.checks import Check
-from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, CtlError
+from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, JOIN_EDGED, CtlError, NoPermissionError
+from edged.ctl.forwarding import link_check, outbox_check
 from edged.ctl.nodes import device_checks
 from edged.errors import ChainError, ConfigError, JournalError
 from edged.journal import readonly
@@ -30,8 +32,18 @@ from edged.journal.verify import verify_journal
 DISK_FAIL_BYTES = 50_000_000
 DISK_WARN_BYTES = 500_000_000
 DISK_WARN_SHARE = 0.10
-CLOCK_SLACK_S = 60  # stamps this far ahead of now are tolerated (clock slew, NTP steps)
 TIMEDATECTL_TIMEOUT_S = 5.0
+
+
+def _closed(path: str | Path) -> bool:
+    """True if `path` is there but closed to this user (itself, or a folder on the way)."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return not os.access(path, os.R_OK)
 
 
 def _config(path: str) -> tuple[Config | None, Check]:
@@ -39,7 +51,9 @@ def _config(path: str) -> tuple[Config | None, Check]:
         cfg = load_config(path)
     except ConfigError as exc:
         todo = "fix it; edged refuses to start with it (exit 78)"
-        if not os.path.exists(path):
+        if _closed(path):
+            todo = JOIN_EDGED
+        elif not os.path.exists(path):
             todo = "pass --config FILE, or install the config there"
         return None, Check("config", "FAIL", str(exc), todo)
     devices = cfg.devices
@@ -64,6 +78,8 @@ async def _socket(path: str) -> tuple[dict[str, Any] | None, Check]:
     try:
         async with rpc.connect(path) as client:
             status = await rpc.call(client, "status")
+    except NoPermissionError:  # the daemon may well run: this user may not ask it
+        return None, Check("socket", "FAIL", f"no permission to use {path}", JOIN_EDGED)
     except CtlError as exc:
         return None, Check(
             "socket", "FAIL", str(exc), "systemctl start edged; `edgectl logs` says why it stopped"
@@ -84,8 +100,8 @@ def _journal(path: str, status: dict[str, Any] | None) -> Check:
             "keep the file for analysis and call support (`edgectl journal export`)",
         )
     except JournalError as exc:
-        todo = "run as root or as a member of group edged"
-        if not os.path.exists(path):
+        todo = JOIN_EDGED
+        if not _closed(path) and not os.path.exists(path):
             todo = "edged creates it at its first start: is journal.path right?"
         return Check("journal", "FAIL", str(exc), todo)
     size = output.size(readonly.file_bytes(path))
@@ -109,9 +125,8 @@ def _disk(journal: str) -> Check:
     try:
         usage = shutil.disk_usage(where)
     except OSError as exc:
-        return Check(
-            "disk", "FAIL", f"cannot check {where}: {exc.strerror}", "is journal.path right?"
-        )
+        todo = JOIN_EDGED if isinstance(exc, PermissionError) else "is journal.path right?"
+        return Check("disk", "FAIL", f"cannot check {where}: {exc.strerror}", todo)
     share = usage.free / usage.total if usage.total else 0.0
     found = (
         f"{output.size(usage.free)} free of {output.size(usage.total)} ({share:.0%}) "
@@ -169,7 +184,7 @@ def _clock(journal: str) -> Check:
     if latest is not None:
         what, stamp = latest
         ahead = int((output.parse_time(stamp) - now).total_seconds())
-        if ahead > CLOCK_SLACK_S:
+        if ahead > output.CLOCK_SLACK_S:
             return Check(
                 "clock",
                 "FAIL",
@@ -203,11 +218,20 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
     status, check = await _socket(sock)
     report(check)
     report(_journal(journal, status))
+    broker_answers = False
     if cfg is not None:
-        for check in device_checks(cfg, status):
+        for check in device_checks(cfg, status, args.daemon_user):
             report(check)
-        for check in await broker_checks(cfg):
+        broker = await broker_checks(cfg)
+        for check in broker:
             report(check)
+        broker_answers = any(c.name == "broker mqtt" and c.level == "OK" for c in broker)
+    for found in (
+        await link_check(sock, status, broker_answers),
+        outbox_check(status, journal, has_uplink=cfg is not None and cfg.uplink is not None),
+    ):
+        if found is not None:
+            report(found)
     report(_disk(journal))
     report(_clock(journal))
 

@@ -1,8 +1,9 @@
 """Device checks of `edgectl doctor`: is each configured device node there and usable?
 
 The node must exist, be a character device, and be readable (and, for output devices,
-writable) by whoever runs edgectl; if the daemon's user `edged` exists, its access is
-checked too, from the node's mode and the group database.
+writable) by the user edged runs as (edged.service's User= and groups, see daemonuser.py),
+not by whoever runs edgectl: root may open anything. If that user does not exist here, the
+nodes are checked as the current user, and a WARN says so.
 """
 
 from __future__ import annotations
@@ -16,14 +17,48 @@ from pathlib import Path
 from typing import Any
 
 from edged.config import Config, PaymentSection, PrinterSection, ScannerSection
+from edged.ctl import daemonuser
 from edged.ctl.checks import Check
+from edged.ctl.daemonuser import DaemonUser
 
-DAEMON_USER = "edged"
 SYS_USB_DEVICES = Path("/sys/bus/usb/devices")
 UNPLUGGED = (
     "plug it in and switch it on; check the udev link (`ls -l /dev/edged/`, "
     "hardware/udev/60-edged.rules) or devices.{name}.path"
 )
+
+
+class Prober:
+    """Whom node checks are for: the daemon's user, or the current one when it is missing."""
+
+    def __init__(self, user: DaemonUser | None, looked_for: str) -> None:
+        self.user = user
+        self.looked_for = looked_for  # the daemon's user name, found or not
+        self.used = False  # a node was checked: the identity is worth a line
+
+    def may_open(self, path: str, st: os.stat_result, write: bool) -> tuple[str, bool, bool]:
+        """(who, may they open it, was the kernel asked)."""
+        self.used = True
+        if self.user is None:
+            mode = os.R_OK | (os.W_OK if write else 0)
+            return getpass.getuser(), os.access(path, mode), True
+        allowed, exact = daemonuser.may_open(self.user, path, st, write)
+        return self.user.name, allowed, exact
+
+    def check(self) -> Check:
+        """The line that says whom the device lines speak for."""
+        if self.user is not None:
+            return Check("daemon user", "OK", f"devices checked as {self.user.describe()}")
+        current = getpass.getuser()
+        root = ", who may open anything" if os.geteuid() == 0 else ""
+        return Check(
+            "daemon user",
+            "WARN",
+            f"user {self.looked_for} (edged.service's User=) does not exist here: device "
+            f"nodes were checked as user {current} instead{root}",
+            "create it (systemd/edged.sysusers.conf, then `systemd-sysusers`), or name the "
+            "user edged runs as with --daemon-user",
+        )
 
 
 def _name_of_group(gid: int) -> str:
@@ -47,25 +82,9 @@ def _describe(path: str, st: os.stat_result) -> str:
     return f"{shown} {stat.filemode(st.st_mode)} {owner}"
 
 
-def _daemon_cannot(st: os.stat_result, write: bool) -> bool:
-    """True if user edged exists, is not us, and the node's mode keeps it out."""
-    try:
-        daemon = pwd.getpwnam(DAEMON_USER)
-    except KeyError:
-        return False
-    if daemon.pw_uid == os.geteuid():
-        return False  # os.access already answered for it
-    groups = {daemon.pw_gid} | {g.gr_gid for g in grp.getgrall() if DAEMON_USER in g.gr_mem}
-    if st.st_uid == daemon.pw_uid:
-        need = stat.S_IRUSR | (stat.S_IWUSR if write else 0)
-    elif st.st_gid in groups:
-        need = stat.S_IRGRP | (stat.S_IWGRP if write else 0)
-    else:
-        need = stat.S_IROTH | (stat.S_IWOTH if write else 0)
-    return st.st_mode & need != need
-
-
-def node_check(name: str, path: str, *, write: bool, plain_file_ok: bool = False) -> Check:
+def node_check(
+    name: str, path: str, prober: Prober, *, write: bool, plain_file_ok: bool = False
+) -> Check:
     """The device node at `path` (symlinks followed), for reading and maybe writing."""
     try:
         st = os.stat(path)
@@ -95,26 +114,24 @@ def node_check(name: str, path: str, *, write: bool, plain_file_ok: bool = False
     shown = _describe(path, st)
     verb = "read and write" if write else "read"
     group = _name_of_group(st.st_gid)
-    if not os.access(path, os.R_OK | (os.W_OK if write else 0)):
-        user = getpass.getuser()
-        return Check(
-            name,
-            "FAIL",
-            f"{shown}: user {user} may not {verb} it",
-            f"join group {group} (`usermod -aG {group} {user}`, then log in again) or run as root",
+    who, allowed, exact = prober.may_open(path, st, write)
+    if allowed:
+        return Check(name, "OK", shown)
+    how = "" if exact else " (by its mode bits; ACLs were not seen: run doctor as root)"
+    if prober.user is None:  # the technician's own access, as a stand-in
+        todo = f"join group {group} (`sudo usermod -aG {group} {who}`, then log in again)"
+    else:
+        todo = (
+            f"make the udev rule give it a group user {who} is in (edged.service has dialout, "
+            "lp and input) and mode 0660"
         )
-    if _daemon_cannot(st, write):
-        return Check(
-            name,
-            "WARN",
-            f"{shown}: user {DAEMON_USER} is not in group {group} and may not {verb} it",
-            f"add group {group} to SupplementaryGroups= of edged.service (a drop-in), or make "
-            "the udev rule set the group edged.service has (dialout, lp or input)",
-        )
-    return Check(name, "OK", shown)
+        if st.st_gid != 0:
+            todo += f", or add group {group} to SupplementaryGroups= of edged.service (a drop-in)"
+        todo += "; edged cannot open it until then"
+    return Check(name, "FAIL", f"{shown}: user {who} may not {verb} it{how}", todo)
 
 
-def usb_check(name: str, vendor: int, product: int) -> Check:
+def usb_check(name: str, vendor: int, product: int, prober: Prober) -> Check:
     """A libusb device found by id, and its /dev/bus/usb node."""
     wanted = f"{vendor:04x}:{product:04x}"
     devices = sorted(SYS_USB_DEVICES.iterdir()) if SYS_USB_DEVICES.is_dir() else []
@@ -128,7 +145,7 @@ def usb_check(name: str, vendor: int, product: int) -> Check:
             number = int((device / "devnum").read_text())
         except (OSError, ValueError):
             continue  # interfaces and hubs without ids
-        check = node_check(name, f"/dev/bus/usb/{bus:03d}/{number:03d}", write=True)
+        check = node_check(name, f"/dev/bus/usb/{bus:03d}/{number:03d}", prober, write=True)
         return Check(name, check.level, f"USB {wanted}: {check.found}", check.todo)
     return Check(
         name,
@@ -139,28 +156,30 @@ def usb_check(name: str, vendor: int, product: int) -> Check:
     )
 
 
-def _printer(cfg: PrinterSection) -> Check:
+def _printer(cfg: PrinterSection, prober: Prober) -> Check:
     if cfg.driver == "sim":
         return Check("printer", "OK", 'simulated (driver = "sim")')
     if cfg.connection == "network":
         return Check("printer", "OK", f"network printer {cfg.host}:{cfg.port}, no device node")
     if cfg.connection == "usb":
-        return usb_check("printer", cfg.usb_vendor_id or 0, cfg.usb_product_id or 0)
-    return node_check("printer", cfg.path, write=True, plain_file_ok=cfg.connection == "file")
+        return usb_check("printer", cfg.usb_vendor_id or 0, cfg.usb_product_id or 0, prober)
+    return node_check(
+        "printer", cfg.path, prober, write=True, plain_file_ok=cfg.connection == "file"
+    )
 
 
-def _scanner(cfg: ScannerSection) -> Check:
+def _scanner(cfg: ScannerSection, prober: Prober) -> Check:
     if cfg.driver == "sim":
         return Check("scanner", "OK", 'simulated (driver = "sim")')
-    return node_check("scanner", cfg.path, write=cfg.driver == "serial")
+    return node_check("scanner", cfg.path, prober, write=cfg.driver == "serial")
 
 
-def _payment(cfg: PaymentSection) -> Check:
+def _payment(cfg: PaymentSection, prober: Prober) -> Check:
     if cfg.driver == "sim":
         return Check("payment", "OK", f'simulated {cfg.simulate} terminal (driver = "sim")')
     if cfg.connection == "tcp":  # ZVT only; the config refuses Concert over TCP
         return Check("payment", "OK", f"network terminal {cfg.host}:{cfg.port}, no device node")
-    return node_check("payment", cfg.path, write=True)
+    return node_check("payment", cfg.path, prober, write=True)
 
 
 def _with_state(check: Check, device: dict[str, Any] | None) -> Check:
@@ -176,15 +195,23 @@ def _with_state(check: Check, device: dict[str, Any] | None) -> Check:
     )
 
 
-def device_checks(cfg: Config, status: dict[str, Any] | None) -> list[Check]:
-    """One check per configured device; the daemon's view of it when it is running."""
+def device_checks(
+    cfg: Config, status: dict[str, Any] | None, daemon_user: str | None = None
+) -> list[Check]:
+    """One check per configured device, as the daemon's user; its view when it is running.
+
+    `daemon_user` names the user edged runs as (default: from edged.service).
+    """
     running = (status or {}).get("devices") or {}
+    prober = Prober(*daemonuser.resolve(daemon_user))
     devices = cfg.devices
     checks = []
     if devices.printer is not None:
-        checks.append(_with_state(_printer(devices.printer), running.get("printer")))
+        checks.append(_with_state(_printer(devices.printer, prober), running.get("printer")))
     if devices.scanner is not None:
-        checks.append(_with_state(_scanner(devices.scanner), running.get("scanner")))
+        checks.append(_with_state(_scanner(devices.scanner, prober), running.get("scanner")))
     if devices.payment is not None:
-        checks.append(_with_state(_payment(devices.payment), running.get("payment")))
+        checks.append(_with_state(_payment(devices.payment, prober), running.get("payment")))
+    if prober.used:
+        checks.insert(0, prober.check())
     return checks or [Check("devices", "OK", "none configured")]

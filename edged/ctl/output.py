@@ -10,6 +10,8 @@ from typing import Any
 
 from edged.devices.printer.layout import format_amount
 
+CLOCK_SLACK_S = 60  # stamps this far ahead of now are tolerated (clock slew, NTP steps)
+
 
 def emit_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))

@@ -9,7 +9,7 @@ from typing import Any
 
 from edged.api import codes
 from edged.client import ApiClient, ApiError
-from edged.ctl.errors import EXIT_CANNOT, EXIT_PROBLEM, CtlError
+from edged.ctl.errors import EXIT_CANNOT, EXIT_PROBLEM, JOIN_EDGED, CtlError, NoPermissionError
 
 # Errors after which the command cannot do its job at all (exit 2), not a finding (exit 1).
 _CANNOT = frozenset({codes.DEVICE_NOT_CONFIGURED, codes.SHUTTING_DOWN})
@@ -26,9 +26,7 @@ async def connect(path: str) -> AsyncIterator[ApiClient]:
                 f"no daemon socket at {path}: is edged running? (systemctl status edged)"
             ) from None
         except PermissionError:
-            raise CtlError(
-                f"no permission to use {path}: run as root or as a member of group edged"
-            ) from None
+            raise NoPermissionError(f"no permission to use {path}: {JOIN_EDGED}") from None
         except ConnectionRefusedError:
             raise CtlError(
                 f"nothing listens on {path}: edged is not running (systemctl status edged)"

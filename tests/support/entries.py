@@ -13,7 +13,14 @@ CREATED_AT = "2026-11-23T09:41:00.123Z"
 
 
 def make_chain(
-    store: str, terminal: str, n: int, *, start: int = 1, prev: bytes = GENESIS_HASH, tag: str = ""
+    store: str,
+    terminal: str,
+    n: int,
+    *,
+    start: int = 1,
+    prev: bytes = GENESIS_HASH,
+    tag: str = "",
+    created_at: str = CREATED_AT,
 ) -> list[Entry]:
     """A valid hash chain of n entries from seq `start`; `tag` varies the sales' content."""
     entries = []
@@ -29,13 +36,13 @@ def make_chain(
         }
         sale_json = canonical(sale)
         receipt_no = f"{store}-{terminal}-{seq:06d}"
-        digest = entry_hash(prev, entry_bytes(seq, sale_id, receipt_no, CREATED_AT, sale_json))
+        digest = entry_hash(prev, entry_bytes(seq, sale_id, receipt_no, created_at, sale_json))
         entries.append(
             Entry(
                 seq=seq,
                 id=sale_id,
                 receipt_no=receipt_no,
-                created_at=CREATED_AT,
+                created_at=created_at,
                 prev_hash=prev.hex(),
                 hash=digest.hex(),
                 sale=msgspec.Raw(sale_json),
