@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.leaks import describe, leaked_tasks, leaked_threads, live_timers
 from tests.support.mosquitto import Mosquitto
 
 
@@ -28,3 +31,22 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture(autouse=True)
+async def no_leaks() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks, timers or threads behind."""
+    threads_before = set(threading.enumerate())
+    yield
+    tasks = await leaked_tasks()
+    timers = live_timers(asyncio.get_running_loop())
+    for task in tasks:
+        task.cancel()
+    for timer in timers:
+        timer.cancel()
+    assert not tasks, f"the test left tasks running: {[describe(t) for t in tasks]}"
+    assert not timers, f"the test left timers armed: {timers}"
+    # asyncio.to_thread's workers end with the loop; end them now, before the thread check.
+    await asyncio.get_running_loop().shutdown_default_executor()
+    threads = leaked_threads(threads_before)
+    assert not threads, f"the test left threads running: {[t.name for t in threads]}"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 
 import serial
 import serial_asyncio_fast
 
 from edged.devices.state import DeviceAbsent, DeviceError
+
+CLOSE_TIMEOUT_S = 2.0  # closing the port runs in a thread; a wedged driver must not hang us
 
 PARITIES = {"none": serial.PARITY_NONE, "even": serial.PARITY_EVEN, "odd": serial.PARITY_ODD}
 
@@ -41,3 +44,11 @@ async def open_serial(
                 "(dialout, lp) or fix the udev rule"
             ) from None
         raise DeviceError(f"{path}: cannot open: {exc}") from None
+
+
+async def close_serial(writer: asyncio.StreamWriter) -> None:
+    """Close the port and wait until it is closed, so that the next open finds it free."""
+    writer.close()
+    with contextlib.suppress(OSError, serial.SerialException, TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await writer.wait_closed()

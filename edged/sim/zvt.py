@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -380,17 +381,18 @@ class SimZvtTerminal:
     async def _wait_at_pin_pad(self, line: Line) -> bool:
         """True when the PIN was entered; False on 06 B0 from the ECR or the PIN timeout."""
         entered = asyncio.create_task(self._pin_entered.wait(), name="zvt-sim-pin")
+        tasks: set[asyncio.Task[Any]] = {entered}
         try:
             async with asyncio.timeout(self.pin_timeout_s):
                 while True:
                     received = asyncio.create_task(line.receive(None), name="zvt-sim-pin-rx")
+                    tasks.add(received)
                     done, _ = await asyncio.wait(
                         {entered, received}, return_when=asyncio.FIRST_COMPLETED
                     )
                     if received not in done:
-                        received.cancel()
-                        await asyncio.wait({received})
                         return True
+                    tasks.discard(received)
                     apdu = received.result()
                     if apdu is not None and (apdu.cla, apdu.ins) == (0x06, 0xB0):
                         log.info("zvt_sim_abort_at_pin_pad")
@@ -400,7 +402,10 @@ class SimZvtTerminal:
             log.info("zvt_sim_pin_timeout")
             return False
         finally:
-            entered.cancel()
+            # Also when the simulator is stopped (unplugged) while it waits here.
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
 
     async def _reversal(self, line: Line, apdu: Apdu) -> None:
         _, values = commands.parse_password_command(apdu)

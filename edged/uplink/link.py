@@ -249,7 +249,10 @@ class Link:
         self._changed.fire()
 
     def status(self) -> dict[str, Any]:
-        return {"state": self.state.value, "since": self.since, "peer": self.peer}
+        status = {"state": self.state.value, "since": self.since, "peer": self.peer}
+        if self.state is not LinkState.ONLINE and self.last_error is not None:
+            status["error"] = self.last_error
+        return status
 
 
 def _pick(group: BaseExceptionGroup[Any]) -> BaseException:
