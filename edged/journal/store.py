@@ -73,7 +73,7 @@ class WriterHealth(msgspec.Struct, frozen=True):
 
     alive: bool  # the writer task runs (False after close, or if it ended unasked)
     stuck: bool  # the oldest waiting commit has waited longer than the bound given to health()
-    waiting: int  # commits queued or being written
+    waiting: int  # commits queued or being written whose callers wait for an answer
     oldest_wait_s: float  # how long the oldest of them has waited; 0.0 when none waits
     failing_since: str | None  # UTC time of the first of the group commits failing since
     last_error: str | None  # what the callers of the latest failed group were told
@@ -265,13 +265,13 @@ class Journal:
 
     def health(self, stuck_after_s: float = WRITER_STUCK_S) -> WriterHealth:
         """Whether the writer is alive and making progress, for the daemon's watchdog."""
-        oldest = self._in_flight[:1] or self._queue[:1]
-        waited = self._loop.time() - oldest[0].queued_at if oldest else 0.0
+        waiting = [item for item in self._in_flight + self._queue if not item.future.done()]
+        waited = self._loop.time() - waiting[0].queued_at if waiting else 0.0
         alive = self._writer is not None and not self._writer.done()
         return WriterHealth(
             alive=alive,
             stuck=waited > stuck_after_s,
-            waiting=len(self._in_flight) + len(self._queue),
+            waiting=len(waiting),
             oldest_wait_s=waited,
             failing_since=self._failing_since,
             last_error=self._last_error,
