@@ -272,7 +272,7 @@ class Components:
 
     async def _writer_problem(self) -> str | None:
         now = time.monotonic()
-        return self.writer.problem(now, SLACK_S) or self._journal.writer_problem(now)
+        return self.writer.problem(now, SLACK_S) or self._journal.writer_problem()
 
     async def _uplink_problem(self) -> str | None:
         assert self.uplink is not None

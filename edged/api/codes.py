@@ -13,9 +13,11 @@
   traceback (`data.error` names the exception type). The outcome is unknown; retrying a
   `sale.commit` with the same sale id is always safe.
 - `-32000` JOURNAL_ERROR: the journal could not be written or read; the message says what.
-  For `sale.commit`: not committed. Retry with the same id; call a technician if it persists.
-- `-32001` JOURNAL_FULL: the disk holding the journal is full. Nothing was committed and
-  nothing committed before is lost. Call a technician.
+  For `sale.commit`: not committed, unless the message says the outcome is unknown. Retry
+  with the same id (always safe); call a technician if it persists.
+- `-32001` JOURNAL_FULL: the disk holding the journal is full. This request committed
+  nothing and nothing committed before is lost. Call a technician to free space, then retry
+  with the same id; no restart is needed.
 - `-32002` SALE_CONFLICT: this sale id was already committed with other content
   (`data`: `{id, seq}`). Use a new id for a new sale.
 - `-32003` SALE_NOT_FOUND: `sale.get` found no sale with this id (`data`: `{id}`).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from edged.errors import JournalError
+from edged.errors import JournalError, JournalFullError
 from edged.journal.schema import SCHEMA_VERSION
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -48,14 +48,43 @@ def check_identity(path: Path, found: tuple[str, str], wanted: tuple[str, str]) 
         )
 
 
-def describe(path: Path, exc: sqlite3.Error) -> JournalError:
-    """A journal error a technician can act on, from a sqlite3 error."""
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    """SQLite says the disk (or the file's size limit) is full: SQLITE_FULL."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+
+
+def describe(path: Path, exc: sqlite3.Error, doing: str = "") -> JournalError:
+    """A journal error a technician can act on, from a sqlite3 error (`doing`: while what)."""
     text = str(exc)
+    during = f" while {doing}" if doing else ""
+    if is_disk_full(exc):
+        return JournalFullError(
+            f"journal {path}: disk full{during}; nothing committed before is lost. "
+            f"Free space on the disk holding {path.parent}"
+        )
     if "not a database" in text or "malformed" in text:
         return JournalError(
-            f"journal {path}: corrupt ({text}); move it aside and keep it for analysis, "
+            f"journal {path}: corrupt{during} ({text}); move it aside and keep it for analysis, "
             "edged will not start over it"
         )
     if "readonly" in text or "unable to open" in text:
-        return JournalError(f"journal {path}: cannot open for writing ({text}); check permissions")
-    return JournalError(f"journal {path}: {text}")
+        return JournalError(
+            f"journal {path}: cannot open for writing{during} ({text}); check permissions"
+        )
+    return JournalError(f"journal {path}: {text}{during}")
+
+
+def write_error(path: Path, exc: BaseException) -> JournalError:
+    """What the callers of a failed group commit are told: full, or an unknown outcome."""
+    if isinstance(exc, sqlite3.Error) and is_disk_full(exc):
+        return JournalFullError(
+            f"journal {path}: disk full; the sale was not committed by this request and nothing "
+            f"committed before is lost. Free space on the disk holding {path.parent}, then "
+            "retry with the same id"
+        )
+    detail = str(exc) if isinstance(exc, sqlite3.Error) else f"{type(exc).__name__}: {exc}"
+    return JournalError(
+        f"journal {path}: write failed ({detail}); the outcome of this commit is unknown and "
+        "nothing committed before is lost. Retry with the same id: a sale already committed "
+        "is answered as a duplicate, never stored twice"
+    )

@@ -1,15 +1,16 @@
 """The durable sale journal: gapless seq, hash chain, idempotency by sale id, outbox state.
 
 Every commit goes through one writer task that takes all commits waiting at that moment and
-writes them as one multi-row INSERT, so one fsync serves many sales (group commit).
+writes them as one multi-row INSERT, so one fsync serves many sales (group commit). A failing
+group (a full disk, an I/O error, a bug) fails only its own callers; the writer goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,13 +21,7 @@ import structlog
 
 from edged.chain import GENESIS_HASH, CanonicalError, canonical, entry_bytes, entry_hash
 from edged.clock import utc_now_iso
-from edged.errors import (
-    JournalError,
-    JournalFullError,
-    Problem,
-    SaleConflictError,
-    ValidationError,
-)
+from edged.errors import JournalError, Problem, SaleConflictError, ValidationError
 from edged.journal import state
 from edged.journal.schema import MIGRATIONS
 from edged.sale import validate_sale
@@ -35,9 +30,7 @@ log = structlog.get_logger(__name__)
 
 MAX_GROUP = 256  # sales per group commit; 7 parameters each stays far below SQLite's limit
 BUSY_TIMEOUT_MS = 5000
-# A commit queued this long is stuck: a group commit takes milliseconds, a busy database at
-# most BUSY_TIMEOUT_MS, a full disk fails at once.
-WRITER_STUCK_S = 30.0
+WRITER_STUCK_S = 15.0  # a commit waiting longer than this means the writer makes no progress
 _COLUMNS = "seq, id, receipt_no, created_at, sale, prev_hash, hash"
 
 
@@ -71,6 +64,25 @@ class JournalStats(msgspec.Struct, frozen=True):
         return {"pending": self.pending, "acked_upto": self.acked_upto, "last_seq": self.last_seq}
 
 
+class WriterHealth(msgspec.Struct, frozen=True):
+    """The journal writer as the daemon's watchdog sees it: feed it only while `ok`.
+
+    A full disk is not ill health: the writer still answers every commit (with -32001), and a
+    restart would not free space; `failing_since` and `last_error` say so for `status`.
+    """
+
+    alive: bool  # the writer task runs (False after close, or if it ended unasked)
+    stuck: bool  # the oldest waiting commit has waited longer than the bound given to health()
+    waiting: int  # commits queued or being written whose callers wait for an answer
+    oldest_wait_s: float  # how long the oldest of them has waited; 0.0 when none waits
+    failing_since: str | None  # UTC time of the first of the group commits failing since
+    last_error: str | None  # what the callers of the latest failed group were told
+
+    @property
+    def ok(self) -> bool:
+        return self.alive and not self.stuck
+
+
 class _Pending:
     __slots__ = ("future", "queued_at", "sale_id", "sale_json")
 
@@ -78,7 +90,11 @@ class _Pending:
         self.sale_id = sale_id
         self.sale_json = sale_json
         self.future = future
-        self.queued_at = time.monotonic()
+        self.queued_at = future.get_loop().time()
+
+
+# sale id -> the result of its entry and the canonical sale stored there
+_Stored = dict[str, tuple[CommitResult, bytes]]
 
 
 def _row_entry(row: Sequence[Any]) -> StoredEntry:
@@ -91,10 +107,6 @@ def _row_entry(row: Sequence[Any]) -> StoredEntry:
         prev_hash=row[5],
         hash=row[6],
     )
-
-
-def _is_disk_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
 class Journal:
@@ -115,12 +127,15 @@ class Journal:
         self._last_ack_at: str | None = None
         self._oldest_pending: str | None = None
         self._queue: list[_Pending] = []
+        self._in_flight: list[_Pending] = []  # the group being written
         self._wake = asyncio.Event()
         # Replaced by a fresh Event at each group commit; set once that commit is on disk.
         self._committed = asyncio.Event()
         self._transactions = 0
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
+        self._failing_since: str | None = None
+        self._last_error: str | None = None
 
     @classmethod
     async def open(
@@ -152,7 +167,7 @@ class Journal:
         except BaseException:
             await db.close()
             raise
-        journal._writer = asyncio.create_task(journal._write_loop(), name="journal-writer")
+        journal._start_writer(recover=False)
         log.info(
             "journal_opened",
             path=str(path),
@@ -198,14 +213,26 @@ class Journal:
         """Run one statement and fetch its rows in a single hop to the database thread."""
         return list(await self._db.execute_fetchall(sql, params))
 
+    @contextlib.asynccontextmanager
+    async def _sqlite(self, doing: str) -> AsyncIterator[None]:
+        """Raise a sqlite3 error as a JournalError (JournalFullError on a full disk)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            await self._end_transaction()
+            raise state.describe(self.path, exc, doing) from exc
+
+    async def _end_transaction(self) -> None:
+        """Roll back whatever a failed statement left open, so the next one is durable."""
+        try:
+            await self._db.rollback()  # a no-op outside a transaction
+        except sqlite3.Error as exc:
+            log.warning("journal_rollback_failed", path=str(self.path), error=str(exc))
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """One statement in its own durable transaction, for the journal's other tables."""
-        try:
+        async with self._sqlite("writing a record"):
             return await self._fetch(sql, params)
-        except sqlite3.Error as exc:
-            if _is_disk_full(exc):
-                raise JournalFullError(f"journal {self.path}: disk full") from None
-            raise JournalError(f"journal {self.path}: {exc}") from None
 
     async def _load_oldest_pending(self) -> None:
         rows = await self._fetch(
@@ -224,6 +251,11 @@ class Journal:
             raise ValidationError([Problem("sale", str(exc))]) from None
         if self._closing:
             raise JournalError("the journal is closing; retry after the daemon restarts")
+        if self._writer is None or self._writer.done():
+            raise JournalError(
+                f"journal {self.path}: the journal writer is not running, the sale was not "
+                "committed; retry with the same id, and restart edged if this persists"
+            )
         future: asyncio.Future[CommitResult] = self._loop.create_future()
         self._queue.append(_Pending(sale["id"], sale_json, future))
         self._wake.set()
@@ -231,67 +263,166 @@ class Journal:
         # (the writer skips futures that are done), so a commit on disk is never undone.
         return await future
 
-    async def _write_loop(self) -> None:
+    def health(self, stuck_after_s: float = WRITER_STUCK_S) -> WriterHealth:
+        """Whether the writer is alive and making progress, for the daemon's watchdog."""
+        waiting = [item for item in self._in_flight + self._queue if not item.future.done()]
+        waited = self._loop.time() - waiting[0].queued_at if waiting else 0.0
+        alive = self._writer is not None and not self._writer.done()
+        return WriterHealth(
+            alive=alive,
+            stuck=waited > stuck_after_s,
+            waiting=len(waiting),
+            oldest_wait_s=waited,
+            failing_since=self._failing_since,
+            last_error=self._last_error,
+        )
+
+    def ensure_writer(self) -> bool:
+        """Start the writer again if it ended unasked (for the daemon's supervisor).
+
+        Returns True if it had to be restarted; the new writer first reloads the chain's head
+        from the file, so a group that was cut short is neither lost nor written twice.
+        """
+        if self._closing or (self._writer is not None and not self._writer.done()):
+            return False
+        self._start_writer(recover=True)
+        log.warning("journal_writer_restarted", path=str(self.path), last_seq=self._last_seq)
+        return True
+
+    def _start_writer(self, *, recover: bool) -> None:
+        self._writer = asyncio.create_task(self._write_loop(recover), name="journal-writer")
+        self._writer.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        """An unasked end fails every waiting commit at once instead of leaving it hanging."""
+        error = None if task.cancelled() else task.exception()
+        if self._closing and not task.cancelled() and error is None:
+            return
+        reason = "cancelled" if task.cancelled() else f"{type(error).__name__}: {error}"
+        stranded = [item for item in self._in_flight + self._queue if not item.future.done()]
+        self._in_flight, self._queue = [], []
+        log.error(
+            "journal_writer_ended",
+            path=str(self.path),
+            reason=reason,
+            sale_ids=[item.sale_id for item in stranded],
+            last_seq=self._last_seq,
+            exc_info=error,
+        )
+        failure = JournalError(
+            f"journal {self.path}: the journal writer stopped ({reason}); the outcome of this "
+            "commit is unknown. Retry with the same id: a sale already committed is answered "
+            "as a duplicate, never stored twice"
+        )
+        for item in stranded:
+            item.future.set_exception(failure)
+
+    async def _write_loop(self, recover: bool) -> None:
+        if recover:
+            await self._reload_head()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
                 group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                await self._write_group(group)
+                self._in_flight = group
+                try:
+                    await self._write_group(group)
+                except Exception as exc:  # any failure belongs to this group alone
+                    await self._fail_group(group, exc)
+                self._in_flight = []
             if self._closing:
                 return
 
     async def _write_group(self, group: list[_Pending]) -> None:
-        fresh: dict[str, _Pending] = {}
-        followers: list[_Pending] = []
+        """Write the group's sales and answer its callers; raise for those left unanswered."""
+        by_id: dict[str, _Pending] = {}
         for item in group:
-            if item.sale_id in fresh:
-                followers.append(item)
-            else:
-                fresh[item.sale_id] = item
+            by_id.setdefault(item.sale_id, item)
+        firsts = list(by_id.values())
         try:
-            results = await self._insert(list(fresh.values()))
+            written = await self._insert(firsts)
         except sqlite3.IntegrityError:
-            results = await self._insert_checking_duplicates(list(fresh.values()))
-        except sqlite3.Error as exc:
-            error: JournalError
-            if _is_disk_full(exc):
-                error = JournalFullError(
-                    f"journal {self.path}: disk full; the sale was NOT committed and nothing "
-                    "committed before is lost. Free space on the terminal, then retry."
-                )
-                log.critical("journal_disk_full", path=str(self.path), sales=len(group))
+            # Some ids were committed before (a UI retrying after a lost answer). Answer those
+            # first, so that a failure writing the others cannot take their first result away.
+            known = await self._committed_before(firsts)
+            self._answer(group, known)
+            written = await self._insert([item for item in firsts if item.sale_id not in known])
+        self._answer(group, written)
+        if self._failing_since is not None:
+            log.warning("journal_write_recovered", path=str(self.path), since=self._failing_since)
+            self._failing_since = None
+
+    @staticmethod
+    def _answer(group: list[_Pending], stored: _Stored) -> None:
+        """Answer every caller whose sale id is in `stored`: the first writer gets the result,
+        the same content again is a duplicate, other content a conflict."""
+        for item in group:
+            if item.sale_id not in stored:
+                continue
+            result, sale_json = stored[item.sale_id]
+            if item.sale_json != sale_json:
+                outcome: CommitResult | Exception = SaleConflictError(item.sale_id, result.seq)
             else:
-                error = JournalError(f"journal {self.path}: write failed: {exc}")
-                log.exception("journal_write_failed", path=str(self.path))
-            for item in group:
-                if not item.future.done():
-                    item.future.set_exception(error)
-            return
-        for item in fresh.values():
-            outcome = results[item.sale_id]
-            if not item.future.done():
-                if isinstance(outcome, Exception):
-                    item.future.set_exception(outcome)
-                else:
-                    item.future.set_result(outcome)
-        for item in followers:
-            first = fresh[item.sale_id]
-            outcome = results[item.sale_id]
+                outcome = result
+                stored[item.sale_id] = (msgspec.structs.replace(result, duplicate=True), sale_json)
             if item.future.done():
                 continue  # its caller went away
             if isinstance(outcome, Exception):
                 item.future.set_exception(outcome)
-            elif item.sale_json == first.sale_json:
-                item.future.set_result(msgspec.structs.replace(outcome, duplicate=True))
             else:
-                item.future.set_exception(SaleConflictError(item.sale_id, outcome.seq))
+                item.future.set_result(outcome)
 
-    async def _insert(self, items: list[_Pending]) -> dict[str, CommitResult | Exception]:
-        """Chain and write `items` as new entries in one statement (one transaction, one fsync)."""
-        results: dict[str, CommitResult | Exception] = {}
+    async def _fail_group(self, group: list[_Pending], exc: Exception) -> None:
+        """Fail the group's unanswered callers with one error, logged once; then recover."""
+        error = state.write_error(self.path, exc)
+        failed = [item for item in group if item.future.cancelled() or not item.future.done()]
+        fields: dict[str, Any] = {
+            "path": str(self.path),
+            "sale_ids": [item.sale_id for item in failed],
+            "last_seq": self._last_seq,  # none of them took a seq; everything up to it is kept
+        }
+        if isinstance(exc, sqlite3.Error) and state.is_disk_full(exc):
+            log.critical("journal_disk_full", **fields)
+        elif isinstance(exc, sqlite3.Error):
+            log.error("journal_write_failed", error=str(exc), **fields)
+        else:
+            log.error("journal_write_failed", exc_info=exc, **fields)
+        for item in failed:
+            if not item.future.done():
+                item.future.set_exception(error)
+        self._failing_since = self._failing_since or utc_now_iso()
+        self._last_error = str(error)
+        await self._end_transaction()
+        await self._reload_head()
+
+    async def _reload_head(self) -> None:
+        """Take the chain's head from the file: a write whose outcome was unknown may be there."""
+        try:
+            rows = await self._fetch("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1")
+            if not rows or rows[0][0] <= self._last_seq:
+                return
+            previous = self._last_seq
+            self._last_seq, self._last_hash = rows[0][0], bytes(rows[0][1])
+            await self._load_oldest_pending()
+        except sqlite3.Error as exc:
+            # The next group fails on the seq's uniqueness and reloads again: no fork, no gap.
+            log.warning("journal_head_reload_failed", path=str(self.path), error=str(exc))
+            return
+        log.warning(
+            "journal_head_reloaded", path=str(self.path), last_seq=self._last_seq, was=previous
+        )
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
+
+    async def _insert(self, items: list[_Pending]) -> _Stored:
+        """Chain and write `items` as new entries in one statement (one transaction, one fsync).
+
+        The journal's head moves only once the statement succeeded.
+        """
+        stored: _Stored = {}
         if not items:
-            return results
+            return stored
         params: list[Any] = []
         seq, prev = self._last_seq, self._last_hash
         created_at = utc_now_iso()
@@ -305,7 +436,8 @@ class Journal:
             )
             sale_text = item.sale_json.decode()
             params += (seq, item.sale_id, receipt_no, created_at, sale_text, prev, digest)
-            results[item.sale_id] = CommitResult(seq, receipt_no, digest.hex(), duplicate=False)
+            result = CommitResult(seq, receipt_no, digest.hex(), duplicate=False)
+            stored[item.sale_id] = (result, item.sale_json)
             prev = digest
         rows = ",".join(["(?,?,?,?,?,?,?)"] * len(items))
         await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {rows}", params)
@@ -315,36 +447,26 @@ class Journal:
         self._last_seq, self._last_hash = seq, prev
         committed, self._committed = self._committed, asyncio.Event()
         committed.set()
-        return results
+        return stored
 
-    async def _insert_checking_duplicates(
-        self, items: list[_Pending]
-    ) -> dict[str, CommitResult | Exception]:
-        """Slow path: some ids were committed before (a UI retrying after a lost answer)."""
+    async def _committed_before(self, items: list[_Pending]) -> _Stored:
+        """The entries already in the journal under these sale ids (read: works on a full disk)."""
         marks = ",".join("?" * len(items))
         rows = await self._fetch(
             f"SELECT id, seq, receipt_no, hash, sale FROM entries WHERE id IN ({marks})",
             [item.sale_id for item in items],
         )
-        known = {row[0]: row for row in rows}
-        results: dict[str, CommitResult | Exception] = {}
-        new = []
-        for item in items:
-            row = known.get(item.sale_id)
-            if row is None:
-                new.append(item)
-            elif row[4].encode() == item.sale_json:
-                results[item.sale_id] = CommitResult(row[1], row[2], row[3].hex(), duplicate=True)
-            else:
-                results[item.sale_id] = SaleConflictError(item.sale_id, row[1])
-        results.update(await self._insert(new))
-        return results
+        return {
+            sale_id: (CommitResult(seq, receipt_no, digest.hex(), duplicate=True), sale.encode())
+            for sale_id, seq, receipt_no, digest, sale in rows
+        }
 
     # -- reads ---------------------------------------------------------------------------
 
     async def get(self, sale_id: str) -> tuple[StoredEntry, bool] | None:
         """The entry for a sale id and whether the store has acknowledged it."""
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (sale_id,))
+        async with self._sqlite(f"reading sale {sale_id}"):
+            rows = await self._fetch(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (sale_id,))
         if not rows:
             return None
         entry = _row_entry(rows[0])
@@ -352,10 +474,11 @@ class Journal:
 
     async def unacked(self, after_seq: int, limit: int) -> list[StoredEntry]:
         """Entries not yet acknowledged, in seq order, starting after `after_seq`."""
-        rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
-            (max(after_seq, self._acked_upto), limit),
-        )
+        async with self._sqlite("reading unacknowledged entries"):
+            rows = await self._fetch(
+                f"SELECT {_COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (max(after_seq, self._acked_upto), limit),
+            )
         return [_row_entry(row) for row in rows]
 
     def stats(self) -> JournalStats:
@@ -379,11 +502,12 @@ class Journal:
 
     # -- the writer's health, for the daemon's supervisor and watchdog ---------------------
 
-    def writer_problem(self, now: float) -> str | None:
-        """Why commits are not being written right now, or None (`now`: monotonic seconds)."""
-        if self._writer is None or self._writer.done():
+    def writer_problem(self) -> str | None:
+        """Why commits are not being written right now, or None: for the daemon's watchdog."""
+        health = self.health()
+        if not health.alive:
             return "the journal writer is not running"
-        if self._queue and now - self._queue[0].queued_at > WRITER_STUCK_S:
+        if health.stuck:
             return f"commits have waited more than {WRITER_STUCK_S:g} s for the journal writer"
         return None
 
@@ -391,14 +515,13 @@ class Journal:
         """Start the writer if it is not running, then wait on it: it must never end.
 
         Raises JournalError when it ended anyway, so that the caller's supervisor logs it and
-        calls this again, which starts a new writer.
+        calls this again, which starts a new writer (ensure_writer).
         """
         if self._closing:
             raise JournalError(f"journal {self.path}: closed")
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
-            self._wake.set()  # commits queued while there was no writer
+        self.ensure_writer()
         writer = self._writer
+        assert writer is not None
         try:
             await asyncio.shield(writer)
         except asyncio.CancelledError:
@@ -414,42 +537,56 @@ class Journal:
         if upto <= self._acked_upto:
             return self._acked_upto
         now = utc_now_iso()
-        await self._fetch(
-            "UPDATE outbox SET acked_upto = ?, last_ack_at = ? WHERE acked_upto < ?",
-            (upto, now, upto),
-        )
-        self._acked_upto, self._last_ack_at = upto, now
-        await self._load_oldest_pending()
+        async with self._sqlite(f"recording the store's ack up to seq {upto}"):
+            await self._fetch(
+                "UPDATE outbox SET acked_upto = ?, last_ack_at = ? WHERE acked_upto < ?",
+                (upto, now, upto),
+            )
+            self._acked_upto, self._last_ack_at = upto, now
+            await self._load_oldest_pending()
         return upto
 
     async def purge(self, retain_days: float) -> int:
         """Delete acknowledged entries older than `retain_days`, keeping the chain's anchor."""
         cutoff = datetime.now(UTC) - timedelta(days=retain_days)
         cutoff_text = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        rows = await self._fetch(
-            "SELECT seq, hash, (SELECT anchor_seq FROM outbox) FROM entries "
-            "WHERE seq <= ? AND created_at < ? ORDER BY seq DESC LIMIT 1",
-            (self._acked_upto, cutoff_text),
-        )
-        if not rows:
-            return 0
-        anchor_seq, anchor_hash, old_anchor = rows[0]
-        # One script, one hop: no group commit can interleave with this transaction.
-        await self._db.executescript(
-            f"BEGIN IMMEDIATE; DELETE FROM entries WHERE seq <= {int(anchor_seq)}; "
-            f"UPDATE outbox SET anchor_seq = {int(anchor_seq)}, "
-            f"anchor_hash = X'{bytes(anchor_hash).hex()}'; COMMIT;"
-        )
+        async with self._sqlite("purging acknowledged entries"):
+            rows = await self._fetch(
+                "SELECT seq, hash, (SELECT anchor_seq FROM outbox) FROM entries "
+                "WHERE seq <= ? AND created_at < ? ORDER BY seq DESC LIMIT 1",
+                (self._acked_upto, cutoff_text),
+            )
+            if not rows:
+                return 0
+            anchor_seq, anchor_hash, old_anchor = rows[0]
+            # One script, one hop: no group commit can interleave with this transaction.
+            await self._db.executescript(
+                f"BEGIN IMMEDIATE; DELETE FROM entries WHERE seq <= {int(anchor_seq)}; "
+                f"UPDATE outbox SET anchor_seq = {int(anchor_seq)}, "
+                f"anchor_hash = X'{bytes(anchor_hash).hex()}'; COMMIT;"
+            )
         purged = int(anchor_seq) - int(old_anchor)  # seqs are gapless
         log.info("journal_purged", entries=purged, anchor_seq=anchor_seq)
         return purged
 
     async def close(self) -> None:
-        """Finish the commits already accepted, then close the file cleanly."""
+        """Answer the commits already accepted, then close the file, even on a full disk."""
         self._closing = True
         self._wake.set()
         if self._writer is not None:
-            await self._writer
-        await self._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._db.close()
+            await asyncio.wait([self._writer])  # it ends once the queue is answered
+        try:
+            await self._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            # Nothing is lost: every commit stays in the -wal file, replayed on the next open.
+            log.warning(
+                "journal_checkpoint_failed",
+                path=str(self.path),
+                error=str(exc),
+                hint="keep the -wal file next to the journal; it holds the latest sales",
+            )
+        try:
+            await self._db.close()
+        except sqlite3.Error as exc:
+            raise state.describe(self.path, exc, "closing") from exc
         log.info("journal_closed", path=str(self.path), last_seq=self._last_seq)

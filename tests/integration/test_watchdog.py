@@ -21,7 +21,8 @@ import pytest
 import structlog
 
 from edged import daemon
-from edged.client import ApiClient
+from edged.api import codes
+from edged.client import ApiClient, ApiError
 from edged.config import Config, load_config
 from edged.sdnotify import Notifier
 from edged.supervise import ComponentFailed
@@ -209,8 +210,15 @@ async def test_status_tells_while_the_journal_writer_is_down(
         await asyncio.wait_for(poll(), 20)
         assert health["ok"] is False
         assert "journal-writer" in health["problems"]
-        # A commit made meanwhile waits for the new writer instead of failing or hanging.
-        await asyncio.wait_for(journal_works(d), 20)
+        # A commit made meanwhile fails at once and says what to do; once the writer is back
+        # the same sale is committed (once).
+        retried = sale()
+        with pytest.raises(ApiError, match="retry with the same id") as caught:
+            await asyncio.wait_for(d.call("sale.commit", {"sale": retried}), 20)
+        assert caught.value.code == codes.JOURNAL_ERROR
+        await until(lambda: d.logged("watchdog_resumed"), "the writer back")
+        result = await d.call("sale.commit", {"sale": retried})
+        assert result["duplicate"] is False
 
 
 async def test_a_component_that_cannot_be_restarted_ends_the_daemon(

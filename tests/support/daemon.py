@@ -57,12 +57,18 @@ class DaemonProcess(_Process):
     """One terminal daemon with its own config, journal and socket under `workdir`."""
 
     def __init__(
-        self, workdir: Path, *, store: str = "S1", terminal: str = "T1", uplink: str = ""
+        self,
+        workdir: Path,
+        *,
+        store: str = "S1",
+        terminal: str = "T1",
+        uplink: str = "",
+        journal: Path | None = None,
     ) -> None:
         super().__init__(workdir, "run")
         self.store, self.terminal = store, terminal
         self.socket = str(workdir / "edged.sock")
-        self.journal = str(workdir / "journal.db")
+        self.journal = str(journal or workdir / "journal.db")
         self.config.write_text(
             f'[terminal]\nstore_id = "{store}"\nterminal_id = "{terminal}"\n'
             f'[journal]\npath = "{self.journal}"\n[api]\nsocket = "{self.socket}"\n' + uplink

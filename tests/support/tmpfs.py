@@ -1,0 +1,57 @@
+"""A small real tmpfs that tests fill up, so that SQLite meets a true full disk (ENOSPC)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+FILLER = ".filler"
+
+
+@contextmanager
+def small_tmpfs(where: Path, size_kib: int) -> Iterator[Path]:
+    """Mount a tmpfs of `size_kib` at `where` for the block; skip the test if we cannot."""
+    if os.geteuid() != 0:
+        pytest.skip("a disk-full test mounts a small tmpfs, which needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs at {where}: {mount.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "--lazy", str(where)], check=True)
+
+
+def fill(disk: Path) -> int:
+    """Take every free byte of `disk` with a filler file; returns how many bytes it took."""
+    taken = 0
+    fd = os.open(disk / FILLER, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        chunk = 1 << 16
+        while chunk:
+            try:
+                taken += os.write(fd, b"\0" * chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                chunk //= 2
+    finally:
+        os.close(fd)
+    return taken
+
+
+def free(disk: Path) -> None:
+    """Give the filler's space back."""
+    (disk / FILLER).unlink()

@@ -1,0 +1,120 @@
+"""The journal on a really full disk (a small tmpfs filled to the last byte): failing group
+commits answer their callers, the writer goes on, and everything serves again once space
+returns."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from structlog.testing import capture_logs
+
+from edged.errors import JournalFullError
+from edged.journal import Journal
+from edged.journal.verify import verify_journal
+from tests.support.tmpfs import fill, free, small_tmpfs
+
+HANG_S = 20  # only a hang detector: every step here answers at once
+
+
+def sale(pad: int = 0) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "total": 100,
+        "lines": [{"sku": "A", "qty": 1, "amount": 100}],
+        "payments": [{"method": "cash", "amount": 100}],
+        "meta": {"pad": "x" * pad},
+    }
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    # Small enough to fill at once, and the WAL stays far below its 1000-page auto-checkpoint,
+    # so every write must take new space.
+    with small_tmpfs(tmp_path / "disk", size_kib=1024) as where:
+        yield where
+
+
+async def open_journal(path: Path) -> Journal:
+    return await Journal.open(path, store_id="S1", terminal_id="T1")
+
+
+async def test_a_retried_sale_and_a_new_one_in_one_group_on_a_full_disk(disk: Path) -> None:
+    path = disk / "journal.db"
+    j = await open_journal(path)
+    old = sale()
+    first = await j.commit(old)
+    groups: list[list[str]] = []
+    write_group = j._write_group
+
+    async def recorded(group: Any) -> None:
+        groups.append([item.sale_id for item in group])
+        await write_group(group)
+
+    j._write_group = recorded  # type: ignore[method-assign]
+    fill(disk)
+    new = sale(pad=3000)
+    async with asyncio.timeout(HANG_S):
+        retried, failed = await asyncio.gather(
+            j.commit(dict(old)), j.commit(new), return_exceptions=True
+        )
+    assert groups == [[old["id"], new["id"]]]  # the case of the issue: one group
+    assert retried == msgspec.structs.replace(first, duplicate=True)
+    assert isinstance(failed, JournalFullError)
+    assert "not committed" in str(failed) and "Free space" in str(failed)
+    health = j.health()
+    assert health.alive and not health.stuck and health.waiting == 0
+    assert health.failing_since is not None and "disk full" in (health.last_error or "")
+    assert (j.stats().last_seq, j.stats().pending) == (1, 1)  # the failed sale took no seq
+
+    async with asyncio.timeout(HANG_S):  # still full: still answered, still no seq taken
+        with pytest.raises(JournalFullError):
+            await j.commit(new)
+        free(disk)
+        again = await j.commit(new)
+    assert (again.seq, again.duplicate) == (2, False)
+    assert j.health().failing_since is None
+    await j.close()
+    report = verify_journal(path)
+    assert (report.last_seq, report.entries) == (2, 2)
+
+
+async def test_acks_purge_and_close_on_a_full_disk(disk: Path) -> None:
+    path = disk / "journal.db"
+    j = await open_journal(path)
+    ids = [(await j.commit(sale(pad=1000))).seq for _ in range(10)]
+    assert await j.mark_acked(5) == 5
+    fill(disk)
+    with pytest.raises(JournalFullError, match=r"disk full while recording the store's ack"):
+        await j.mark_acked(7)
+    assert j.stats().acked_upto == 5  # not advanced: the store will ack again
+    with pytest.raises(JournalFullError, match="disk full while purging"):
+        await j.purge(retain_days=0)
+    assert not j._db.in_transaction  # the next statement is its own durable transaction
+    found = await j.get(str(uuid.uuid4()))  # reads still work
+    assert found is None
+    assert [e.seq for e in await j.unacked(0, 10)] == ids[5:]
+    with capture_logs() as logs:
+        async with asyncio.timeout(HANG_S):
+            await j.close()
+    events = [entry["event"] for entry in logs]
+    assert "journal_checkpoint_failed" in events and "journal_closed" in events
+    assert (disk / "journal.db-wal").stat().st_size > 0  # the WAL keeps every commit
+
+    j = await open_journal(path)  # an existing journal opens on the full disk too
+    assert (j.stats().last_seq, j.stats().acked_upto) == (10, 5)
+    await j.close()
+    free(disk)
+    j = await open_journal(path)
+    assert await j.mark_acked(7) == 7
+    assert await j.purge(retain_days=0) == 7
+    assert (await j.commit(sale())).seq == 11
+    await j.close()
+    report = verify_journal(path)
+    assert (report.anchor_seq, report.last_seq, report.acked_upto) == (7, 11, 7)

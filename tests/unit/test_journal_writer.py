@@ -1,0 +1,167 @@
+"""The journal writer survives any failure of a group, says when it is stuck or gone, and can
+be restarted; real SQLite files, with a failure injected where no real one can be provoked."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from structlog.testing import capture_logs
+
+from edged.errors import JournalError, JournalFullError
+from edged.journal import Journal
+from edged.journal.verify import verify_journal
+
+HANG_S = 20  # only a hang detector
+
+
+def sale() -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "total": 100,
+        "lines": [{"sku": "A", "qty": 1, "amount": 100}],
+        "payments": [{"method": "cash", "amount": 100}],
+    }
+
+
+async def open_journal(path: Path) -> Journal:
+    return await Journal.open(path, store_id="S1", terminal_id="T1")
+
+
+async def test_a_bug_in_one_group_fails_only_that_group(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    insert = j._insert
+    calls = 0
+
+    async def broken_once(items: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected bug")
+        return await insert(items)
+
+    j._insert = broken_once  # type: ignore[method-assign]
+    victim = sale()
+    with capture_logs() as logs:
+        async with asyncio.timeout(HANG_S):
+            with pytest.raises(JournalError, match="RuntimeError: injected bug") as info:
+                await j.commit(victim)
+            later = await j.commit(sale())
+            retried = await j.commit(victim)
+    assert "outcome of this commit is unknown" in str(info.value)
+    assert not isinstance(info.value, JournalFullError)
+    failures = [entry for entry in logs if entry["event"] == "journal_write_failed"]
+    assert len(failures) == 1 and failures[0]["sale_ids"] == [victim["id"]]
+    assert (later.seq, retried.seq, retried.duplicate) == (1, 2, False)
+    assert j.health().alive
+    await j.close()
+    assert verify_journal(tmp_path / "j.db").last_seq == 2
+
+
+async def test_a_failure_after_the_insert_landed_reloads_the_head(tmp_path: Path) -> None:
+    """The outcome was unknown and the sale is in fact on disk: the next group continues the
+    chain after it, and the caller's retry gets its first result."""
+    j = await open_journal(tmp_path / "j.db")
+    fetch = j._fetch
+    armed = True
+
+    async def fails_after_insert(sql: str, params: Any = ()) -> Any:
+        nonlocal armed
+        rows = await fetch(sql, params)
+        if armed and sql.startswith("INSERT INTO entries"):
+            armed = False
+            raise RuntimeError("lost after the write")
+        return rows
+
+    j._fetch = fails_after_insert  # type: ignore[method-assign]
+    victim = sale()
+    async with asyncio.timeout(HANG_S):
+        with pytest.raises(JournalError, match="outcome of this commit is unknown"):
+            await j.commit(victim)
+        after = await j.commit(sale())
+        retried = await j.commit(victim)
+    assert after.seq == 2
+    assert (retried.seq, retried.duplicate) == (1, True)
+    assert j.stats().last_seq == 2
+    await j.close()
+    assert verify_journal(tmp_path / "j.db").last_seq == 2
+
+
+async def test_a_failed_duplicate_lookup_is_a_clean_error_then_the_first_result(
+    tmp_path: Path,
+) -> None:
+    """If even the read that finds a retried sale fails, nobody in the group is told a lie:
+    the error says this request committed nothing, and the retry later gets the first result."""
+    j = await open_journal(tmp_path / "j.db")
+    old = sale()
+    first = await j.commit(old)
+    lookup = j._committed_before
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+
+    async def failing_lookup(items: Any) -> Any:
+        raise full
+
+    j._committed_before = failing_lookup  # type: ignore[method-assign]
+    new = sale()
+    async with asyncio.timeout(HANG_S):
+        results = await asyncio.gather(j.commit(dict(old)), j.commit(new), return_exceptions=True)
+    assert all(isinstance(r, JournalFullError) for r in results)
+    assert "not committed by this request" in str(results[0])
+    j._committed_before = lookup  # type: ignore[method-assign]
+    async with asyncio.timeout(HANG_S):
+        retried, fresh = await asyncio.gather(j.commit(dict(old)), j.commit(new))
+    assert retried == msgspec.structs.replace(first, duplicate=True)
+    assert fresh.seq == 2
+    await j.close()
+
+
+async def test_a_writer_that_ended_fails_fast_and_can_be_restarted(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    assert j.ensure_writer() is False  # alive: nothing to do
+    assert j._writer is not None
+    waiting = asyncio.create_task(j.commit(sale()))
+    await asyncio.sleep(0)  # queued, the writer not yet run
+    with capture_logs() as logs:
+        j._writer.cancel()
+        async with asyncio.timeout(HANG_S):
+            with pytest.raises(JournalError, match="journal writer stopped"):
+                await waiting
+    assert [entry["event"] for entry in logs] == ["journal_writer_ended"]
+    assert logs[0]["log_level"] == "error" and logs[0]["reason"] == "cancelled"
+    assert not j.health().alive
+    with pytest.raises(JournalError, match="journal writer is not running"):
+        await j.commit(sale())
+    assert j.ensure_writer() is True
+    async with asyncio.timeout(HANG_S):
+        assert (await j.commit(sale())).seq == 1
+    assert j.health().ok
+    await j.close()
+    assert not j.health().alive
+
+
+async def test_health_says_stuck_while_the_writer_cannot_write(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    assert j.health() == j.health(stuck_after_s=0.0)  # nothing waiting: never stuck
+    blocker = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock (busy_timeout waits)
+    try:
+        commit = asyncio.create_task(j.commit(sale()))
+        async with asyncio.timeout(HANG_S):
+            while not j.health(stuck_after_s=0.05).stuck:
+                await asyncio.sleep(0.01)
+        health = j.health(stuck_after_s=0.05)
+        assert health.alive and health.waiting == 1 and not health.ok
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    async with asyncio.timeout(HANG_S):
+        assert (await commit).seq == 1
+    assert not j.health(stuck_after_s=0.05).stuck
+    await j.close()
