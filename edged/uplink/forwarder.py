@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import msgspec
 import structlog
 
+from edged.errors import JournalFullError
 from edged.events import EventHub
 from edged.journal import Journal, StoredEntry
 from edged.uplink.client import Connection
@@ -111,6 +112,7 @@ class Forwarder:
         self._acked_here = False  # an ack arrived on this connection
         self._early_resends = 0  # resends on this connection before its first ack
         self._bogus_warned = False
+        self._full_warned = False  # an ack could not be recorded: disk full
         self._last_event: tuple[int, int, int] | None = None
         self._last_event_at = 0.0
         self._event_owed = False
@@ -225,7 +227,15 @@ class Forwarder:
                 topic, f"upto {ack.upto} is beyond the journal's last seq ({last_seq})", payload
             )
             return
-        acked = await self._journal.mark_acked(ack.upto)
+        try:
+            acked = await self._journal.mark_acked(ack.upto)
+        except JournalFullError as exc:
+            # Not lost: the store's next ack is cumulative and says it again. Forwarding goes on.
+            report = log.debug if self._full_warned else log.warning
+            self._full_warned = True
+            report("ack_not_recorded", topic=topic, upto=ack.upto, error=str(exc))
+            return
+        self._full_warned = False
         self._acked_here = True
         self._bogus_warned = False
         self._timeout_warned = False

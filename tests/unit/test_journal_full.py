@@ -15,8 +15,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from edged.errors import JournalFullError
+from edged.events import EventHub
 from edged.journal import Journal
 from edged.journal.verify import verify_journal
+from edged.uplink.forwarder import Forwarder
+from edged.uplink.pulse import Pulse
 from tests.support.tmpfs import fill, free, small_tmpfs
 
 HANG_S = 20  # only a hang detector: every step here answers at once
@@ -118,3 +121,36 @@ async def test_acks_purge_and_close_on_a_full_disk(disk: Path) -> None:
     await j.close()
     report = verify_journal(path)
     assert (report.anchor_seq, report.last_seq, report.acked_upto) == (7, 11, 7)
+
+
+async def test_an_ack_that_cannot_be_recorded_keeps_the_link_up(disk: Path) -> None:
+    """On a full disk the forwarder logs the ack it could not record and goes on; the store's
+    next cumulative ack records it once there is space."""
+    j = await open_journal(disk / "journal.db")
+    for _ in range(6):
+        await j.commit(sale(pad=1000))
+    fwd = Forwarder(
+        j,
+        EventHub(),
+        store="S1",
+        terminal="T1",
+        tx_topic="edged/v1/S1/T1/tx",
+        ack_topic="edged/v1/S1/T1/ack",
+        batch_max=10,
+        window=2,
+        ack_timeout_s=1.0,
+        changed=Pulse(),
+    )
+    fill(disk)
+    with capture_logs() as logs:
+        await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":3}')  # raises nothing
+        await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":4}')
+    assert [e["log_level"] for e in logs if e["event"] == "ack_not_recorded"] == [
+        "warning",
+        "debug",
+    ]
+    assert j.stats().acked_upto == 0
+    free(disk)
+    await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":5}')
+    assert j.stats().acked_upto == 5
+    await j.close()
