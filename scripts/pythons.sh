@@ -96,8 +96,12 @@ test_venv() {
         echo "creating $venv from $python" >&2
         "$python" -m venv "$venv"
     fi
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' >&2 \
-        2> >(grep -v "^WARNING: Location" >&2)
+    # (re)install when the venv is new or pyproject.toml changed since the last install
+    if [ ! -e "$venv/.edged-installed" ] || [ pyproject.toml -nt "$venv/.edged-installed" ]; then
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' >&2 \
+            2> >(grep -v "^WARNING: Location" >&2)
+        touch "$venv/.edged-installed"
+    fi
     echo "$venv/bin/python"
 }
 

@@ -28,6 +28,6 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >&2 \
-    2> >(grep -v "^WARNING: Location" >&2)
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+    | grep -v "^WARNING: Location" >&2 || true
 export EDGED_SETUP_DONE=1
