@@ -347,6 +347,18 @@ def read_password(uplink: UplinkSection, file: str) -> str | None:
         ) from None
 
 
+def strict_tls_hint(verify_message: str) -> str | None:
+    """What to do when strict verification refused a CA without keyUsage (None: not that)."""
+    # OpenSSL: "CA cert does not include key usage extension"
+    if "does not include key usage extension" in verify_message.lower():
+        return (
+            "the CA certificate lacks the keyUsage extension (keyCertSign, cRLSign) that strict "
+            "verification requires (Python 3.13 and edged on every version): make the store CA "
+            "as in the README's TLS recipe and reissue the broker's certificate"
+        )
+    return None
+
+
 def tls_context(uplink: UplinkSection, file: str) -> ssl.SSLContext | None:
     """The TLS context for `uplink` (None without TLS), loaded now so rotated files are used."""
     if not uplink.tls:
@@ -355,6 +367,9 @@ def tls_context(uplink: UplinkSection, file: str) -> ssl.SSLContext | None:
         context = ssl.create_default_context(cafile=uplink.ca_file)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(file, "uplink.ca_file", f"cannot load {uplink.ca_file}: {exc}") from exc
+    # 3.13 verifies strictly by default; so does edged on 3.11 and 3.12, so a store CA that
+    # works on one till works on all of them (and keeps working when a till's Python moves on).
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
     if uplink.cert_file:
         try:
             context.load_cert_chain(uplink.cert_file, uplink.key_file)

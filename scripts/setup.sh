@@ -1,6 +1,9 @@
 # Sourced by scripts/test, scripts/demo and scripts/bench: a fresh machine to a ready .venv.
 # Creates .venv, installs edged with its test extras, and makes sure mosquitto exists.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ -n "${EDGED_SETUP_DONE:-}" ]; then
+    return 0  # a parent script (scripts/test calling scripts/test-on) did it already
+fi
 
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -27,3 +30,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
     | grep -v "^WARNING: Location" >&2 || true
+export EDGED_SETUP_DONE=1

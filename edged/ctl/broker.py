@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import aiomqtt
 
-from edged.config import Config, UplinkSection, read_password, tls_context
+from edged.config import Config, UplinkSection, read_password, strict_tls_hint, tls_context
 from edged.ctl.checks import Check
 from edged.errors import ConfigError
 from edged.uplink.client import peer_of
@@ -69,8 +69,9 @@ async def _tls(up: UplinkSection, context: ssl.SSLContext) -> Check:
             "broker tls",
             "FAIL",
             f"{where}: the broker's certificate is refused: {exc.verify_message}",
-            f"uplink.ca_file must hold the CA that signed it and {up.host} must be one of its "
-            "names; a clock far off also fails here (see the clock line)",
+            strict_tls_hint(exc.verify_message)
+            or f"uplink.ca_file must hold the CA that signed it and {up.host} must be one of "
+            "its names; a clock far off also fails here (see the clock line)",
         )
     except (ssl.SSLError, OSError, TimeoutError) as exc:
         return Check(

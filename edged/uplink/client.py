@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import aiomqtt
 import structlog
 
-from edged.config import UplinkSection, read_password, tls_context
+from edged.config import UplinkSection, read_password, strict_tls_hint, tls_context
 from edged.errors import ConfigError, EdgedError
 
 log = structlog.get_logger(__name__)
@@ -99,6 +99,9 @@ _HINTS = (
 
 
 def _with_hint(text: str) -> str:
+    strict = strict_tls_hint(text)
+    if strict is not None:
+        return f"{text}; {strict}"
     lowered = text.lower()
     for needle, hint in _HINTS:
         if needle in lowered:

@@ -380,7 +380,7 @@ def test_cannot_run_exits_2(tmp_path: Path) -> None:
 def test_doctor_checks_the_broker_step_by_step(tmp_path: Path) -> None:
     """TLS with the configured CA and client certificate, then MQTT CONNECT with the password."""
     make_tls_users(tmp_path)
-    tls_port = free_port()
+    tls_port, legacy_port = free_port(), free_port()
     broker = Mosquitto(
         tmp_path,
         extra_conf=(
@@ -390,16 +390,22 @@ def test_doctor_checks_the_broker_step_by_step(tmp_path: Path) -> None:
             f"certfile {tmp_path / 'good-server.crt'}\n"
             f"keyfile {tmp_path / 'good-server.key'}\n"
             "require_certificate true\n"
+            # a broker certificate from a home-made CA without keyUsage
+            f"listener {legacy_port} 127.0.0.1\n"
+            f"cafile {tmp_path / 'good-ca.crt'}\n"
+            f"certfile {tmp_path / 'legacy-server.crt'}\n"
+            f"keyfile {tmp_path / 'legacy-server.key'}\n"
+            "require_certificate true\n"
         ),
     )
 
-    def doctor(ca: str, password: str) -> dict[str, dict[str, str]]:
+    def doctor(ca: str, password: str, port: int = tls_port) -> dict[str, dict[str, str]]:
         config = tmp_path / "edged.toml"
         config.write_text(
             '[terminal]\nstore_id = "S1"\nterminal_id = "T1"\n'
             f'[journal]\npath = "{tmp_path / "journal.db"}"\n'
             f'[api]\nsocket = "{tmp_path / "edged.sock"}"\n'
-            f'[uplink]\nhost = "127.0.0.1"\nport = {tls_port}\ntls = true\nca_file = "{ca}"\n'
+            f'[uplink]\nhost = "127.0.0.1"\nport = {port}\ntls = true\nca_file = "{ca}"\n'
             'cert_file = "good-client.crt"\nkey_file = "good-client.key"\n'
             f'username = "s1-t1"\npassword_file = "{password}"\n'
         )
@@ -423,6 +429,13 @@ def test_doctor_checks_the_broker_step_by_step(tmp_path: Path) -> None:
         assert untrusted["broker tls"]["level"] == "FAIL"
         assert "ca_file" in untrusted["broker tls"]["todo"]
         assert "broker mqtt" not in untrusted
+
+        # strict verification on every Python: the hint names the missing extension
+        legacy = doctor("legacy-ca.crt", "s1-t1.pw", port=legacy_port)
+        assert legacy["broker tls"]["level"] == "FAIL"
+        assert "key usage" in legacy["broker tls"]["found"], legacy["broker tls"]
+        assert "keyUsage extension (keyCertSign, cRLSign)" in legacy["broker tls"]["todo"]
+        assert "README's TLS recipe" in legacy["broker tls"]["todo"]
 
         wrong_password = doctor("good-ca.crt", "wrong.pw")
         assert wrong_password["broker tls"]["level"] == "WARN"  # verified, expiring soon

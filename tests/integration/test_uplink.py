@@ -325,7 +325,7 @@ async def test_tls_with_client_certificate_and_password(tmp_path: Path, journal:
         "user s1-t1\ntopic write edged/v1/s1/t1/tx\ntopic write edged/v1/s1/t1/status\n"
         "topic read edged/v1/s1/t1/ack\n"
     )
-    tls_port = free_port()
+    tls_port, legacy_port = free_port(), free_port()
     broker = Mosquitto(
         tmp_path,
         extra_conf=(
@@ -335,6 +335,12 @@ async def test_tls_with_client_certificate_and_password(tmp_path: Path, journal:
             f"cafile {tmp_path / 'good-ca.crt'}\n"
             f"certfile {tmp_path / 'good-server.crt'}\n"
             f"keyfile {tmp_path / 'good-server.key'}\n"
+            "require_certificate true\n"
+            # a broker certificate from a home-made CA without keyUsage
+            f"listener {legacy_port} 127.0.0.1\n"
+            f"cafile {tmp_path / 'good-ca.crt'}\n"
+            f"certfile {tmp_path / 'legacy-server.crt'}\n"
+            f"keyfile {tmp_path / 'legacy-server.key'}\n"
             "require_certificate true\n"
         ),
     )
@@ -363,8 +369,12 @@ async def test_tls_with_client_certificate_and_password(tmp_path: Path, journal:
         untrusted = msgspec.structs.replace(good, ca_file=str(tmp_path / "other-ca.crt"))
         wrong_pw = msgspec.structs.replace(good, password_file=str(tmp_path / "wrong.pw"))
         no_pw_file = msgspec.structs.replace(good, password_file=str(tmp_path / "missing.pw"))
+        legacy = msgspec.structs.replace(
+            good, port=legacy_port, ca_file=str(tmp_path / "legacy-ca.crt")
+        )
         for cfg, words in (
             (untrusted, "certificate verify failed"),
+            (legacy, "lacks the keyusage extension (keycertsign, crlsign)"),
             (wrong_pw, "not authori"),
             (no_pw_file, "missing.pw"),
         ):

@@ -401,6 +401,15 @@ def forge(
 
 
 SALE = b'{"id":"x","total":1200,"currency":"EUR"}'
+
+
+def nested(levels: int) -> bytes:
+    """A sale whose objects and arrays nest `levels` deep, the sale object itself included."""
+    inner = levels - 1
+    return b'{"id":"x","a":' + b"[" * inner + b"1" + b"]" * inner + b"}"
+
+
+MANY_LINES = b'{"lines":[' + b",".join(b'{"sku":"s","qty":[1]}' for _ in range(200)) + b"]}"
 _FAST_CASES: dict[str, tuple[Entry, bool]] = {
     "plain": (forge(1, GENESIS_HASH, sale=SALE), True),
     "sale sent non-canonical": (forge(1, GENESIS_HASH, sale=b'{ "total" : 12, "a":[1, 2] }'), True),
@@ -418,7 +427,21 @@ _FAST_CASES: dict[str, tuple[Entry, bool]] = {
     "empty id": (forge(1, GENESIS_HASH, sale=SALE, sale_id=""), False),
     "sale is a list": (msgspec.structs.replace(make_chain(1)[0], sale=msgspec.Raw(b"[1]")), False),
     "sale not json": (msgspec.structs.replace(make_chain(1)[0], sale=msgspec.Raw(b"{x")), False),
+    "sale 100 levels deep": (forge(1, GENESIS_HASH, sale=nested(100)), True),
+    "sale 101 levels deep": (forge(1, GENESIS_HASH, sale=nested(101)), False),
+    "sale with 600 brackets, 4 deep": (forge(1, GENESIS_HASH, sale=MANY_LINES), True),
 }
+
+
+def test_sale_nested_past_the_limit_is_invalid_even_with_its_hash_right(
+    store: CollectorStore,
+) -> None:
+    """The limit is the collector's, not the interpreter's recursion limit: same on every Python."""
+    assert store.store_batch(S, T, [forge(1, GENESIS_HASH, sale=nested(101))]) == 0
+    (recorded,) = store.problems()
+    assert recorded["kind"] == "invalid"
+    assert "nested too deeply (over 100 levels" in recorded["detail"]
+    assert store.store_batch(S, T, [forge(1, GENESIS_HASH, sale=nested(100))]) == 1
 
 
 @pytest.mark.parametrize("case", sorted(_FAST_CASES))
