@@ -74,10 +74,10 @@ class Supervisor:
     `expected(exc)` tells an expected fault (logged WARNING once per outage, then DEBUG, with a
     reminder every `reminder_s`) from a bug (ERROR with traceback, every time). An attempt that
     returns or is cancelled from inside is logged at ERROR and restarted; one of `fatal` ends
-    the supervisor (a retry cannot help). `on_failure(error)`
-    runs after every failed attempt, `before()` before every attempt. The component calls
-    `healthy()` once an attempt has proved itself (else: after `healthy_after_s`). A `backoff`
-    given replaces the policy's delays (tests make them small).
+    the supervisor (a retry cannot help). `on_failure(error)` runs after every failed attempt,
+    `before()` before every attempt. The component calls `healthy()` once an attempt has proved
+    itself (else: after `healthy_after_s`). A `backoff` given replaces the policy's delays
+    (tests make them small).
     """
 
     def __init__(
@@ -108,7 +108,6 @@ class Supervisor:
         self.failed_total = 0  # failed attempts since start
         self.unexpected_in_a_row = 0
         self.last_error: str | None = None
-        self.attempt_started_at: float | None = None  # monotonic; None before the first
         self._task: asyncio.Task[None] | None = None
         self._warned = False  # the current outage was logged at WARNING
         self._down_since: float | None = None
@@ -165,7 +164,7 @@ class Supervisor:
             self._wake.clear()
             if self._before is not None:
                 self._before()
-            started = self.attempt_started_at = time.monotonic()
+            started = time.monotonic()
             self._task = asyncio.create_task(self._call(), name=f"{self.name}-attempt")
             outcome: BaseException | None = None
             try:
