@@ -80,8 +80,9 @@ def check_identity(db_path: str, *, had: str | None, found: str, init: bool) -> 
     if had is not None and had != found and not init:
         raise CollectorDbChangedError(
             f"collector db {db_path} is not the database this collector had (identity {found}, "
-            f"expected {had} from {marker_path(db_path)}): it was replaced; {RESTORE_HINT}, "
-            "which also adopts a database you put there on purpose"
+            f"expected {had} from {marker_path(db_path)}): it was replaced. If you put it "
+            "there on purpose, run `edged collector --config FILE init` to adopt it; otherwise "
+            "put this collector's database back (or restore it from the backup)"
         )
 
 
@@ -95,10 +96,10 @@ class FileIdentity:
     @classmethod
     def of(cls, db_path: str) -> FileIdentity | None:
         """The files at `db_path` now; None if the database file is gone."""
-        db = _dev_ino(db_path)
+        db = dev_ino(db_path)
         if db is None:
             return None
-        return cls(db, _dev_ino(db_path + WAL_SUFFIX))
+        return cls(db, dev_ino(db_path + WAL_SUFFIX))
 
     def check(self, db_path: str) -> None:
         """Raise CollectorDbChangedError unless the files at `db_path` are still these."""
@@ -118,7 +119,7 @@ class FileIdentity:
         )
 
 
-def _dev_ino(path: str) -> tuple[int, int] | None:
+def dev_ino(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:

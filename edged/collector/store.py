@@ -20,9 +20,11 @@ import structlog
 
 from edged.clock import utc_now_iso
 from edged.collector.dbfile import (
+    WAL_SUFFIX,
     FileIdentity,
     check_identity,
     check_may_open,
+    dev_ino,
     read_marker,
     write_marker,
 )
@@ -187,7 +189,7 @@ class CollectorStore:
         conn = self._conn
         states: dict[TerminalKey, _State] = {}
         try:
-            self._files.check(self.path)
+            self._check_files()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for item in items:
@@ -211,7 +213,7 @@ class CollectorStore:
                 raise
         except sqlite3.Error as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot store: {exc}") from exc
-        self._files.check(self.path)  # the commit went to the file that will be read later
+        self._check_files()  # the commit went to the file that will be read later
         for (store_id, terminal_id), state in states.items():
             if state.inserted:
                 log.debug(
@@ -222,6 +224,19 @@ class CollectorStore:
                     upto=result[(store_id, terminal_id)],
                 )
         return result
+
+    def _check_files(self) -> None:
+        """Raise CollectorDbChangedError if the database file at the path is not ours any more.
+
+        Then our WAL, still named after the path, would be read as part of whatever file is
+        put there (a backup restored, another database): it is emptied into our own file first.
+        """
+        try:
+            self._files.check(self.path)
+        except CollectorDbChangedError:
+            if self._files.wal is not None and self._files.wal == dev_ino(self.path + WAL_SUFFIX):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raise
 
     def _put_batch(
         self, conn: sqlite3.Connection, states: dict[TerminalKey, _State], batch: Batch, now: str
