@@ -5,6 +5,11 @@ transaction, then PUBACK each message and publish one cumulative ack per termina
 acknowledged, to the broker or to a terminal, before the commit; a collector killed at any
 point gets the un-PUBACKed messages again from its persistent session, and whatever it had
 already stored comes back as duplicates that the store absorbs and re-acknowledges.
+
+A message that cannot be stored (malformed, out of range, oversized, or refused by the
+database) is quarantined in the same transaction and settled with its group: it is never
+redelivered, never acknowledged to its terminal, and never holds up anybody else. A database
+file deleted or replaced under the collector ends it (CollectorDbChangedError) before any ack.
 """
 
 from __future__ import annotations
@@ -145,9 +150,9 @@ def parse_delivery(prefix: str, delivery: Delivery) -> Batch | Quarantine:
     """The batch a tx message carries, or the reason it must be quarantined."""
     message = Message(delivery.topic, delivery.payload)
     where = parse_tx_topic(prefix, delivery.topic)
-    store_id, terminal_id = where or ("", "")
     if where is None:
         return Quarantine(message, "", "", f"topic is not {prefix}/STORE/TERMINAL/tx")
+    store_id, terminal_id = where
     if len(delivery.payload) > MAX_TX_PAYLOAD_BYTES:
         problem = f"payload is {len(delivery.payload)} bytes, over {MAX_TX_PAYLOAD_BYTES}"
         return Quarantine(message, store_id, terminal_id, problem)

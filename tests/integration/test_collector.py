@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -298,7 +298,7 @@ async def test_bad_payloads_are_quarantined_and_the_collector_keeps_working(
     assert not [e for e in logs if e["event"] in ("component_failed", "collector_store_failed")]
 
 
-def quarantined_events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def quarantined_events(logs: Sequence[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [e for e in logs if e["event"] == "tx_quarantined"]
 
 
