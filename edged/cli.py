@@ -19,7 +19,7 @@ from edged.errors import ConfigError, EdgedError, JournalError
 from edged.sdnotify import Notifier
 
 EX_FAILURE = 1
-EX_IOERR = 74  # sysexits.h: the journal cannot be used
+EX_IOERR = 74  # sysexits.h: the journal, or the collector's database, cannot be used
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd should not restart
 
 
@@ -40,9 +40,11 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "action",
                 nargs="?",
-                choices=("run", "status"),
+                choices=("run", "status", "init"),
                 default="run",
-                help="run (default), or status: print the database's per-terminal report as JSON",
+                help="run (default); status: print the database's per-terminal report as JSON; "
+                "init: accept the database file as this collector's, creating an empty one if "
+                "there is none (needed only after it was lost or replaced)",
             )
     return parser
 
@@ -70,6 +72,23 @@ async def _collector(cfg: CollectorConfig) -> None:
         notifier.close()
 
 
+def _collector_main(action: str, cfg: CollectorConfig) -> int:
+    """`edged collector run|status|init`; 74 when its database is missing or was replaced."""
+    from edged.collector import CollectorDbChangedError, collector_report, init_collector_db
+
+    try:
+        if action == "status":
+            print(json.dumps(collector_report(cfg.collector.db), indent=2))
+        elif action == "init":
+            print(init_collector_db(cfg.collector.db))
+        else:
+            asyncio.run(_collector(cfg))
+    except CollectorDbChangedError as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return EX_IOERR
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from edged import log
@@ -80,13 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             from edged import daemon
 
             asyncio.run(daemon.run(load_config(args.config)))
-        elif args.action == "status":
-            from edged.collector import collector_report
-
-            report = collector_report(load_collector_config(args.config).collector.db)
-            print(json.dumps(report, indent=2))
         else:
-            asyncio.run(_collector(load_collector_config(args.config)))
+            return _collector_main(args.action, load_collector_config(args.config))
     except ConfigError as exc:
         print(f"edged: config error: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -10,12 +10,13 @@ T = TypeVar("T")
 
 WIRE_VERSION = 1
 DEFAULT_TOPIC_PREFIX = "edged/v1"
+SEQ_MAX = 2**63 - 1  # a seq out of 1..SEQ_MAX fails decoding (SQLite's INTEGER is 64-bit)
 
 
 class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One journal entry as forwarded; hashes are lowercase hex."""
 
-    seq: int
+    seq: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)]
     id: str
     receipt_no: str
     created_at: str

@@ -96,12 +96,12 @@ def terminal_report(conn: sqlite3.Connection) -> list[TerminalReport]:
 
 def recent_problems(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT store_id, terminal_id, seq, kind, hash, detail, first_at, last_at, count"
-        " FROM problems ORDER BY last_at DESC, rowid DESC LIMIT ?",
+        "SELECT store_id, terminal_id, seq, kind, hash, detail, first_at, last_at, count, topic,"
+        " raw_size FROM problems ORDER BY last_at DESC, rowid DESC LIMIT ?",
         (limit,),
     ).fetchall()
     names = ("store_id", "terminal_id", "seq", "kind", "hash", "detail", "first_at", "last_at")
-    return [dict(zip((*names, "count"), r, strict=True)) for r in rows]
+    return [dict(zip((*names, "count", "topic", "size"), r, strict=True)) for r in rows]
 
 
 def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any]:
@@ -118,7 +118,8 @@ def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             raise CollectorStoreError(
-                f"{path} has schema version {version}; this edged reads {SCHEMA_VERSION}"
+                f"{path} has schema version {version}; this edged reads {SCHEMA_VERSION} "
+                "(an older database is upgraded when the collector starts)"
             )
         conn.execute("BEGIN")  # one consistent snapshot for the whole report
         terminals = terminal_report(conn)

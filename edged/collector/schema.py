@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 
 import structlog
 
+from edged.clock import utc_now_iso
 from edged.errors import EdgedError
 
 log = structlog.get_logger(__name__)
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 BUSY_TIMEOUT_MS = 10_000  # several collectors may share one db file
@@ -56,10 +58,10 @@ CREATE TABLE problems (
     store_id     TEXT NOT NULL,
     terminal_id  TEXT NOT NULL,
     seq          INTEGER NOT NULL,
-    kind         TEXT NOT NULL,  -- invalid | bad_hash | seq_conflict | id_conflict
-    hash         TEXT NOT NULL,  -- the hash the entry claimed
+    kind         TEXT NOT NULL,  -- invalid | bad_hash | seq_conflict | id_conflict | quarantined
+    hash         TEXT NOT NULL,  -- the hash the entry claimed (quarantined: SHA-256 of the message)
     detail       TEXT NOT NULL,
-    body         TEXT NOT NULL,  -- the entry as received, kept as evidence
+    body         TEXT NOT NULL,  -- the entry as received, kept as evidence ('' if quarantined)
     first_at     TEXT NOT NULL,
     last_at      TEXT NOT NULL,
     count        INTEGER NOT NULL,
@@ -67,9 +69,32 @@ CREATE TABLE problems (
 );
 """
 
+# Version 2: a message that cannot be stored at all is quarantined in `problems` (seq 0) with
+# its topic and raw bytes; the database carries an identity so it is never silently replaced.
+_SCHEMA_V2 = """
+ALTER TABLE problems ADD COLUMN topic TEXT;      -- quarantined: the topic it came on
+ALTER TABLE problems ADD COLUMN raw BLOB;        -- quarantined: the message (a prefix if large)
+ALTER TABLE problems ADD COLUMN raw_size INTEGER;  -- quarantined: the whole message's size
+CREATE TABLE identity (
+    db_id       TEXT NOT NULL,  -- random, made once: a copy of this file has the same one
+    created_at  TEXT NOT NULL
+);
+"""
+
 
 class CollectorStoreError(EdgedError):
     """The collector's database cannot be opened, read or written."""
+
+
+class CollectorDbChangedError(CollectorStoreError):
+    """The database file is missing, or not the one this collector had: never carry on silently."""
+
+
+RESTORE_HINT = (
+    "restore it from the backup (then start the collector again), or, to start over with an "
+    "empty database on purpose, run `edged collector --config FILE init` (sales the terminals "
+    "have already purged will then be missing from the store)"
+)
 
 
 def sqlite_path(db_url: str) -> str:
@@ -82,7 +107,8 @@ def sqlite_path(db_url: str) -> str:
     return path
 
 
-def prepare(conn: sqlite3.Connection, path: str) -> None:
+def prepare(conn: sqlite3.Connection, path: str, *, may_create: bool = True) -> None:
+    """WAL, synchronous=FULL and the current schema; an empty file gets one only if `may_create`."""
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
@@ -91,10 +117,15 @@ def prepare(conn: sqlite3.Connection, path: str) -> None:
             "put it on a local file system"
         )
     conn.execute("PRAGMA synchronous = FULL")
-    _migrate(conn, path)
+    _migrate(conn, path, may_create=may_create)
 
 
-def _migrate(conn: sqlite3.Connection, path: str) -> None:
+def db_identity(conn: sqlite3.Connection) -> str:
+    """The random id the database was given when it was created (or upgraded to version 2)."""
+    return str(conn.execute("SELECT db_id FROM identity").fetchone()[0])
+
+
+def _migrate(conn: sqlite3.Connection, path: str, *, may_create: bool) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
@@ -104,17 +135,28 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
             f"({SCHEMA_VERSION}); upgrade edged"
         )
     tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-    if tables:
+    if version == 0 and tables:
         raise CollectorStoreError(
             f"{path} holds tables but no edged schema version; it is not a collector db"
         )
+    if version == 0 and not may_create:
+        raise CollectorDbChangedError(
+            f"collector db {path} is empty, but this collector had a database there; {RESTORE_HINT}"
+        )
+    scripts = [_SCHEMA, _SCHEMA_V2] if version == 0 else [_SCHEMA_V2]
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for script in scripts:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(
+            "INSERT INTO identity (db_id, created_at) VALUES (?, ?)",
+            (uuid.uuid4().hex, utc_now_iso()),
+        )
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    log.info("collector_db_prepared", db=path, schema_version=SCHEMA_VERSION, was=version)

@@ -5,6 +5,11 @@ transaction, then PUBACK each message and publish one cumulative ack per termina
 acknowledged, to the broker or to a terminal, before the commit; a collector killed at any
 point gets the un-PUBACKed messages again from its persistent session, and whatever it had
 already stored comes back as duplicates that the store absorbs and re-acknowledges.
+
+A message that cannot be stored (malformed, out of range, oversized, or refused by the
+database) is quarantined in the same transaction and settled with its group: it is never
+redelivered, never acknowledged to its terminal, and never holds up anybody else. A database
+file deleted or replaced under the collector ends it (CollectorDbChangedError) before any ack.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import structlog
 
 from edged.collector.link import BrokerLink, Delivery, LinkError, LinkSettings
 from edged.collector.report import TerminalReport
-from edged.collector.schema import CollectorStoreError, sqlite_path
-from edged.collector.store import Batch, CollectorStore, TerminalKey
+from edged.collector.schema import CollectorDbChangedError, CollectorStoreError, sqlite_path
+from edged.collector.store import Batch, CollectorStore, Message, Quarantine, TerminalKey
 from edged.config import CollectorConfig, read_password
 from edged.errors import ConfigError
 from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task
@@ -53,6 +58,9 @@ async def run_collector(cfg: CollectorConfig, *, ready: asyncio.Event | None = N
     try:
         await db.open()
         await _supervise(cfg, client_id, db, ready)
+    except CollectorDbChangedError as exc:
+        log.critical("collector_db_changed", db=db.path, error=str(exc))
+        raise
     finally:
         await db.close()
 
@@ -92,7 +100,8 @@ async def _supervise(
         attempt,
         policy=RestartPolicy(min_s=up.reconnect_min_s, max_s=up.reconnect_max_s),
         expected=_expected,
-        fatal=(ConfigError,),  # a TLS file that cannot be read: nothing a retry would fix
+        # A TLS file that cannot be read, a database deleted or replaced: a retry cannot help.
+        fatal=(ConfigError, CollectorDbChangedError),
         still_down_event="collector_link_still_down",
     )
     await supervisor.run()
@@ -115,8 +124,7 @@ async def _serve(link: BrokerLink, db: StoreThread, prefix: str) -> NoReturn:
         while len(group) < GROUP_MAX_MESSAGES and link.waiting():
             group.append(await link.next())
         log.debug("tx_group_received", messages=len(group))
-        batches = [b for b in (parse_delivery(prefix, d) for d in group) if b is not None]
-        uptos = await db.store_batches(batches) if batches else {}
+        uptos = await db.store_batches([parse_delivery(prefix, d) for d in group])
         for delivery in group:  # only after the commit
             link.settle(delivery)
         await _publish_acks(link, prefix, uptos)
@@ -138,34 +146,27 @@ async def _publish_ack_group(link: BrokerLink, prefix: str, uptos: dict[Terminal
         raise group.exceptions[0] from None
 
 
-def parse_delivery(prefix: str, delivery: Delivery) -> Batch | None:
-    """The batch a tx message carries, or None (logged) when topic or payload is bad."""
-    problem: str | None = None
-    batch = None
+def parse_delivery(prefix: str, delivery: Delivery) -> Batch | Quarantine:
+    """The batch a tx message carries, or the reason it must be quarantined."""
+    message = Message(delivery.topic, delivery.payload)
     where = parse_tx_topic(prefix, delivery.topic)
     if where is None:
-        problem = f"topic is not {prefix}/STORE/TERMINAL/tx"
-    elif len(delivery.payload) > MAX_TX_PAYLOAD_BYTES:
+        return Quarantine(message, "", "", f"topic is not {prefix}/STORE/TERMINAL/tx")
+    store_id, terminal_id = where
+    if len(delivery.payload) > MAX_TX_PAYLOAD_BYTES:
         problem = f"payload is {len(delivery.payload)} bytes, over {MAX_TX_PAYLOAD_BYTES}"
-    else:
-        try:
-            batch = decode_tx(delivery.payload)
-        except msgspec.MsgspecError as exc:
-            problem = str(exc)
-        except RecursionError:  # msgspec raises it for JSON nested too deeply
-            problem = "JSON is nested too deeply"
-        else:
-            if (batch.store, batch.terminal) != where:
-                problem = (
-                    f"payload says store {batch.store!r} terminal {batch.terminal!r}, "
-                    f"topic says store {where[0]!r} terminal {where[1]!r}"
-                )
-    if problem is not None or batch is None:
-        log.warning(
-            "tx_rejected", topic=delivery.topic, problem=problem, size=len(delivery.payload)
+        return Quarantine(message, store_id, terminal_id, problem)
+    try:
+        batch = decode_tx(delivery.payload)
+    except msgspec.MsgspecError as exc:
+        return Quarantine(message, store_id, terminal_id, str(exc))
+    if (batch.store, batch.terminal) != where:
+        problem = (
+            f"payload says store {batch.store!r} terminal {batch.terminal!r}, "
+            f"topic says store {store_id!r} terminal {terminal_id!r}"
         )
-        return None
-    return (batch.store, batch.terminal, batch.entries)
+        return Quarantine(message, store_id, terminal_id, problem)
+    return Batch(store_id, terminal_id, batch.entries, message)
 
 
 class StoreThread:
@@ -196,9 +197,9 @@ class StoreThread:
     async def open(self) -> None:
         await self._call(self._open)
 
-    async def store_batches(self, batches: Sequence[Batch]) -> dict[TerminalKey, int]:
+    async def store_batches(self, items: Sequence[Batch | Quarantine]) -> dict[TerminalKey, int]:
         """Store in one transaction; the commit completes even if the caller is cancelled."""
-        return await self._call(lambda: self._require().store_batches(batches))
+        return await self._call(lambda: self._require().store_batches(items))
 
     async def terminal_report(self) -> list[TerminalReport]:
         return await self._call(lambda: self._require().terminal_report())

@@ -8,10 +8,10 @@ never acknowledged past it, so the terminal resends and nothing is skipped silen
 
 from __future__ import annotations
 
-import re
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,28 @@ import msgspec
 import structlog
 
 from edged.clock import utc_now_iso
+from edged.collector.dbfile import (
+    WAL_SUFFIX,
+    FileIdentity,
+    check_identity,
+    check_may_open,
+    dev_ino,
+    read_marker,
+    write_marker,
+)
 from edged.collector.report import TerminalReport, recent_problems, terminal_report
-from edged.collector.schema import CollectorStoreError, prepare
+from edged.collector.schema import (
+    CollectorDbChangedError,
+    CollectorStoreError,
+    db_identity,
+    prepare,
+    sqlite_path,
+)
 from edged.collector.verify import GENESIS_HEX, Rejected, check_entry
-from edged.wire import Entry
+from edged.wire import DEFAULT_TOPIC_PREFIX, WIRE_VERSION, Entry, Topics, TxBatch, encode
 
 log = structlog.get_logger(__name__)
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 INSERT_ROWS_MAX = 500  # 11 variables a row: well under SQLite's 32766 per statement
 
 _INSERT_HEAD = (
@@ -37,8 +51,54 @@ _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_MANY_TAIL = " ON CONFLICT DO NOTHING RETURNING seq"
 
 
-Batch = tuple[str, str, Sequence[Entry]]
+RAW_KEPT_BYTES = 1024 * 1024  # of a quarantined message; its size and SHA-256 cover the rest
+QUARANTINE_SEQ = 0  # `problems.seq` of a quarantined message: it has no seq we could trust
+_SAVEPOINT = "batch"
+# sqlite3 errors that come from the values bound, not from the database: the batch is at fault.
+_DATA_ERRORS = (
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+)
+
 TerminalKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A tx message as it arrived, kept as evidence if it has to be quarantined."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The entries one tx message carries for one terminal."""
+
+    store_id: str
+    terminal_id: str
+    entries: Sequence[Entry]
+    message: Message
+
+    @classmethod
+    def of(cls, store_id: str, terminal_id: str, entries: Sequence[Entry]) -> Batch:
+        """The batch a terminal sends for `entries`, with the message it would publish."""
+        topic = Topics(DEFAULT_TOPIC_PREFIX, store_id, terminal_id).tx
+        tx = TxBatch(v=WIRE_VERSION, store=store_id, terminal=terminal_id, entries=list(entries))
+        return cls(store_id, terminal_id, entries, Message(topic, encode(tx)))
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """A message that cannot be stored (malformed, out of range, oversized): kept in `problems`,
+    settled so that it is not redelivered, and never acknowledged to its terminal."""
+
+    message: Message
+    store_id: str  # from its topic; "" if the topic names none
+    terminal_id: str
+    reason: str
 
 
 @dataclass(slots=True)
@@ -58,64 +118,85 @@ class _State:
     inserted: int = 0
     min_problem_seq: int | None = None
     touched_at: str = ""
-    seqs_inserted: list[int] = field(default_factory=list)
 
 
 class CollectorStore:
     """SQLite store of forwarded journal entries. Not thread-safe: use it from one thread."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str, received_by: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: str, received_by: str, files: FileIdentity
+    ) -> None:
         self._conn = conn
         self.path = path
         self.received_by = received_by
+        self._files = files
 
     @classmethod
-    def open(cls, path: str, *, received_by: str = "") -> CollectorStore:
-        """Open (creating if needed) the store at `path`; WAL, synchronous=FULL."""
+    def open(cls, path: str, *, received_by: str = "", init: bool = False) -> CollectorStore:
+        """Open the store at `path`, creating it only on a first start or with `init`.
+
+        WAL, synchronous=FULL. A database that the marker says existed but is missing or was
+        replaced raises CollectorDbChangedError unless `init` (an admin's decision) is given.
+        """
         parent = Path(path).parent
         if not parent.is_dir():
             raise CollectorStoreError(
                 f"cannot open collector db {path}: directory {parent} does not exist; create it"
             )
+        had = read_marker(path)
+        check_may_open(path, had=had, init=init)
         try:
             conn = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise CollectorStoreError(f"cannot open collector db {path}: {exc}") from exc
         try:
-            prepare(conn, path)
+            prepare(conn, path, may_create=init or had is None)
+            found = db_identity(conn)
+            check_identity(path, had=had, found=found, init=init)
+            files = FileIdentity.of(path)
         except sqlite3.Error as exc:
             conn.close()
             raise CollectorStoreError(f"cannot prepare collector db {path}: {exc}") from exc
         except CollectorStoreError:
             conn.close()
             raise
-        return cls(conn, path, received_by)
+        if files is None:
+            conn.close()
+            raise CollectorDbChangedError(f"collector db {path} was deleted while it was opened")
+        if found != had:
+            write_marker(path, found)
+            log.info("collector_db_adopted", db=path, db_id=found, previous=had)
+        return cls(conn, path, received_by, files)
 
     def close(self) -> None:
         self._conn.close()
 
     def store_batch(self, store_id: str, terminal_id: str, entries: Sequence[Entry]) -> int:
         """Store one batch in one transaction; return the `upto` to acknowledge."""
-        return self.store_batches([(store_id, terminal_id, entries)])[(store_id, terminal_id)]
+        result = self.store_batches([Batch.of(store_id, terminal_id, entries)])
+        return result.get((store_id, terminal_id), 0)
 
-    def store_batches(self, batches: Iterable[Batch]) -> dict[TerminalKey, int]:
+    def store_batches(self, items: Iterable[Batch | Quarantine]) -> dict[TerminalKey, int]:
         """Store several batches in ONE transaction; return the `upto` per terminal.
 
         Duplicates are ignored; conflicting or invalid entries are recorded in `problems`, logged
-        and never stored, and hold the terminal's `upto` below their seq.
+        and never stored, and hold the terminal's `upto` below their seq. A batch that cannot be
+        stored at all is rolled back alone and quarantined, as the given quarantines are: the
+        other batches are stored. The database file is checked before and after: a deleted or
+        replaced one raises CollectorDbChangedError, and then nothing may be acknowledged.
         """
         now = utc_now_iso()
         conn = self._conn
+        states: dict[TerminalKey, _State] = {}
         try:
+            self._check_files()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                states: dict[TerminalKey, _State] = {}
-                for store_id, terminal_id, entries in batches:
-                    key = (store_id, terminal_id)
-                    state = states.get(key) or _load_state(conn, key)
-                    states[key] = state
-                    state.touched_at = now
-                    self._put_entries(conn, key, state, sorted(entries, key=_seq_of), now)
+                for item in items:
+                    if isinstance(item, Quarantine):
+                        _quarantine(conn, item, now)
+                    else:
+                        self._put_batch(conn, states, item, now)
                 result: dict[TerminalKey, int] = {}
                 for key, state in states.items():
                     if state.inserted or state.new:
@@ -132,6 +213,7 @@ class CollectorStore:
                 raise
         except sqlite3.Error as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot store: {exc}") from exc
+        self._check_files()  # the commit went to the file that will be read later
         for (store_id, terminal_id), state in states.items():
             if state.inserted:
                 log.debug(
@@ -142,6 +224,46 @@ class CollectorStore:
                     upto=result[(store_id, terminal_id)],
                 )
         return result
+
+    def _check_files(self) -> None:
+        """Raise CollectorDbChangedError if the database file at the path is not ours any more.
+
+        Then our WAL, still named after the path, would be read as part of whatever file is
+        put there (a backup restored, another database): it is emptied into our own file first.
+        """
+        try:
+            self._files.check(self.path)
+        except CollectorDbChangedError:
+            if self._files.wal is not None and self._files.wal == dev_ino(self.path + WAL_SUFFIX):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raise
+
+    def _put_batch(
+        self, conn: sqlite3.Connection, states: dict[TerminalKey, _State], batch: Batch, now: str
+    ) -> None:
+        """Store one batch under a savepoint; if its values break the store, quarantine it."""
+        key = (batch.store_id, batch.terminal_id)
+        before = states.get(key)
+        saved = replace(before) if before is not None else None
+        conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            state = before or _load_state(conn, key)
+            states[key] = state
+            state.touched_at = now
+            self._put_entries(conn, key, state, sorted(batch.entries, key=_seq_of), now)
+        except Exception as exc:
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, _DATA_ERRORS):
+                raise  # the database failed (full, locked, I/O): the whole group is retried
+            conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+            conn.execute(f"RELEASE {_SAVEPOINT}")
+            if saved is None:
+                states.pop(key, None)
+            else:
+                states[key] = saved
+            reason = f"cannot be stored: {type(exc).__name__}: {exc}"
+            _quarantine(conn, Quarantine(batch.message, *key, reason), now, error=exc)
+            return
+        conn.execute(f"RELEASE {_SAVEPOINT}")
 
     def _put_entries(
         self,
@@ -262,6 +384,66 @@ class CollectorStore:
             return recent_problems(self._conn, limit)
         except sqlite3.Error as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot read: {exc}") from exc
+
+
+def init_collector_db(db_url: str) -> str:
+    """`edged collector init`: make the file at `db_url` this collector's database (created
+    empty if missing, adopted if it is another one); returns what was done, for the admin."""
+    path = sqlite_path(db_url)
+    had = read_marker(path)
+    existed = Path(path).exists()
+    CollectorStore.open(path, init=True).close()
+    now = read_marker(path)
+    if not existed:
+        return f"created an empty collector db {path} (identity {now})"
+    if had is None or had == now:
+        return f"collector db {path} is ready (identity {now})"
+    return f"collector db {path} is now this collector's database (identity {now}, was {had})"
+
+
+def _quarantine(
+    conn: sqlite3.Connection, item: Quarantine, now: str, *, error: Exception | None = None
+) -> None:
+    """Keep a message that cannot be stored as evidence in `problems`, and log it at ERROR."""
+    payload = item.message.payload
+    digest = hashlib.sha256(payload).hexdigest()
+    store_id, terminal_id, topic, reason = (
+        _printable(text)
+        for text in (item.store_id, item.terminal_id, item.message.topic, item.reason)
+    )
+    conn.execute(
+        "INSERT INTO problems (store_id, terminal_id, seq, kind, hash, detail, body, first_at,"
+        " last_at, count, topic, raw, raw_size) VALUES (?, ?, ?, 'quarantined', ?, ?, '', ?, ?,"
+        " 1, ?, ?, ?) ON CONFLICT (store_id, terminal_id, seq, kind, hash)"
+        " DO UPDATE SET last_at = excluded.last_at, count = count + 1",
+        (
+            store_id,
+            terminal_id,
+            QUARANTINE_SEQ,
+            digest,
+            reason,
+            now,
+            now,
+            topic,
+            payload[:RAW_KEPT_BYTES],
+            len(payload),
+        ),
+    )
+    log.error(
+        "tx_quarantined",
+        topic=topic,
+        store=store_id,
+        terminal=terminal_id,
+        problem=reason,
+        size=len(payload),
+        sha256=digest,
+        exc_info=error,
+    )
+
+
+def _printable(text: str) -> str:
+    """`text` as SQLite can take it: a lone surrogate (never from the wire) becomes "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
 
 
 def _record_problem(

@@ -11,10 +11,10 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 import msgspec
@@ -232,7 +232,7 @@ async def test_gap_is_not_acknowledged_until_filled(broker: Mosquitto, tmp_path:
     assert term.acks == [0, 10]
 
 
-async def test_bad_payloads_are_dropped_and_the_collector_keeps_working(
+async def test_bad_payloads_are_quarantined_and_the_collector_keeps_working(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
     cfg = config(tmp_path, broker.port, client_id="c1")
@@ -276,13 +276,12 @@ async def test_bad_payloads_are_dropped_and_the_collector_keeps_working(
             await until(lambda: len(term_bad.acks) == 1)
             await term.publish(good)
             await term.wait_ack(3)
-            await until(lambda: len([e for e in logs if e["event"] == "tx_rejected"]) == len(bad))
+            await until(lambda: len(quarantined_events(logs)) == len(bad))
             assert not task.done()
-    rejected = [e for e in logs if e["event"] == "tx_rejected"]
-    for (topic, _, problem), event in zip(bad, rejected, strict=True):
+    for (topic, _, problem), event in zip(bad, quarantined_events(logs), strict=True):
         assert event["topic"] == topic
         assert problem in event["problem"], event
-        assert event["log_level"] == "warning"
+        assert event["log_level"] == "error"
     assert term_bad.acks == [1]  # seq 1 verified, seq 2 refused: never acknowledged
     assert [(t, seq) for t, seq, _ in stored(db_of(cfg))] == [
         ("t1", 1),
@@ -291,7 +290,16 @@ async def test_bad_payloads_are_dropped_and_the_collector_keeps_working(
         ("tbad", 1),
     ]
     problems = collector_report(cfg.collector.db)["problems"]
-    assert [(p["terminal_id"], p["seq"], p["kind"]) for p in problems] == [("tbad", 2, "bad_hash")]
+    assert sorted((p["terminal_id"], p["seq"], p["kind"], p["count"]) for p in problems) == [
+        *[("t1", 0, "quarantined", 1)] * 4,  # kept with its bytes, each once
+        ("t9", 0, "quarantined", 1),
+        ("tbad", 2, "bad_hash", 1),
+    ]
+    assert not [e for e in logs if e["event"] in ("component_failed", "collector_store_failed")]
+
+
+def quarantined_events(logs: Sequence[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [e for e in logs if e["event"] == "tx_quarantined"]
 
 
 async def test_messages_queued_while_away_arrive_after_restart(

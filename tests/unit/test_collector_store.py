@@ -15,7 +15,7 @@ from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
 from edged.cli import main as cli_main
 from edged.collector.report import collector_report
 from edged.collector.schema import SCHEMA_VERSION, CollectorStoreError
-from edged.collector.store import INSERT_ROWS_MAX, CollectorStore
+from edged.collector.store import INSERT_ROWS_MAX, Batch, CollectorStore
 from edged.collector.verify import Rejected, _accept_fast, _check_entry_exact, check_entry
 from edged.wire import Entry
 from tests.support.entries import make_chain as support_chain
@@ -267,23 +267,26 @@ def test_malformed_entries_are_rejected_with_the_reason(
 
 def test_batches_of_several_terminals_commit_together(store: CollectorStore, db_path: str) -> None:
     a, b = make_chain(3), make_chain(2)
-    result = store.store_batches([(S, "ta", a[:2]), (S, "tb", b), (S, "ta", a[2:])])
+    result = store.store_batches(
+        [Batch.of(S, "ta", a[:2]), Batch.of(S, "tb", b), Batch.of(S, "ta", a[2:])]
+    )
     assert result == {(S, "ta"): 3, (S, "tb"): 2}
 
 
-def test_failed_transaction_stores_nothing(store: CollectorStore, db_path: str) -> None:
+def test_database_failure_fails_the_whole_group_and_stores_nothing(
+    store: CollectorStore, db_path: str
+) -> None:
     chain = make_chain(3)
 
-    class Boom(Exception):
-        pass
-
-    class Lazy(list[Entry]):
+    class Failing(list[Entry]):
         def __iter__(self):  # type: ignore[no-untyped-def]
-            raise Boom
+            raise sqlite3.OperationalError("disk I/O error")
 
-    with pytest.raises(Boom):
-        store.store_batches([(S, T, chain), (S, "t2", Lazy())])
+    failing = Batch(S, "t2", Failing(), Batch.of(S, "t2", []).message)
+    with pytest.raises(CollectorStoreError, match="disk I/O error"):
+        store.store_batches([Batch.of(S, T, chain), failing])
     assert rows(db_path) == []
+    assert store.problems() == []  # not the batch's fault: nothing quarantined, all retried
     assert store.store_batch(S, T, chain) == 3
 
 

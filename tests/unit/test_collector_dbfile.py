@@ -1,0 +1,185 @@
+"""The collector's database is never silently lost, replaced or recreated empty."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edged.collector import schema
+from edged.collector.dbfile import marker_path, read_marker
+from edged.collector.report import collector_report
+from edged.collector.schema import CollectorDbChangedError
+from edged.collector.store import CollectorStore
+from tests.support.entries import make_chain
+
+S, T = "s1", "t1"
+EX_IOERR = 74
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "collector.db")
+
+
+def stored(db_path: str) -> int:
+    with sqlite3.connect(db_path) as conn:
+        return int(conn.execute("SELECT count(*) FROM transactions").fetchone()[0])
+
+
+def make_other_db(path: str) -> None:
+    """A valid collector database of another collector (another identity) at `path`."""
+    other = Path(path).parent / "elsewhere"
+    other.mkdir()
+    CollectorStore.open(str(other / "c.db")).close()
+    shutil.copy(other / "c.db", path)
+
+
+def test_first_start_creates_the_database_and_remembers_it(db_path: str) -> None:
+    assert read_marker(db_path) is None
+    CollectorStore.open(db_path).close()
+    assert marker_path(db_path).name == ".collector.db.identity"
+    db_id = read_marker(db_path)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT db_id FROM identity").fetchone()[0] == db_id
+    CollectorStore.open(db_path).close()  # the same database again: fine
+    assert read_marker(db_path) == db_id
+
+
+def test_missing_database_is_refused_until_init(db_path: str) -> None:
+    store = CollectorStore.open(db_path)
+    store.store_batch(S, T, make_chain(S, T, 3))
+    store.close()
+    for name in ("", "-wal", "-shm"):
+        Path(db_path + name).unlink(missing_ok=True)
+    with pytest.raises(CollectorDbChangedError, match="is missing.*restore it from the backup"):
+        CollectorStore.open(db_path)
+    assert not Path(db_path).exists()  # nothing was created
+    store = CollectorStore.open(db_path, init=True)
+    store.close()
+    assert stored(db_path) == 0
+    CollectorStore.open(db_path).close()  # the new one is now this collector's
+
+
+def test_an_empty_file_where_the_database_was_is_not_initialised(db_path: str) -> None:
+    CollectorStore.open(db_path).close()
+    Path(db_path).unlink()
+    Path(db_path).touch()  # a careless `> collector.db`, or a failed restore
+    with pytest.raises(CollectorDbChangedError, match="is empty"):
+        CollectorStore.open(db_path)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def test_another_database_is_refused_until_init_adopts_it(db_path: str) -> None:
+    CollectorStore.open(db_path).close()
+    mine = read_marker(db_path)
+    os.unlink(db_path)
+    make_other_db(db_path)
+    with pytest.raises(CollectorDbChangedError, match="was replaced"):
+        CollectorStore.open(db_path)
+    CollectorStore.open(db_path, init=True).close()
+    assert read_marker(db_path) not in (None, mine)
+
+
+def test_a_copy_of_the_same_database_is_accepted(db_path: str, tmp_path: Path) -> None:
+    """Restoring a backup (a copy keeps the identity) needs no init."""
+    store = CollectorStore.open(db_path)
+    store.store_batch(S, T, make_chain(S, T, 2))
+    store.close()
+    shutil.copy(db_path, tmp_path / "backup.db")
+    os.unlink(db_path)
+    shutil.copy(tmp_path / "backup.db", db_path)
+    CollectorStore.open(db_path).close()
+    assert stored(db_path) == 2
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced", "wal deleted"])
+def test_database_changed_under_a_running_store_stops_every_commit(db_path: str, how: str) -> None:
+    store = CollectorStore.open(db_path)
+    try:
+        assert store.store_batch(S, T, make_chain(S, T, 1)) == 1
+        if how == "deleted":
+            os.unlink(db_path)
+        elif how == "replaced":
+            os.rename(db_path, db_path + ".old")
+            make_other_db(db_path)
+        else:
+            os.unlink(db_path + "-wal")
+        with pytest.raises(CollectorDbChangedError, match="while the collector was running"):
+            store.store_batch(S, T, make_chain(S, T, 3)[1:])
+    finally:
+        store.close()
+    if how == "replaced":
+        # Our WAL, still named after the path, went into our own file, not into the new one.
+        with pytest.raises(CollectorDbChangedError, match="was replaced"):
+            CollectorStore.open(db_path)
+        assert stored(db_path + ".old") == 1
+
+
+def test_database_replaced_during_the_commit_is_caught_after_it(db_path: str) -> None:
+    """The check after COMMIT: whatever went to the old file is not acknowledged."""
+    store = CollectorStore.open(db_path)
+    chain = make_chain(S, T, 2)
+
+    class SwapWhileStoring(list[object]):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            os.rename(db_path, db_path + ".old")
+            make_other_db(db_path)
+            return iter(chain)
+
+    try:
+        with pytest.raises(CollectorDbChangedError, match="replaced"):
+            store.store_batch(S, T, SwapWhileStoring())  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+def test_version_1_database_is_upgraded_and_keeps_its_sales(db_path: str) -> None:
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(schema._SCHEMA + "PRAGMA user_version = 1;")
+        conn.execute(
+            "INSERT INTO transactions VALUES ('s1','t1',1,'i','r','c','p','h','{}','now','c0')"
+        )
+    CollectorStore.open(db_path).close()
+    assert collector_report(f"sqlite:///{db_path}")["schema_version"] == 2
+    assert stored(db_path) == 1
+    assert read_marker(db_path) is not None
+
+
+def write_config(tmp_path: Path, db_path: str) -> str:
+    config = tmp_path / "collector.toml"
+    # Port 9 (discard): nothing listens; the database is checked before the broker is tried.
+    config.write_text(
+        f'[uplink]\nhost = "127.0.0.1"\nport = 9\n[collector]\ndb = "sqlite:///{db_path}"\n'
+    )
+    return str(config)
+
+
+def edged(*args: str) -> subprocess.CompletedProcess[str]:
+    """`edged ARGS` as an admin or systemd runs it."""
+    command = [sys.executable, "-m", "edged.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_cli_refuses_a_missing_database_with_74_and_init_creates_it(
+    db_path: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, db_path)
+    CollectorStore.open(db_path).close()
+    os.unlink(db_path)
+    refused = edged("collector", "--config", config)
+    assert refused.returncode == EX_IOERR, refused
+    assert "is missing" in refused.stderr, refused.stderr
+    assert "edged collector --config FILE init" in refused.stderr
+    assert "collector_db_changed" in refused.stderr  # the CRITICAL log line too
+    assert not Path(db_path).exists()
+    init = edged("collector", "--config", config, "init")
+    assert init.returncode == 0, init
+    assert "created an empty collector db" in init.stdout
+    assert Path(db_path).exists()
