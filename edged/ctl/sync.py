@@ -13,6 +13,9 @@ from edged.ctl import output, paths, rpc
 from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, CtlError
 
 BAR_WIDTH = 30
+# Connecting, subscribing and reading the status take milliseconds; a daemon that needs longer
+# is hung or starved, and a technician must hear so instead of waiting on a silent command.
+SETUP_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -83,9 +86,16 @@ def _apply(backlog: Backlog, event: dict[str, Any]) -> None:
 
 async def _sync(sock: str, timeout_s: float, bar: ProgressBar | None) -> Backlog:
     async with rpc.connect(sock) as client:
-        # Subscribe before reading the status, so no change falls between the two.
-        await rpc.call(client, "subscribe", {"events": ["outbox", "link"]})
-        status = await rpc.call(client, "status")
+        try:
+            async with asyncio.timeout(SETUP_TIMEOUT_S):
+                # Subscribe before reading the status, so no change falls between the two.
+                await rpc.call(client, "subscribe", {"events": ["outbox", "link"]})
+                status = await rpc.call(client, "status")
+        except TimeoutError:
+            raise CtlError(
+                f"edged did not answer on {sock} within {SETUP_TIMEOUT_S:g} s: it is hung or "
+                "overloaded; see `edgectl logs` and `systemctl status edged`"
+            ) from None
         if status["link"]["state"] == "disabled":
             raise CtlError("this terminal has no [uplink]: its journal is not forwarded anywhere")
         acked = status["outbox"]["acked_upto"]

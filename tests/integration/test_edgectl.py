@@ -443,3 +443,25 @@ def test_doctor_checks_the_broker_step_by_step(tmp_path: Path) -> None:
         assert "password_file" in wrong_password["broker mqtt"]["todo"]
     finally:
         broker.stop()
+
+
+async def test_sync_against_a_daemon_that_never_answers_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung or starved daemon accepts the connection and answers nothing: sync must not
+    wait in silence."""
+    from edged.ctl import sync as sync_cmd
+    from edged.ctl.errors import CtlError
+
+    monkeypatch.setattr(sync_cmd, "SETUP_TIMEOUT_S", 0.2)
+    path = str(tmp_path / "mute.sock")
+    accepted: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_unix_server(lambda r, w: accepted.append(w), path=path)
+    try:
+        with pytest.raises(CtlError, match="did not answer .* within 0.2 s: it is hung"):
+            await asyncio.wait_for(sync_cmd._sync(path, 1.0, None), 20)
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
