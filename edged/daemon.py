@@ -28,7 +28,7 @@ from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
 from edged.simwiring import Simulators
-from edged.supervise import ComponentFailed, RestartPolicy, Supervisor, supervise
+from edged.supervise import ComponentFailed, RestartPolicy, Supervisor, supervise, unwrap
 from edged.uplink import Uplink
 
 log = structlog.get_logger(__name__)
@@ -356,9 +356,10 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
                 for task in tasks:
                     task.cancel()
             # The API has finished its in-flight requests; the journal finishes queued commits.
-        except* ComponentFailed as group:
-            failed = group.exceptions[0]
-            log.critical("daemon_giving_up", error=str(failed))
+        except ExceptionGroup as group:
+            failed = unwrap(group, prefer=(ComponentFailed,))
+            if isinstance(failed, ComponentFailed):
+                log.critical("daemon_giving_up", error=str(failed))
             raise failed from None
         finally:
             await parts.close_api()

@@ -267,3 +267,24 @@ async def in_own_task(coro: Coroutine[Any, Any, T], name: str) -> T:
     Cancelling the caller cancels the task and waits for it, as a plain await would.
     """
     return await asyncio.create_task(coro, name=name)
+
+
+def unwrap(
+    group: BaseExceptionGroup[Any], prefer: tuple[type[BaseException], ...] = ()
+) -> BaseException:
+    """The exception that ended a TaskGroup: the first of a `prefer` type, else the first.
+
+    Re-raise it with `raise unwrap(group) from None` in a plain `except BaseExceptionGroup`:
+    on CPython 3.11.2 an exception raised inside `except*` is wrapped in a new group.
+    """
+    flat: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            flat.append(exc)
+
+    walk(group)
+    return next((exc for exc in flat if isinstance(exc, prefer)), flat[0])

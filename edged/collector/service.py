@@ -31,7 +31,7 @@ from edged.collector.schema import CollectorDbChangedError, CollectorStoreError,
 from edged.collector.store import Batch, CollectorStore, Message, Quarantine, TerminalKey
 from edged.config import CollectorConfig, read_password
 from edged.errors import ConfigError
-from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task
+from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task, unwrap
 from edged.wire import WIRE_VERSION, Ack, Topics, decode_tx, encode, parse_tx_topic, tx_filter
 
 log = structlog.get_logger(__name__)
@@ -142,8 +142,8 @@ async def _publish_ack_group(link: BrokerLink, prefix: str, uptos: dict[Terminal
                 topic = Topics(prefix, store_id, terminal_id).ack
                 payload = encode(Ack(v=WIRE_VERSION, upto=upto))
                 tg.create_task(link.publish(topic, payload), name=f"ack {store_id}/{terminal_id}")
-    except* LinkError as group:
-        raise group.exceptions[0] from None
+    except ExceptionGroup as group:
+        raise unwrap(group, prefer=(LinkError,)) from None
 
 
 def parse_delivery(prefix: str, delivery: Delivery) -> Batch | Quarantine:

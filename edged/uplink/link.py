@@ -16,7 +16,7 @@ from edged.clock import utc_now_iso
 from edged.config import UplinkSection
 from edged.errors import EdgedError
 from edged.events import EventHub
-from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task
+from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task, unwrap
 from edged.uplink.client import Connection, LinkError, Will, connect, peer_of
 from edged.uplink.pulse import Pulse
 
@@ -211,7 +211,7 @@ class Link:
                 tg.create_task(self._stabilize(), name="uplink-stabilize")
                 tg.create_task(self._session(conn), name="uplink-session")
         except ExceptionGroup as group:
-            raise _pick(group) from None
+            raise unwrap(group, prefer=(LinkError,)) from None
 
     async def _goodbye(self, conn: Connection) -> None:
         """On a clean stop say `offline` ourselves: a clean DISCONNECT fires no will."""
@@ -253,21 +253,3 @@ class Link:
         if self.state is not LinkState.ONLINE and self.last_error is not None:
             status["error"] = self.last_error
         return status
-
-
-def _pick(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The exception that ended a session: a LinkError if any, else the first one."""
-    flat: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            flat.append(exc)
-
-    walk(group)
-    for exc in flat:
-        if isinstance(exc, LinkError):
-            return exc
-    return flat[0]

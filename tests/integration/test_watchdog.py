@@ -96,12 +96,9 @@ async def running_daemon(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Run
                 await until(lambda: notes.count(b"WATCHDOG=1") > 0 or task.done(), "first ping")
                 yield Running(cfg, notes, task, logs)
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ComponentFailed):
-                    await task
                 pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+                task.cancel()
+                await asyncio.wait([pump, task])
 
 
 def sale() -> dict[str, Any]:

@@ -12,7 +12,14 @@ import pytest
 import structlog
 
 from edged.errors import ConfigError
-from edged.supervise import ComponentFailed, Fault, RestartPolicy, Supervisor, in_own_task
+from edged.supervise import (
+    ComponentFailed,
+    Fault,
+    RestartPolicy,
+    Supervisor,
+    in_own_task,
+    unwrap,
+)
 from tests.support.waiting import until
 
 FAST = RestartPolicy(min_s=0.001, max_s=0.002)
@@ -306,3 +313,24 @@ async def test_progress_as_the_watchdog_sees_it() -> None:
             supervisor.wake()
             await until(lambda: supervisor.running, "the third attempt")
             assert supervisor.problem(now(), 1.0) is None
+
+
+def test_unwrap_finds_the_preferred_exception_in_nested_groups() -> None:
+    first, preferred = RuntimeError("first"), Lost("wanted")
+    group = ExceptionGroup("outer", [first, ExceptionGroup("inner", [preferred])])
+    assert unwrap(group, prefer=(Lost,)) is preferred
+    assert unwrap(group) is first
+
+
+async def test_unwrapped_reraise_is_not_wrapped_again() -> None:
+    """On 3.11.2 a raise inside `except*` came out as a new group; a plain except does not."""
+
+    async def boom() -> None:
+        raise Lost("gone")
+
+    with pytest.raises(Lost):
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(boom())
+        except ExceptionGroup as group:
+            raise unwrap(group) from None

@@ -49,7 +49,7 @@ from edged.devices.printer.status import (
 from edged.devices.printer.transport import TransportFactory
 from edged.devices.state import DeviceError, DeviceState, DeviceStatus
 from edged.devices.supervisor import keep_open
-from edged.supervise import in_own_task
+from edged.supervise import in_own_task, unwrap
 
 log = structlog.get_logger(__name__)
 
@@ -245,7 +245,7 @@ class Printer:
                     tasks.create_task(self._watch(link), name=f"{self.status.name}-watch")
                 await self._pump(link)
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            raise unwrap(group) from None
 
     async def _greet(self, link: Link) -> None:
         """Read the printer's status once; from here on the connection is usable."""
@@ -388,11 +388,3 @@ class Printer:
         event = self._finished_events.pop(job_id, None)
         if event is not None:
             event.set()
-
-
-def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The exception that ended a session, out of its TaskGroup's wrapping."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
