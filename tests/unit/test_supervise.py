@@ -328,9 +328,12 @@ async def test_unwrapped_reraise_is_not_wrapped_again() -> None:
     async def boom() -> None:
         raise Lost("gone")
 
-    with pytest.raises(Lost):
+    async def group_then_unwrap() -> None:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(boom())
         except ExceptionGroup as group:
             raise unwrap(group) from None
+
+    with pytest.raises(Lost):
+        await group_then_unwrap()
