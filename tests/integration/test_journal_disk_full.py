@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,20 +13,10 @@ from edged.api.codes import JOURNAL_FULL
 from edged.client import ApiClient, ApiError
 from edged.journal.verify import verify_journal
 from tests.support.daemon import DaemonProcess
+from tests.support.sales import cash_sale
 from tests.support.tmpfs import fill, free, small_tmpfs
 
 STOP_HANG_S = 20  # a hang detector (TimeoutStopSec is 30), not a performance bound
-
-
-def sale(pad: int = 0) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "currency": "EUR",
-        "total": 250,
-        "lines": [{"sku": "4006381333931", "qty": 1, "amount": 250}],
-        "payments": [{"method": "cash", "amount": 250}],
-        "meta": {"pad": "x" * pad},
-    }
 
 
 async def test_daemon_on_a_full_disk_answers_stops_and_keeps_every_sale(tmp_path: Path) -> None:
@@ -43,13 +31,13 @@ async def test_daemon_on_a_full_disk_answers_stops_and_keeps_every_sale(tmp_path
 
 async def full_disk_then_sigterm_then_space(daemon: DaemonProcess, disk: Path) -> None:
     confirmed: dict[str, tuple[int, str]] = {}
-    sales = [sale() for _ in range(20)]
+    sales = [cash_sale() for _ in range(20)]
     async with ApiClient(daemon.socket) as client:
         for s in sales:
             result = await client.call("sale.commit", {"sale": s})
             confirmed[s["id"]] = (result["seq"], result["receipt_no"])
         fill(disk)
-        new = sale(pad=3000)
+        new = cash_sale(pad=3000)
         retried, failed = await asyncio.gather(
             client.call("sale.commit", {"sale": sales[0]}),
             client.call("sale.commit", {"sale": new}),
@@ -60,7 +48,7 @@ async def full_disk_then_sigterm_then_space(daemon: DaemonProcess, disk: Path) -
         assert isinstance(failed, ApiError) and failed.code == JOURNAL_FULL, failed
         assert "disk full" in str(failed) and "retry with the same id" in str(failed)
         with pytest.raises(ApiError) as again:  # the writer is still there to answer
-            await client.call("sale.commit", {"sale": sale()})
+            await client.call("sale.commit", {"sale": cash_sale()})
         assert again.value.code == JOURNAL_FULL
         status = await client.call("status")
         assert status["journal"]["last_seq"] == len(sales)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from edged.config import Config, load_config
 from edged.sdnotify import Notifier
 from edged.supervise import ComponentFailed
 from tests.support.mosquitto import Mosquitto
+from tests.support.sales import cash_sale
 from tests.support.waiting import until
 
 WATCHDOG_USEC = "100000"  # the daemon pings every 50 ms
@@ -101,16 +101,6 @@ async def running_daemon(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Run
                 await asyncio.wait([pump, task])
 
 
-def sale() -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "currency": "EUR",
-        "total": 250,
-        "lines": [{"sku": "4006381333931", "qty": 1, "amount": 250}],
-        "payments": [{"method": "cash", "amount": 250}],
-    }
-
-
 def task_named(name: str) -> asyncio.Task[Any]:
     (task,) = [t for t in asyncio.all_tasks() if t.get_name() == name and not t.done()]
     return task
@@ -132,7 +122,7 @@ KILLS: dict[str, tuple[str, Callable[[Running], Any]]] = {}
 
 
 async def journal_works(daemon_: Running) -> None:
-    result = await daemon_.call("sale.commit", {"sale": sale()})
+    result = await daemon_.call("sale.commit", {"sale": cash_sale()})
     assert result["duplicate"] is False
 
 
@@ -209,7 +199,7 @@ async def test_status_tells_while_the_journal_writer_is_down(
         assert "journal-writer" in health["problems"]
         # A commit made meanwhile fails at once and says what to do; once the writer is back
         # the same sale is committed (once).
-        retried = sale()
+        retried = cash_sale()
         with pytest.raises(ApiError, match="retry with the same id") as caught:
             await asyncio.wait_for(d.call("sale.commit", {"sale": retried}), 20)
         assert caught.value.code == codes.JOURNAL_ERROR

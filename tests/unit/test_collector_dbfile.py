@@ -22,11 +22,6 @@ S, T = "s1", "t1"
 EX_IOERR = 74
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "collector.db")
-
-
 def stored(db_path: str) -> int:
     with sqlite3.connect(db_path) as conn:
         return int(conn.execute("SELECT count(*) FROM transactions").fetchone()[0])

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -59,18 +57,6 @@ def quarantined(db_path: str) -> list[tuple[str, str, str, str, bytes, int, int]
             " WHERE kind = 'quarantined' AND seq = ? ORDER BY rowid",
             (QUARANTINE_SEQ,),
         ).fetchall()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "collector.db")
-
-
-@pytest.fixture
-def store(db_path: str) -> Iterator[CollectorStore]:
-    s = CollectorStore.open(db_path, received_by="c1")
-    yield s
-    s.close()
 
 
 def test_seq_2_to_the_63_is_quarantined_and_the_rest_of_the_group_is_stored(

@@ -39,18 +39,6 @@ def _restore_logging() -> Iterator[None]:
     root.handlers[:] = handlers
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "collector.db")
-
-
-@pytest.fixture
-def store(db_path: str) -> Iterator[CollectorStore]:
-    s = CollectorStore.open(db_path, received_by="c1")
-    yield s
-    s.close()
-
-
 def rows(db_path: str, store_id: str = S, terminal_id: str = T) -> list[tuple[int, str]]:
     with sqlite3.connect(db_path) as conn:
         return conn.execute(

@@ -20,20 +20,10 @@ from edged.journal import Journal
 from edged.journal.verify import verify_journal
 from edged.uplink.forwarder import Forwarder
 from edged.uplink.pulse import Pulse
+from tests.support.sales import cash_sale
 from tests.support.tmpfs import fill, free, small_tmpfs
 
 HANG_S = 20  # only a hang detector: every step here answers at once
-
-
-def sale(pad: int = 0) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "currency": "EUR",
-        "total": 100,
-        "lines": [{"sku": "A", "qty": 1, "amount": 100}],
-        "payments": [{"method": "cash", "amount": 100}],
-        "meta": {"pad": "x" * pad},
-    }
 
 
 @pytest.fixture
@@ -51,7 +41,7 @@ async def open_journal(path: Path) -> Journal:
 async def test_a_retried_sale_and_a_new_one_in_one_group_on_a_full_disk(disk: Path) -> None:
     path = disk / "journal.db"
     j = await open_journal(path)
-    old = sale()
+    old = cash_sale()
     first = await j.commit(old)
     groups: list[list[str]] = []
     write_group = j._write_group
@@ -62,7 +52,7 @@ async def test_a_retried_sale_and_a_new_one_in_one_group_on_a_full_disk(disk: Pa
 
     j._write_group = recorded  # type: ignore[method-assign]
     fill(disk)
-    new = sale(pad=3000)
+    new = cash_sale(pad=3000)
     async with asyncio.timeout(HANG_S):
         retried, failed = await asyncio.gather(
             j.commit(dict(old)), j.commit(new), return_exceptions=True
@@ -91,7 +81,7 @@ async def test_a_retried_sale_and_a_new_one_in_one_group_on_a_full_disk(disk: Pa
 async def test_acks_purge_and_close_on_a_full_disk(disk: Path) -> None:
     path = disk / "journal.db"
     j = await open_journal(path)
-    ids = [(await j.commit(sale(pad=1000))).seq for _ in range(10)]
+    ids = [(await j.commit(cash_sale(pad=1000))).seq for _ in range(10)]
     assert await j.mark_acked(5) == 5
     fill(disk)
     with pytest.raises(JournalFullError, match=r"disk full while recording the store's ack"):
@@ -117,7 +107,7 @@ async def test_acks_purge_and_close_on_a_full_disk(disk: Path) -> None:
     j = await open_journal(path)
     assert await j.mark_acked(7) == 7
     assert await j.purge(retain_days=0) == 7
-    assert (await j.commit(sale())).seq == 11
+    assert (await j.commit(cash_sale())).seq == 11
     await j.close()
     report = verify_journal(path)
     assert (report.anchor_seq, report.last_seq, report.acked_upto) == (7, 11, 7)
@@ -128,7 +118,7 @@ async def test_an_ack_that_cannot_be_recorded_keeps_the_link_up(disk: Path) -> N
     next cumulative ack records it once there is space."""
     j = await open_journal(disk / "journal.db")
     for _ in range(6):
-        await j.commit(sale(pad=1000))
+        await j.commit(cash_sale(pad=1000))
     fwd = Forwarder(
         j,
         EventHub(),

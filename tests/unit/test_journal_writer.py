@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,9 @@ from structlog.testing import capture_logs
 from edged.errors import JournalError, JournalFullError
 from edged.journal import Journal
 from edged.journal.verify import verify_journal
+from tests.support.sales import cash_sale
 
 HANG_S = 20  # only a hang detector
-
-
-def sale() -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "currency": "EUR",
-        "total": 100,
-        "lines": [{"sku": "A", "qty": 1, "amount": 100}],
-        "payments": [{"method": "cash", "amount": 100}],
-    }
 
 
 async def open_journal(path: Path) -> Journal:
@@ -47,12 +37,12 @@ async def test_a_bug_in_one_group_fails_only_that_group(tmp_path: Path) -> None:
         return await insert(items)
 
     j._insert = broken_once  # type: ignore[method-assign]
-    victim = sale()
+    victim = cash_sale()
     with capture_logs() as logs:
         async with asyncio.timeout(HANG_S):
             with pytest.raises(JournalError, match="RuntimeError: injected bug") as info:
                 await j.commit(victim)
-            later = await j.commit(sale())
+            later = await j.commit(cash_sale())
             retried = await j.commit(victim)
     assert "outcome of this commit is unknown" in str(info.value)
     assert not isinstance(info.value, JournalFullError)
@@ -80,11 +70,11 @@ async def test_a_failure_after_the_insert_landed_reloads_the_head(tmp_path: Path
         return rows
 
     j._fetch = fails_after_insert  # type: ignore[method-assign]
-    victim = sale()
+    victim = cash_sale()
     async with asyncio.timeout(HANG_S):
         with pytest.raises(JournalError, match="outcome of this commit is unknown"):
             await j.commit(victim)
-        after = await j.commit(sale())
+        after = await j.commit(cash_sale())
         retried = await j.commit(victim)
     assert after.seq == 2
     assert (retried.seq, retried.duplicate) == (1, True)
@@ -99,7 +89,7 @@ async def test_a_failed_duplicate_lookup_is_a_clean_error_then_the_first_result(
     """If even the read that finds a retried sale fails, nobody in the group is told a lie:
     the error says this request committed nothing, and the retry later gets the first result."""
     j = await open_journal(tmp_path / "j.db")
-    old = sale()
+    old = cash_sale()
     first = await j.commit(old)
     lookup = j._committed_before
     full = sqlite3.OperationalError("database or disk is full")
@@ -109,7 +99,7 @@ async def test_a_failed_duplicate_lookup_is_a_clean_error_then_the_first_result(
         raise full
 
     j._committed_before = failing_lookup  # type: ignore[method-assign]
-    new = sale()
+    new = cash_sale()
     async with asyncio.timeout(HANG_S):
         results = await asyncio.gather(j.commit(dict(old)), j.commit(new), return_exceptions=True)
     assert all(isinstance(r, JournalFullError) for r in results)
@@ -126,7 +116,7 @@ async def test_a_writer_that_ended_fails_fast_and_can_be_restarted(tmp_path: Pat
     j = await open_journal(tmp_path / "j.db")
     assert j.ensure_writer() is False  # alive: nothing to do
     assert j._writer is not None
-    waiting = asyncio.create_task(j.commit(sale()))
+    waiting = asyncio.create_task(j.commit(cash_sale()))
     await asyncio.sleep(0)  # queued, the writer not yet run
     with capture_logs() as logs:
         j._writer.cancel()
@@ -137,10 +127,10 @@ async def test_a_writer_that_ended_fails_fast_and_can_be_restarted(tmp_path: Pat
     assert logs[0]["log_level"] == "error" and logs[0]["reason"] == "cancelled"
     assert not j.health().alive
     with pytest.raises(JournalError, match="journal writer is not running"):
-        await j.commit(sale())
+        await j.commit(cash_sale())
     assert j.ensure_writer() is True
     async with asyncio.timeout(HANG_S):
-        assert (await j.commit(sale())).seq == 1
+        assert (await j.commit(cash_sale())).seq == 1
     assert j.health().ok
     await j.close()
     assert not j.health().alive
@@ -152,7 +142,7 @@ async def test_health_says_stuck_while_the_writer_cannot_write(tmp_path: Path) -
     blocker = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock (busy_timeout waits)
     try:
-        commit = asyncio.create_task(j.commit(sale()))
+        commit = asyncio.create_task(j.commit(cash_sale()))
         async with asyncio.timeout(HANG_S):
             while not j.health(stuck_after_s=0.05).stuck:
                 await asyncio.sleep(0.01)
