@@ -26,6 +26,8 @@ import struct
 from types import TracebackType
 from typing import Literal, Self
 
+from tests.support.ports import free_port
+
 Mode = Literal["pass", "refuse", "reset", "blackhole", "drop_upstream", "delay"]
 MODES: tuple[Mode, ...] = ("pass", "refuse", "reset", "blackhole", "drop_upstream", "delay")
 CHUNK_BYTES = 65536
@@ -70,7 +72,7 @@ class FaultProxy:
     def __init__(self, target_port: int, *, target_host: str = "127.0.0.1") -> None:
         self.target_host = target_host
         self.target_port = target_port
-        self.port = 0
+        self.port = free_port()  # outside the ephemeral range: see tests/support/ports.py
         self.mode: Mode = "pass"
         self.delay_s = 0.0
         self.connections = 0  # accepted so far, whatever happened to them
