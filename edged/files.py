@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +38,19 @@ def create_new(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def tighten(path: Path) -> int | None:
+    """Take group write and all rights of other users off an existing file (one made before
+    edged set modes, e.g. 0644); returns its former mode if it changed, None otherwise."""
+    try:
+        former = stat.S_IMODE(os.stat(path).st_mode)
+        if not former & 0o027:
+            return None
+        os.chmod(path, former & ~0o027)
+    except FileNotFoundError:
+        return None
+    return former
 
 
 def open_for_writing(path: Path) -> IO[bytes]:

@@ -19,6 +19,7 @@ import aiosqlite
 import msgspec
 import structlog
 
+from edged import files
 from edged.chain import GENESIS_HASH, CanonicalError, canonical, entry_bytes, entry_hash
 from edged.clock import utc_now_iso
 from edged.errors import JournalError, Problem, SaleConflictError, ValidationError
@@ -111,6 +112,18 @@ def _row_entry(row: Sequence[Any]) -> StoredEntry:
     )
 
 
+def _tighten_modes(path: Path) -> None:
+    """A journal made before edged set modes may be readable by everyone: make it 0640."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        try:
+            former = files.tighten(path.with_name(name))
+        except OSError as exc:
+            log.warning("journal_mode_not_tightened", path=name, error=str(exc))
+            continue
+        if former is not None:
+            log.warning("journal_mode_tightened", path=str(path.with_name(name)), was=oct(former))
+
+
 class Journal:
     """Open with `await Journal.open(...)`; one instance per file and process."""
 
@@ -155,6 +168,7 @@ class Journal:
         if not await asyncio.to_thread(preflight, path):
             await asyncio.to_thread(create_journal, path, store_id, terminal_id)
             log.info("journal_created", path=str(path), store_id=store_id, terminal_id=terminal_id)
+        _tighten_modes(path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from edged.errors import ChainError, JournalError
 from edged.journal import Journal
@@ -237,5 +238,23 @@ async def test_journal_files_and_folders_are_0640_and_0750_whatever_the_umask(
         assert mode(path.parent) == mode(path.parent.parent) == 0o750
         assert backup_journal(path, tmp_path / "copy.db").entries == 1
         assert mode(tmp_path / "copy.db") == 0o640
+    finally:
+        await j.close()
+
+
+async def test_a_journal_readable_by_everyone_is_made_0640_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    await (await open_journal(path)).close()
+    path.chmod(0o644)  # as edged made it outside systemd before it set modes
+    with capture_logs() as logs:
+        j = await open_journal(path)
+    try:
+        assert {"event": "journal_mode_tightened", "path": str(path), "was": "0o644"} in [
+            {k: entry[k] for k in ("event", "path", "was")}
+            for entry in logs
+            if entry["event"] == "journal_mode_tightened"
+        ]
+        await j.commit(sale())
+        assert mode(path) == mode(f"{path}-wal") == 0o640
     finally:
         await j.close()
