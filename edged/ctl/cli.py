@@ -91,6 +91,21 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--to", dest="to_seq", type=int, metavar="SEQ", help="last seq")
     cmd.add_argument("--out", metavar="FILE", help="write to FILE (default: stdout)")
     cmd.set_defaults(func=journalcmd.export)
+    cmd = jsub.add_parser(
+        "backup", parents=offline, help="a consistent, verified copy, daemon running or not"
+    )
+    cmd.add_argument("file", metavar="FILE", help="where to write the copy (mode 0640)")
+    cmd.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    cmd.set_defaults(func=journalcmd.backup)
+    cmd = jsub.add_parser(
+        "init",
+        parents=[*offline, p["socket"]],
+        help="create the journal; --force sets an existing one aside (daemon stopped)",
+    )
+    cmd.add_argument(
+        "--force", action="store_true", help="set the existing journal files aside first"
+    )
+    cmd.set_defaults(func=journalcmd.init)
 
     cmd = sub.add_parser("logs", parents=[p["common"]], help="recent daemon events (journalctl)")
     cmd.add_argument("-n", type=int, default=50, help="how many (default 50)")

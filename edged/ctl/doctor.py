@@ -27,6 +27,7 @@ from edged.ctl.forwarding import link_check, outbox_check
 from edged.ctl.nodes import device_checks
 from edged.errors import ChainError, ConfigError, JournalError
 from edged.journal import readonly
+from edged.journal.preflight import WalLostError
 from edged.journal.verify import verify_journal
 
 DISK_FAIL_BYTES = 50_000_000
@@ -99,6 +100,8 @@ def _journal(path: str, status: dict[str, Any] | None) -> Check:
             f"{path}: BROKEN at seq {exc.seq}: {exc.problem}",
             "keep the file for analysis and call support (`edgectl journal export`)",
         )
+    except WalLostError as exc:
+        return Check("journal", "FAIL", str(exc), "restore the -wal or a backup, as it says")
     except JournalError as exc:
         todo = JOIN_EDGED
         if not _closed(path) and not os.path.exists(path):

@@ -1,9 +1,13 @@
-"""`edgectl journal verify|tail|export`: the journal file itself, daemon running or not."""
+"""`edgectl journal verify|tail|export|backup|init`: the journal file itself.
+
+All but `init` read it, daemon running or not; `init` replaces it, with the daemon stopped.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -12,12 +16,18 @@ from typing import IO, Any
 
 import msgspec
 
+from edged import files
 from edged.ctl import output, paths
 from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, CtlError
 from edged.errors import ChainError, JournalError
 from edged.journal import StoredEntry
+from edged.journal.backup import backup_journal
+from edged.journal.create import SIDE_FILES, create_journal, set_aside
+from edged.journal.preflight import WalLostError
 from edged.journal.readonly import JournalReader
 from edged.journal.verify import verify_journal
+
+PROBE_TIMEOUT_S = 2.0
 
 
 def _reader(args: argparse.Namespace) -> JournalReader:
@@ -33,6 +43,12 @@ def verify(args: argparse.Namespace) -> int:
             output.emit_json({"ok": False, "path": journal, "seq": exc.seq, "problem": exc.problem})
         else:
             print(f"journal {journal}: BROKEN at seq {exc.seq}: {exc.problem}")
+        return EXIT_PROBLEM
+    except WalLostError as exc:
+        if args.json:
+            output.emit_json({"ok": False, "path": journal, "seq": None, "problem": str(exc)})
+        else:
+            print(f"BROKEN: {exc}")
         return EXIT_PROBLEM
     except JournalError as exc:
         raise CtlError(f"cannot verify: {exc}") from None
@@ -114,7 +130,7 @@ def _sink(out: str | None) -> Iterator[IO[bytes]]:
         sys.stdout.buffer.flush()
         return
     try:
-        with Path(out).open("wb") as fh:
+        with files.open_for_writing(Path(out)) as fh:
             yield fh
     except OSError as exc:
         raise CtlError(f"cannot write {out}: {exc.strerror or exc}") from None
@@ -171,3 +187,79 @@ def _missing(first: int, last: int, count: int, anchor: int, stored_last: int) -
     if count != expected:
         problems.append(f"{expected - count} entries absent inside the range (run verify)")
     return "; ".join(problems)
+
+
+def backup(args: argparse.Namespace) -> int:
+    """A consistent, verified copy of the journal in FILE (0640), daemon running or not."""
+    journal = paths.journal_path(args)
+    try:
+        report = backup_journal(Path(journal), Path(args.file), replace=args.force)
+    except ChainError as exc:
+        raise CtlError(
+            f"copied {journal} to {args.file}, but its chain is BROKEN at seq {exc.seq}: "
+            f"{exc.problem}; keep both files for analysis",
+            EXIT_PROBLEM,
+        ) from None
+    except WalLostError as exc:
+        raise CtlError(f"no copy made: {exc}", EXIT_PROBLEM) from None
+    except JournalError as exc:
+        raise CtlError(f"no copy made: {exc}") from None
+    if args.json:
+        output.emit_json({"ok": True, "file": args.file, **asdict(report)})
+    else:
+        print(
+            f"copied {journal} to {args.file}: {report.entries} entries, "
+            f"seq {report.first_seq}..{report.last_seq}, chain intact"
+        )
+    return EXIT_OK
+
+
+def init(args: argparse.Namespace) -> int:
+    """Create the configured journal; with --force, set an existing one aside first."""
+    cfg = paths.config(args)
+    if cfg is None:
+        raise CtlError("journal init needs the terminal's config ([terminal] ids): --config FILE")
+    journal = Path(paths.journal_path(args))
+    present = [p for p in (journal, *(Path(f"{journal}{s}") for s in SIDE_FILES)) if p.exists()]
+    if present and not args.force:
+        raise CtlError(
+            f"journal {journal}: {', '.join(p.name for p in present)} already there; edged never "
+            "starts a new journal over one. To give it up (it is set aside, not deleted), "
+            "add --force"
+        )
+    _refuse_while_running(paths.socket_path(args))
+    try:
+        moved = set_aside(journal) if present else []
+        for old, new in moved:
+            print(f"moved {old} to {new}")
+        create_journal(journal, cfg.terminal.store_id, cfg.terminal.terminal_id)
+    except JournalError as exc:
+        raise CtlError(str(exc)) from None
+    print(
+        f"created journal {journal} for store {cfg.terminal.store_id} terminal "
+        f"{cfg.terminal.terminal_id}; its first sale will be seq 1"
+    )
+    if moved:
+        output.warn(
+            "the store already holds this terminal's earlier seqs: it will refuse the new "
+            "journal's sales as seq conflicts until edged can continue past the store's seq"
+        )
+    return EXIT_OK
+
+
+def _refuse_while_running(socket_path: str) -> None:
+    """A journal is replaced only with the daemon stopped: its API socket must not answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_TIMEOUT_S)
+        try:
+            probe.connect(socket_path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return
+        except OSError as exc:
+            raise CtlError(
+                f"cannot tell whether edged is running ({socket_path}: {exc.strerror or exc}); "
+                "stop it (systemctl stop edged) and run this as root"
+            ) from None
+    raise CtlError(
+        f"edged is running (it answers on {socket_path}); stop it first: systemctl stop edged"
+    )

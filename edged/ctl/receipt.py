@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edged import files
 from edged.config import Config
 from edged.ctl import output, paths
 from edged.ctl.errors import EXIT_OK, CtlError
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     page = render(data, width)
     if args.png is not None:
         try:
-            Path(args.png).write_bytes(page.png())
+            with files.open_for_writing(Path(args.png)) as fh:
+                fh.write(page.png())
         except OSError as exc:
             raise CtlError(f"cannot write {args.png}: {exc.strerror or exc}") from None
     text = page.text()

@@ -19,6 +19,7 @@ from typing import Any
 
 from edged.errors import JournalError
 from edged.journal import StoredEntry, state
+from edged.journal.preflight import lost_wal, wal_holds_frames
 
 _ENTRY_COLUMNS = "seq, id, receipt_no, created_at, prev_hash, hash, sale"
 # What SQLite says when a read-only WAL reader may not create the -shm file.
@@ -31,13 +32,6 @@ def file_bytes(path: str | Path) -> int:
     with contextlib.suppress(FileNotFoundError):
         total += os.stat(f"{path}-wal").st_size
     return total
-
-
-def _wal_holds_data(path: Path) -> bool:
-    try:
-        return os.stat(f"{path}-wal").st_size > 0
-    except FileNotFoundError:
-        return False
 
 
 def _open(path: Path, mode: str) -> sqlite3.Connection:
@@ -60,10 +54,12 @@ def connect_readonly(path: str | Path) -> sqlite3.Connection:
         return _open(path, "mode=ro")
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
+            if not wal_holds_frames(path):
+                raise lost_wal(path, None) from None
             raise JournalError(f"journal {path}: not an edged journal ({exc})") from None
         if getattr(exc, "sqlite_errorname", "") not in _NO_SHM:
             raise state.describe(path, exc) from None
-        if _wal_holds_data(path):
+        if wal_holds_frames(path):
             raise JournalError(
                 f"journal {path}: cannot read it as this user while {path.name}-wal holds "
                 "sales not yet in the main file (SQLite must create its -shm index there); "

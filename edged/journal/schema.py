@@ -55,6 +55,16 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX payments_open ON payments (state) WHERE state = 'in_progress';
     """,
+    # 3: whether a daemon has the journal open, checkpointed into the main file at open and at
+    # a clean close. "Open" with no -wal beside it means the -wal, and the sales in it, is lost.
+    """
+    CREATE TABLE run_state (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        open INTEGER NOT NULL,       -- 1 from open until a clean close
+        since TEXT                   -- when it was last opened
+    ) STRICT;
+    INSERT INTO run_state (one, open, since) VALUES (1, 0, NULL);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,10 +19,13 @@ import aiosqlite
 import msgspec
 import structlog
 
+from edged import files
 from edged.chain import GENESIS_HASH, CanonicalError, canonical, entry_bytes, entry_hash
 from edged.clock import utc_now_iso
 from edged.errors import JournalError, Problem, SaleConflictError, ValidationError
 from edged.journal import state
+from edged.journal.create import create_journal
+from edged.journal.preflight import lost_wal, preflight
 from edged.journal.schema import MIGRATIONS
 from edged.sale import validate_sale
 
@@ -109,6 +112,18 @@ def _row_entry(row: Sequence[Any]) -> StoredEntry:
     )
 
 
+def _tighten_modes(path: Path) -> None:
+    """A journal made before edged set modes may be readable by everyone: make it 0640."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        try:
+            former = files.tighten(path.with_name(name))
+        except OSError as exc:
+            log.warning("journal_mode_not_tightened", path=name, error=str(exc))
+            continue
+        if former is not None:
+            log.warning("journal_mode_tightened", path=str(path.with_name(name)), was=oct(former))
+
+
 class Journal:
     """Open with `await Journal.open(...)`; one instance per file and process."""
 
@@ -136,6 +151,7 @@ class Journal:
         self._writer: asyncio.Task[None] | None = None
         self._failing_since: str | None = None
         self._last_error: str | None = None
+        self._open_marked = False  # the main file says "open" (see _mark_open)
 
     @classmethod
     async def open(
@@ -146,21 +162,20 @@ class Journal:
         terminal_id: str,
         receipt_format: str = "{store}-{terminal}-{seq:06d}",
     ) -> Journal:
-        """Open or create the journal; a corrupt or foreign file is an error, never replaced."""
+        """Open the journal, or create it where no file is; a corrupt, foreign or incomplete
+        file (a lost -wal) is an error, never replaced."""
         path = Path(path)
-        exists = state.check_file(path)
-        if not exists:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise JournalError(f"journal {path}: cannot create its folder: {exc}") from None
+        if not await asyncio.to_thread(preflight, path):
+            await asyncio.to_thread(create_journal, path, store_id, terminal_id)
+            log.info("journal_created", path=str(path), store_id=store_id, terminal_id=terminal_id)
+        _tighten_modes(path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise state.describe(path, exc) from None
         journal = cls(db, path, store_id, terminal_id, receipt_format)
         try:
-            await journal._prepare(exists)
+            await journal._prepare()
         except sqlite3.Error as exc:
             await db.close()
             raise state.describe(path, exc) from None
@@ -176,20 +191,20 @@ class Journal:
         )
         return journal
 
-    async def _prepare(self, exists: bool) -> None:
+    async def _prepare(self) -> None:
         db = self._db
-        await self._fetch("PRAGMA journal_mode=WAL")
-        await self._fetch("PRAGMA synchronous=FULL")
         await self._fetch(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         (version,) = (await self._fetch("PRAGMA user_version"))[0]
         state.check_version(self.path, version)
-        if exists and version == 0:
-            tables = await self._fetch("SELECT name FROM sqlite_master")
-            if tables:
-                raise JournalError(
-                    f"journal {self.path}: a SQLite file that is not an edged journal; "
-                    "point journal.path elsewhere"
-                )
+        if version == 0:  # edged creates journals whole: this one is not, or not any more
+            if not await self._fetch("SELECT name FROM sqlite_master"):
+                raise lost_wal(self.path, None)
+            raise JournalError(
+                f"journal {self.path}: a SQLite file that is not an edged journal; "
+                "point journal.path elsewhere"
+            )
+        await self._fetch("PRAGMA journal_mode=WAL")
+        await self._fetch("PRAGMA synchronous=FULL")
         for number in range(version + 1, len(MIGRATIONS) + 1):
             await db.executescript(
                 f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version={number}; COMMIT;"
@@ -208,6 +223,29 @@ class Journal:
         self._last_seq, self._last_hash = last[0] if last else (anchor_seq, anchor_hash)
         self._acked_upto, self._last_ack_at = acked, last_ack_at
         await self._load_oldest_pending()
+        try:
+            await self._mark_open()
+        except sqlite3.Error as exc:
+            if not state.is_disk_full(exc):
+                raise
+            await self._end_transaction()  # an existing journal opens on a full disk too
+            log.warning("journal_open_not_marked", path=str(self.path), hint="disk full")
+
+    async def _mark_open(self) -> None:
+        """Say "open" in the main file itself, so that a lost -wal is seen (journal.preflight).
+
+        RESTART, not TRUNCATE: the -wal must keep content while the journal is open. The writer
+        calls this before its first group if the open could not (a full disk).
+        """
+        await self._fetch("UPDATE run_state SET open = 1, since = ?", (utc_now_iso(),))
+        self._open_marked = True
+        ((busy, _, _),) = await self._fetch("PRAGMA wal_checkpoint(RESTART)")
+        if busy:
+            log.warning(
+                "journal_open_not_checkpointed",
+                path=str(self.path),
+                hint="a reader held the journal; a lost -wal may go unnoticed until the next start",
+            )
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one statement and fetch its rows in a single hop to the database thread."""
@@ -340,6 +378,8 @@ class Journal:
         for item in group:
             by_id.setdefault(item.sale_id, item)
         firsts = list(by_id.values())
+        if not self._open_marked:
+            await self._mark_open()
         try:
             written = await self._insert(firsts)
         except sqlite3.IntegrityError:
@@ -576,6 +616,7 @@ class Journal:
         if self._writer is not None:
             await asyncio.wait([self._writer])  # it ends once the queue is answered
         try:
+            await self._fetch("UPDATE run_state SET open = 0")
             await self._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             # Nothing is lost: every commit stays in the -wal file, replayed on the next open.

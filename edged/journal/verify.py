@@ -11,6 +11,7 @@ from pathlib import Path
 from edged.chain import entry_bytes, entry_hash
 from edged.errors import ChainError, JournalError
 from edged.journal import state
+from edged.journal.preflight import check_wal_present
 from edged.journal.readonly import connect_readonly
 
 
@@ -40,11 +41,13 @@ def _rows(conn: sqlite3.Connection) -> Iterator[tuple[int, str, str, str, str, b
 
 
 def verify_journal(path: str | Path) -> VerifyReport:
-    """Check the journal; raise ChainError naming the first bad seq, or JournalError."""
+    """Check the journal; raise ChainError naming the first bad seq, WalLostError if its -wal
+    is lost (sales after the main file's last checkpoint are missing), or JournalError."""
     path = Path(path)
     with closing(_connect(path)) as conn:
         try:
             conn.execute("BEGIN")  # one snapshot for the whole walk
+            check_wal_present(path, conn)
             (identity,) = conn.execute("SELECT store_id, terminal_id FROM identity").fetchall()
             ((acked_upto, anchor_seq, anchor_hash),) = conn.execute(
                 "SELECT acked_upto, anchor_seq, anchor_hash FROM outbox"
