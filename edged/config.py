@@ -36,6 +36,9 @@ class TerminalSection(_Section, frozen=True):
 class JournalSection(_Section, frozen=True):
     path: str = ""
     retain_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0
+    # Sale ids outlive their entries, so a late retry is still answered as a duplicate
+    # (the same default as edged.journal.store.ID_RETAIN_DAYS; config must not import it).
+    id_retain_days: Annotated[float, msgspec.Meta(ge=0)] = 400.0
 
 
 class ApiSection(_Section, frozen=True):
@@ -276,6 +279,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             "terminal.receipt_format",
             f"bad format ({exc}); the fields are store, terminal and seq",
         ) from None
+    if cfg.journal.id_retain_days < cfg.journal.retain_days:
+        raise ConfigError(
+            str(file),
+            "journal.id_retain_days",
+            f"must be >= retain_days ({cfg.journal.retain_days:g}): a sale id must be "
+            "remembered at least as long as its sale; raise id_retain_days",
+        )
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/edged").split(":")[0]
     runtime_dir = os.environ.get("RUNTIME_DIRECTORY", "/run/edged").split(":")[0]
     journal = msgspec.structs.replace(

@@ -189,9 +189,9 @@ class TerminalServices:
         return self._simulators.scan(code, symbology)
 
 
-async def _retention(journal: Journal, retain_days: float) -> None:
+async def _retention(journal: Journal, retain_days: float, id_retain_days: float) -> None:
     while True:
-        await journal.purge(retain_days)
+        await journal.purge(retain_days, id_retain_days)
         await asyncio.sleep(RETENTION_INTERVAL_S)
 
 
@@ -333,7 +333,9 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
                     tg.create_task(part.run(), name=f"supervise-{part.name}") for part in vital
                 ]
                 others: dict[str, Callable[[], Awaitable[None]]] = {
-                    "retention": lambda: _retention(journal, cfg.journal.retain_days),
+                    "retention": lambda: _retention(
+                        journal, cfg.journal.retain_days, cfg.journal.id_retain_days
+                    ),
                     "devices": functools.partial(simulators.serve, devices.run),
                 }
                 if notifier.enabled:

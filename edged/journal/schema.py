@@ -65,6 +65,26 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     INSERT INTO run_state (one, open, since) VALUES (1, 0, NULL);
     """,
+    # 4: the sale id index, kept far longer than the entries (journal.id_retain_days), so that a
+    # retry after retention purged the entry is still answered as a duplicate or a conflict.
+    # prev_hash and hash decide which: the retried sale matches if it gives the same entry hash.
+    # Kept by a trigger: each row is written by the statement (and transaction) of its entry.
+    """
+    CREATE TABLE sale_ids (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        receipt_no TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL
+    ) STRICT;
+    INSERT INTO sale_ids (seq, id, receipt_no, created_at, prev_hash, hash)
+        SELECT seq, id, receipt_no, created_at, prev_hash, hash FROM entries;
+    CREATE TRIGGER entries_sale_ids AFTER INSERT ON entries BEGIN
+        INSERT INTO sale_ids (seq, id, receipt_no, created_at, prev_hash, hash)
+            VALUES (NEW.seq, NEW.id, NEW.receipt_no, NEW.created_at, NEW.prev_hash, NEW.hash);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import aiosqlite
 import msgspec
@@ -33,8 +33,15 @@ log = structlog.get_logger(__name__)
 
 MAX_GROUP = 256  # sales per group commit; 7 parameters each stays far below SQLite's limit
 BUSY_TIMEOUT_MS = 5000
+ID_RETAIN_DAYS = 400.0  # how long sale ids are kept, by default: [journal] id_retain_days
 WRITER_STUCK_S = 15.0  # a commit waiting longer than this means the writer makes no progress
 _COLUMNS = "seq, id, receipt_no, created_at, sale, prev_hash, hash"
+
+
+def _cutoff(days: float) -> str:
+    """The journal's timestamp `days` ago: rows created before it are older."""
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    return cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class CommitResult(msgspec.Struct, frozen=True):
@@ -96,8 +103,23 @@ class _Pending:
         self.queued_at = future.get_loop().time()
 
 
-# sale id -> the result of its entry and the canonical sale stored there
-_Stored = dict[str, tuple[CommitResult, bytes]]
+class _Mark(NamedTuple):
+    """What the sale id index keeps of an entry: enough to tell whether a sale is its sale."""
+
+    seq: int
+    receipt_no: str
+    created_at: str
+    prev_hash: bytes
+    hash: bytes
+
+    def holds(self, sale_id: str, sale_json: bytes) -> bool:
+        """Whether this entry was made from this canonical sale (its hash says so)."""
+        body = entry_bytes(self.seq, sale_id, self.receipt_no, self.created_at, sale_json)
+        return entry_hash(self.prev_hash, body) == self.hash
+
+
+# sale id -> the result of its entry and what tells a retry of the same sale from another
+_Stored = dict[str, tuple[CommitResult, _Mark]]
 
 
 def _row_entry(row: Sequence[Any]) -> StoredEntry:
@@ -400,12 +422,12 @@ class Journal:
         for item in group:
             if item.sale_id not in stored:
                 continue
-            result, sale_json = stored[item.sale_id]
-            if item.sale_json != sale_json:
+            result, mark = stored[item.sale_id]
+            if not mark.holds(item.sale_id, item.sale_json):
                 outcome: CommitResult | Exception = SaleConflictError(item.sale_id, result.seq)
             else:
                 outcome = result
-                stored[item.sale_id] = (msgspec.structs.replace(result, duplicate=True), sale_json)
+                stored[item.sale_id] = (msgspec.structs.replace(result, duplicate=True), mark)
             if item.future.done():
                 continue  # its caller went away
             if isinstance(outcome, Exception):
@@ -458,7 +480,8 @@ class Journal:
     async def _insert(self, items: list[_Pending]) -> _Stored:
         """Chain and write `items` as new entries in one statement (one transaction, one fsync).
 
-        The journal's head moves only once the statement succeeded.
+        The statement also writes their sale id index rows (a trigger, schema migration 4), and
+        fails on an id the index holds. The journal's head moves only once it succeeded.
         """
         stored: _Stored = {}
         if not items:
@@ -477,7 +500,7 @@ class Journal:
             sale_text = item.sale_json.decode()
             params += (seq, item.sale_id, receipt_no, created_at, sale_text, prev, digest)
             result = CommitResult(seq, receipt_no, digest.hex(), duplicate=False)
-            stored[item.sale_id] = (result, item.sale_json)
+            stored[item.sale_id] = (result, _Mark(seq, receipt_no, created_at, prev, digest))
             prev = digest
         rows = ",".join(["(?,?,?,?,?,?,?)"] * len(items))
         await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {rows}", params)
@@ -490,15 +513,20 @@ class Journal:
         return stored
 
     async def _committed_before(self, items: list[_Pending]) -> _Stored:
-        """The entries already in the journal under these sale ids (read: works on a full disk)."""
+        """The sales committed before under these ids, from the sale id index: it remembers
+        them after their entries were purged (a read: works on a full disk)."""
         marks = ",".join("?" * len(items))
         rows = await self._fetch(
-            f"SELECT id, seq, receipt_no, hash, sale FROM entries WHERE id IN ({marks})",
+            "SELECT id, seq, receipt_no, created_at, prev_hash, hash FROM sale_ids "
+            f"WHERE id IN ({marks})",
             [item.sale_id for item in items],
         )
         return {
-            sale_id: (CommitResult(seq, receipt_no, digest.hex(), duplicate=True), sale.encode())
-            for sale_id, seq, receipt_no, digest, sale in rows
+            sale_id: (
+                CommitResult(seq, receipt_no, digest.hex(), duplicate=True),
+                _Mark(seq, receipt_no, created_at, bytes(prev), bytes(digest)),
+            )
+            for sale_id, seq, receipt_no, created_at, prev, digest in rows
         }
 
     # -- reads ---------------------------------------------------------------------------
@@ -586,27 +614,39 @@ class Journal:
             await self._load_oldest_pending()
         return upto
 
-    async def purge(self, retain_days: float) -> int:
-        """Delete acknowledged entries older than `retain_days`, keeping the chain's anchor."""
-        cutoff = datetime.now(UTC) - timedelta(days=retain_days)
-        cutoff_text = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    async def purge(self, retain_days: float, id_retain_days: float = ID_RETAIN_DAYS) -> int:
+        """Delete acknowledged entries older than `retain_days`, keeping the chain's anchor,
+        and the sale id index rows of purged entries older than `id_retain_days`."""
+        cutoff, id_cutoff = _cutoff(retain_days), _cutoff(id_retain_days)
         async with self._sqlite("purging acknowledged entries"):
-            rows = await self._fetch(
-                "SELECT seq, hash, (SELECT anchor_seq FROM outbox) FROM entries "
-                "WHERE seq <= ? AND created_at < ? ORDER BY seq DESC LIMIT 1",
-                (self._acked_upto, cutoff_text),
+            ((anchor_seq, anchor_hash),) = await self._fetch(
+                "SELECT anchor_seq, anchor_hash FROM outbox"
             )
-            if not rows:
+            old_anchor = anchor_seq
+            rows = await self._fetch(
+                "SELECT seq, hash FROM entries WHERE seq <= ? AND created_at < ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (self._acked_upto, cutoff),
+            )
+            if rows:
+                anchor_seq, anchor_hash = rows[0]
+            ids = await self._fetch(
+                "SELECT seq FROM sale_ids WHERE seq <= ? AND created_at < ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (anchor_seq, id_cutoff),
+            )
+            if not rows and not ids:
                 return 0
-            anchor_seq, anchor_hash, old_anchor = rows[0]
+            id_upto = int(ids[0][0]) if ids else 0
             # One script, one hop: no group commit can interleave with this transaction.
             await self._db.executescript(
                 f"BEGIN IMMEDIATE; DELETE FROM entries WHERE seq <= {int(anchor_seq)}; "
                 f"UPDATE outbox SET anchor_seq = {int(anchor_seq)}, "
-                f"anchor_hash = X'{bytes(anchor_hash).hex()}'; COMMIT;"
+                f"anchor_hash = X'{bytes(anchor_hash).hex()}'; "
+                f"DELETE FROM sale_ids WHERE seq <= {id_upto}; COMMIT;"
             )
         purged = int(anchor_seq) - int(old_anchor)  # seqs are gapless
-        log.info("journal_purged", entries=purged, anchor_seq=anchor_seq)
+        log.info("journal_purged", entries=purged, anchor_seq=anchor_seq, sale_ids_upto=id_upto)
         return purged
 
     async def close(self) -> None:
