@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
+from edged.clock import utc_now_iso
 from edged.config import load_config
 from edged.errors import ConfigError, SaleConflictError
 from edged.journal import Journal
 from edged.journal.schema import MIGRATIONS
 from edged.journal.verify import verify_journal
+from tests.support.waiting import until
 
 
 def sale(total: int = 100) -> dict[str, Any]:
@@ -45,6 +47,9 @@ async def purged_journal(path: Path, sales: list[dict[str, Any]]) -> Journal:
     for one in sales:
         await j.commit(one)
     await j.mark_acked(len(sales))
+    # purge(0) takes entries stamped before now: let the millisecond clock pass the last one.
+    newest = utc_now_iso()
+    await until(lambda: utc_now_iso() > newest, "the clock past the last entry's stamp")
     assert await j.purge(retain_days=0) == len(sales)
     return j
 
