@@ -11,7 +11,7 @@ import serial_asyncio_fast
 
 from edged.devices.state import DeviceAbsent, DeviceError
 
-CLOSE_TIMEOUT_S = 2.0  # closing the port runs in a thread; a wedged driver must not hang us
+CLOSE_TIMEOUT_S = 2.0  # closing a port runs in a thread; a wedged driver must not hang us
 
 PARITIES = {"none": serial.PARITY_NONE, "even": serial.PARITY_EVEN, "odd": serial.PARITY_ODD}
 
@@ -46,8 +46,9 @@ async def open_serial(
         raise DeviceError(f"{path}: cannot open: {exc}") from None
 
 
-async def close_serial(writer: asyncio.StreamWriter) -> None:
-    """Close the port and wait until it is closed, so that the next open finds it free."""
+async def close_stream(writer: asyncio.StreamWriter) -> None:
+    """Close a serial port (or a device's TCP connection) and wait until it is closed, so
+    that the next open finds it free; a close that fails or hangs is given up quietly."""
     writer.close()
     with contextlib.suppress(OSError, serial.SerialException, TimeoutError):
         async with asyncio.timeout(CLOSE_TIMEOUT_S):

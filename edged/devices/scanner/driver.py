@@ -22,7 +22,7 @@ from edged.devices.scanner.codec import Scan, decode_frame, decode_text
 from edged.devices.scanner.dedupe import DOUBLE_READ_S, DoubleReadFilter
 from edged.devices.scanner.framing import Frame, ScanFramer
 from edged.devices.scanner.keymap import KeyDecoder
-from edged.devices.serialport import close_serial, open_serial
+from edged.devices.serialport import close_stream, open_serial
 from edged.devices.state import (
     DeviceAbsent,
     DeviceError,
@@ -126,7 +126,7 @@ class SerialScanner:
                 for item in framer.feed(data):
                     self._handle(item)
         finally:
-            await close_serial(writer)
+            await close_stream(writer)
 
     def _handle(self, item: Frame | ProtocolError) -> None:
         if isinstance(item, ProtocolError):

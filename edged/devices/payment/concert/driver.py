@@ -47,7 +47,7 @@ from edged.devices.payment.concert.link import (
     Unresolved,
     Wait,
 )
-from edged.devices.serialport import close_serial, open_serial
+from edged.devices.serialport import close_stream, open_serial
 from edged.devices.state import (
     DeviceAbsent,
     DeviceError,
@@ -239,7 +239,7 @@ class ConcertTerminal:
             lost = self._link.abandon()
             if lost is not None:
                 self._on_event(lost)
-            await close_serial(writer)
+            await close_stream(writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         name = self.status.name

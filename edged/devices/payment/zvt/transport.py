@@ -25,7 +25,7 @@ from edged.devices.payment.zvt.apdu import Apdu, ApduStreamDecoder, parse_apdu
 from edged.devices.payment.zvt.errors import ZvtProtocolError
 from edged.devices.payment.zvt.framing import Ack, BadFrame, Frame, Nak
 from edged.devices.payment.zvt.protocol import NO_ANSWER
-from edged.devices.serialport import open_serial
+from edged.devices.serialport import close_stream, open_serial
 from edged.devices.state import DeviceError, DeviceGone
 
 log = structlog.get_logger(__name__)
@@ -38,7 +38,6 @@ COMMAND_TIMEOUT_S = 5.0  # the PT's 80 00 00 after a command
 RESULT_TIMEOUT_S = 180.0  # T4: the longest silence while the PT works (cardholder at the PIN pad)
 CONNECT_TIMEOUT_S = 5.0
 ENQUIRY_INTERVAL_S = 60.0  # status enquiry while idle, so a dead PT is noticed
-CLOSE_TIMEOUT_S = 2.0
 INBOX_MAX = 64  # APDUs held for the driver; the oldest is dropped (and logged) beyond this
 READ_CHUNK = 4096
 
@@ -316,10 +315,7 @@ async def open_link(target: Target, timings: ZvtTimings, name: str) -> AsyncIter
         link.close("closed by the driver")
         task.cancel()
         await asyncio.wait([task])
-        writer.close()
-        with contextlib.suppress(OSError, serial.SerialException, TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await writer.wait_closed()
+        await close_stream(writer)
 
 
 async def _connect_tcp(
