@@ -34,11 +34,21 @@ class TxBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     entries: list[Entry]
 
 
-class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """store -> terminal on `{prefix}/{store}/{terminal}/ack`: every seq <= upto is stored."""
+class Ack(msgspec.Struct, frozen=True, omit_defaults=True):
+    """store -> terminal on `{prefix}/{store}/{terminal}/ack`, retained: every seq <= upto is
+    stored. Unknown fields are ignored, so that later collectors can tell terminals more.
+
+    `at` is the store's clock when it sent the ack (RFC 3339 UTC, milliseconds): the terminal
+    compares its own clock with it. `last_seq`/`last_hash` are the highest seq the store holds
+    for this terminal (>= upto, past a gap) and its hash: a terminal whose journal is behind
+    them lost its tail, and continues past them (DESIGN invariant 11).
+    """
 
     v: int
-    upto: int
+    upto: Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
+    at: str | None = None
+    last_seq: Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)] | None = None
+    last_hash: str | None = None
 
 
 class Status(msgspec.Struct, frozen=True, omit_defaults=True):
