@@ -16,3 +16,12 @@ def utc_iso(epoch_s: float) -> str:
 def utc_now_iso() -> str:
     """The current UTC time in the journal's and the wire's format."""
     return utc_iso(time.time())
+
+
+def parse_utc_iso(text: str) -> float | None:
+    """The POSIX time of an RFC 3339 timestamp with a zone (as `utc_iso` writes), or None."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return None if parsed.tzinfo is None else parsed.timestamp()

@@ -113,12 +113,21 @@ class TerminalServices:
                 "last_seq": stats.last_seq,
                 "path": str(self._journal.path),
                 "sale_transactions": stats.sale_transactions,
+                "gaps": self._journal.gaps(),
             },
+            "clock": self._clock_status(),
             "devices": self._devices.snapshot(),
             "health": self.health.snapshot() if self.health else {"ok": True, "problems": {}},
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
+
+    def _clock_status(self) -> dict[str, Any]:
+        """This terminal's clock against the store's, as the latest ack told it."""
+        heard = self._uplink.forwarder.store_clock if self._uplink is not None else None
+        if heard is not None:
+            return {"now": utc_now_iso(), **heard.report()}
+        return {"now": utc_now_iso(), "last_ack_store_at": self._journal.last_ack_store_at}
 
     async def sync_now(self) -> dict[str, Any]:
         if self._uplink is None:
@@ -336,8 +345,9 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
                     "retention": lambda: _retention(
                         journal, cfg.journal.retain_days, cfg.journal.id_retain_days
                     ),
-                    "devices": functools.partial(simulators.serve, devices.run),
                 }
+                if devices.configured:  # else it would end at once: a stop nobody asked for
+                    others["devices"] = functools.partial(simulators.serve, devices.run)
                 if notifier.enabled:
                     others["sd-status"] = lambda: _report_status(notifier, services)
                 tasks += [tg.create_task(supervise(n, r), name=n) for n, r in others.items()]

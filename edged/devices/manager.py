@@ -203,6 +203,11 @@ class Devices:
             for name, s in self.statuses.items()
         }
 
+    @property
+    def configured(self) -> bool:
+        """Whether any device is configured (a till may have none: a back-office terminal)."""
+        return bool(self._runners)
+
     async def run(self) -> None:
         """Serve every device, each restarted on its own."""
         async with asyncio.TaskGroup() as tasks:

@@ -85,6 +85,25 @@ MIGRATIONS: tuple[str, ...] = (
             VALUES (NEW.seq, NEW.id, NEW.receipt_no, NEW.created_at, NEW.prev_hash, NEW.hash);
     END;
     """,
+    # 5: the gaps the journal declared (edged.entrykinds journal_gap entries), kept after their
+    # entries are purged; and the store's clock at the last ack, for `doctor`.
+    """
+    CREATE TABLE journal_gaps (
+        seq INTEGER PRIMARY KEY,     -- the journal_gap entry's seq
+        first INTEGER NOT NULL,      -- the seqs lost: first..last
+        last INTEGER NOT NULL,
+        found_at TEXT NOT NULL,
+        reason TEXT NOT NULL
+    ) STRICT;
+    CREATE TRIGGER entries_journal_gaps AFTER INSERT ON entries
+        WHEN substr(NEW.sale, 1, 15) = '{"journal_gap":' BEGIN
+        INSERT INTO journal_gaps (seq, first, last, found_at, reason) VALUES (NEW.seq,
+            json_extract(NEW.sale, '$.journal_gap.from'),
+            json_extract(NEW.sale, '$.journal_gap.to'),
+            NEW.created_at, json_extract(NEW.sale, '$.journal_gap.reason'));
+    END;
+    ALTER TABLE outbox ADD COLUMN last_ack_store_at TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

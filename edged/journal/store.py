@@ -25,8 +25,10 @@ from edged.clock import utc_now_iso
 from edged.errors import JournalError, Problem, SaleConflictError, ValidationError
 from edged.journal import state
 from edged.journal.create import create_journal
+from edged.journal.gaps import RECENT_GAPS, GapEntry, GapRecord, gap_entry
 from edged.journal.preflight import lost_wal, preflight
 from edged.journal.schema import MIGRATIONS
+from edged.journal.seqmark import SeqMark, SeqMarkFile, mark_path, read_mark
 from edged.sale import validate_sale
 
 log = structlog.get_logger(__name__)
@@ -174,6 +176,14 @@ class Journal:
         self._failing_since: str | None = None
         self._last_error: str | None = None
         self._open_marked = False  # the main file says "open" (see _mark_open)
+        self._seq_mark: SeqMarkFile | None = None
+        self._seq_mark_failing = False
+        # Seqs up to this one are taken (lost entries, the store's): the next entry follows it.
+        self._skip_past = 0
+        self._skip_reason = ""
+        self._gaps: list[GapRecord] = []  # the most recent first
+        self._gap_count = 0
+        self._last_ack_store_at: str | None = None
 
     @classmethod
     async def open(
@@ -205,6 +215,8 @@ class Journal:
             await db.close()
             raise
         journal._start_writer(recover=False)
+        if journal._skip_past:
+            journal._wake.set()  # declare the lost tail before the first sale
         log.info(
             "journal_opened",
             path=str(path),
@@ -244,7 +256,10 @@ class Journal:
         last = await self._fetch("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1")
         self._last_seq, self._last_hash = last[0] if last else (anchor_seq, anchor_hash)
         self._acked_upto, self._last_ack_at = acked, last_ack_at
+        ((self._last_ack_store_at,),) = await self._fetch("SELECT last_ack_store_at FROM outbox")
         await self._load_oldest_pending()
+        await self._load_gaps()
+        await self._check_seq_mark()
         try:
             await self._mark_open()
         except sqlite3.Error as exc:
@@ -252,6 +267,69 @@ class Journal:
                 raise
             await self._end_transaction()  # an existing journal opens on a full disk too
             log.warning("journal_open_not_marked", path=str(self.path), hint="disk full")
+
+    async def _load_gaps(self) -> None:
+        rows = await self._fetch(
+            "SELECT seq, first, last, found_at, reason FROM journal_gaps ORDER BY seq DESC LIMIT ?",
+            (RECENT_GAPS,),
+        )
+        self._gaps = [GapRecord(*row) for row in rows]
+        ((self._gap_count,),) = await self._fetch("SELECT count(*) FROM journal_gaps")
+
+    async def _check_seq_mark(self) -> None:
+        """Compare the journal with its seq mark (journal.seqmark); a lost tail is declared."""
+        mark = await asyncio.to_thread(read_mark, self.path)
+        self._seq_mark = await asyncio.to_thread(SeqMarkFile, self.path)
+        if mark is not None and mark.seq > self._last_seq:
+            self.skip_past(
+                mark.seq,
+                f"the journal ends at seq {self._last_seq} but {mark_path(self.path).name} says "
+                f"seq {mark.seq} was written: its tail was lost (a damaged or lost -wal, or an "
+                "older copy of the journal)",
+            )
+        elif mark != SeqMark(self._last_seq, bytes(self._last_hash)):
+            await asyncio.to_thread(self._write_seq_mark, self._last_seq, bytes(self._last_hash))
+
+    def skip_past(self, seq: int, reason: str) -> bool:
+        """Declare every seq up to `seq` taken: the next entry is a `journal_gap` after it.
+
+        For a journal found behind its seq mark or behind the store. Returns False if the
+        journal is not behind `seq` (nothing to declare).
+        """
+        if seq <= max(self._last_seq, self._skip_past):
+            return False
+        self._skip_past, self._skip_reason = seq, reason
+        log.error(
+            "journal_tail_lost",
+            path=str(self.path),
+            last_seq=self._last_seq,
+            missing_from=self._last_seq + 1,
+            missing_to=seq,
+            reason=reason,
+            hint="the sales in these seqs are not in this journal; restore them from a backup "
+            "(edgectl journal backup copies) if they matter. Selling goes on after them",
+        )
+        self._wake.set()
+        return True
+
+    def _write_seq_mark(self, seq: int, digest: bytes) -> None:
+        """Record the head in the seq mark; a failure is logged, never fails a commit."""
+        assert self._seq_mark is not None
+        try:
+            self._seq_mark.write(seq, digest)
+        except OSError as exc:
+            error: OSError | None = exc
+        else:
+            error = None
+        if error is not None and not self._seq_mark_failing:
+            log.error(
+                "journal_seq_mark_failed",
+                path=str(self._seq_mark.path),
+                seq=seq,
+                error=str(error),
+                hint="sales are journaled; a lost journal tail would go unnoticed",
+            )
+        self._seq_mark_failing = error is not None
 
     async def _mark_open(self) -> None:
         """Say "open" in the main file itself, so that a lost -wal is seen (journal.preflight).
@@ -383,6 +461,8 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if not self._queue and self._skip_past > self._last_seq:
+                await self._write_gap_alone()
             while self._queue:
                 group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
                 self._in_flight = group
@@ -466,6 +546,7 @@ class Journal:
                 return
             previous = self._last_seq
             self._last_seq, self._last_hash = rows[0][0], bytes(rows[0][1])
+            await asyncio.to_thread(self._write_seq_mark, self._last_seq, self._last_hash)
             await self._load_oldest_pending()
         except sqlite3.Error as exc:
             # The next group fails on the seq's uniqueness and reloads again: no fork, no gap.
@@ -477,23 +558,44 @@ class Journal:
         committed, self._committed = self._committed, asyncio.Event()
         committed.set()
 
+    async def _write_gap_alone(self) -> None:
+        """Declare a lost tail at once, with no sale waiting (found at open or by an ack)."""
+        try:
+            await self._insert([])
+        except Exception as exc:  # the next commit writes it first, or fails loudly itself
+            log.exception("journal_gap_not_written", path=str(self.path), error=str(exc))
+            await self._end_transaction()
+
+    def _receipt_no(self, seq: int) -> str:
+        return self._format.format(store=self.store_id, terminal=self.terminal_id, seq=seq)
+
     async def _insert(self, items: list[_Pending]) -> _Stored:
         """Chain and write `items` as new entries in one statement (one transaction, one fsync).
 
-        The statement also writes their sale id index rows (a trigger, schema migration 4), and
-        fails on an id the index holds. The journal's head moves only once it succeeded.
+        A lost tail declared by skip_past() goes first, as a `journal_gap` entry. The statement
+        also writes their sale id index rows (a trigger, schema migration 4), and fails on an
+        id the index holds. The seq mark is written meanwhile. The journal's head moves only
+        once both are done.
         """
         stored: _Stored = {}
-        if not items:
-            return stored
-        params: list[Any] = []
-        seq, prev = self._last_seq, self._last_hash
         created_at = utc_now_iso()
+        gap: GapEntry | None = None
+        if self._skip_past > self._last_seq:
+            gap = gap_entry(
+                self._last_seq,
+                self._last_hash,
+                skip_past=self._skip_past,
+                reason=self._skip_reason,
+                receipt_no=self._receipt_no(self._skip_past + 1),
+                now=created_at,
+            )
+        elif not items:
+            return stored
+        params: list[Any] = list(gap.row()) if gap else []
+        seq, prev = (gap.record.seq, gap.hash) if gap else (self._last_seq, self._last_hash)
         for item in items:
             seq += 1
-            receipt_no = self._format.format(
-                store=self.store_id, terminal=self.terminal_id, seq=seq
-            )
+            receipt_no = self._receipt_no(seq)
             digest = entry_hash(
                 prev, entry_bytes(seq, item.sale_id, receipt_no, created_at, item.sale_json)
             )
@@ -502,15 +604,36 @@ class Journal:
             result = CommitResult(seq, receipt_no, digest.hex(), duplicate=False)
             stored[item.sale_id] = (result, _Mark(seq, receipt_no, created_at, prev, digest))
             prev = digest
-        rows = ",".join(["(?,?,?,?,?,?,?)"] * len(items))
-        await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {rows}", params)
+        rows = ",".join(["(?,?,?,?,?,?,?)"] * (len(items) + (gap is not None)))
+        marking = asyncio.ensure_future(asyncio.to_thread(self._write_seq_mark, seq, prev))
+        try:
+            await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {rows}", params)
+        except Exception:
+            await asyncio.wait([marking])  # then put the mark back: these seqs were not taken
+            await asyncio.to_thread(self._write_seq_mark, self._last_seq, bytes(self._last_hash))
+            raise
+        await marking
         self._transactions += 1
         if self._oldest_pending is None:
-            self._oldest_pending = created_at
+            self._oldest_pending = gap.record.found_at if gap else created_at
         self._last_seq, self._last_hash = seq, prev
+        if gap is not None:
+            self._gap_written(gap.record)
         committed, self._committed = self._committed, asyncio.Event()
         committed.set()
         return stored
+
+    def _gap_written(self, record: GapRecord) -> None:
+        self._gaps = [record, *self._gaps][:RECENT_GAPS]
+        self._gap_count += 1
+        log.error(
+            "journal_gap_recorded",
+            path=str(self.path),
+            seq=record.seq,
+            missing_from=record.first,
+            missing_to=record.last,
+            reason=record.reason,
+        )
 
     async def _committed_before(self, items: list[_Pending]) -> _Stored:
         """The sales committed before under these ids, from the sale id index: it remembers
@@ -553,11 +676,29 @@ class Journal:
         return JournalStats(
             last_seq=self._last_seq,
             acked_upto=self._acked_upto,
-            pending=self._last_seq - self._acked_upto,
+            pending=self._last_seq - self._acked_upto - self._skipped_after(self._acked_upto),
             oldest_pending_created_at=self._oldest_pending,
             last_ack_at=self._last_ack_at,
             sale_transactions=self._transactions,
         )
+
+    def _skipped_after(self, seq: int) -> int:
+        """How many seqs after `seq` are declared lost (they have no entry)."""
+        return sum(
+            max(0, gap.last - max(gap.first, seq + 1) + 1) for gap in self._gaps if gap.seq > seq
+        )
+
+    def gaps(self) -> dict[str, Any]:
+        """The declared gaps for `status`: how many, and the most recent ones."""
+        return {
+            "count": self._gap_count,
+            "recent": [gap.report(self._acked_upto) for gap in self._gaps],
+        }
+
+    @property
+    def last_ack_store_at(self) -> str | None:
+        """The store's clock when it sent the last ack that moved acked_upto."""
+        return self._last_ack_store_at
 
     @property
     def last_seq(self) -> int:
@@ -599,18 +740,22 @@ class Journal:
 
     # -- outbox and retention ------------------------------------------------------------
 
-    async def mark_acked(self, upto: int) -> int:
-        """Record the store's cumulative ack; returns the new acked_upto."""
+    async def mark_acked(self, upto: int, store_at: str | None = None) -> int:
+        """Record the store's cumulative ack (and the store's clock when it sent it, for
+        `doctor`); returns the new acked_upto."""
         upto = min(upto, self._last_seq)
         if upto <= self._acked_upto:
             return self._acked_upto
         now = utc_now_iso()
+        store_at = store_at or self._last_ack_store_at
         async with self._sqlite(f"recording the store's ack up to seq {upto}"):
             await self._fetch(
-                "UPDATE outbox SET acked_upto = ?, last_ack_at = ? WHERE acked_upto < ?",
-                (upto, now, upto),
+                "UPDATE outbox SET acked_upto = ?, last_ack_at = ?, last_ack_store_at = ?"
+                " WHERE acked_upto < ?",
+                (upto, now, store_at, upto),
             )
             self._acked_upto, self._last_ack_at = upto, now
+            self._last_ack_store_at = store_at
             await self._load_oldest_pending()
         return upto
 
@@ -622,7 +767,6 @@ class Journal:
             ((anchor_seq, anchor_hash),) = await self._fetch(
                 "SELECT anchor_seq, anchor_hash FROM outbox"
             )
-            old_anchor = anchor_seq
             rows = await self._fetch(
                 "SELECT seq, hash FROM entries WHERE seq <= ? AND created_at < ? "
                 "ORDER BY seq DESC LIMIT 1",
@@ -638,6 +782,9 @@ class Journal:
             if not rows and not ids:
                 return 0
             id_upto = int(ids[0][0]) if ids else 0
+            purged_rows = await self._fetch(
+                "SELECT count(*) FROM entries WHERE seq <= ?", (int(anchor_seq),)
+            )
             # One script, one hop: no group commit can interleave with this transaction.
             await self._db.executescript(
                 f"BEGIN IMMEDIATE; DELETE FROM entries WHERE seq <= {int(anchor_seq)}; "
@@ -645,7 +792,7 @@ class Journal:
                 f"anchor_hash = X'{bytes(anchor_hash).hex()}'; "
                 f"DELETE FROM sale_ids WHERE seq <= {id_upto}; COMMIT;"
             )
-        purged = int(anchor_seq) - int(old_anchor)  # seqs are gapless
+        purged = int(purged_rows[0][0]) if rows else 0
         log.info("journal_purged", entries=purged, anchor_seq=anchor_seq, sale_ids_upto=id_upto)
         return purged
 
@@ -666,6 +813,8 @@ class Journal:
                 error=str(exc),
                 hint="keep the -wal file next to the journal; it holds the latest sales",
             )
+        if self._seq_mark is not None:
+            self._seq_mark.close()
         try:
             await self._db.close()
         except sqlite3.Error as exc:

@@ -23,7 +23,8 @@ from edged.events import EventHub
 from edged.journal import Journal, StoredEntry
 from edged.uplink.client import Connection
 from edged.uplink.pulse import Pulse
-from edged.wire import WIRE_VERSION, Entry, TxBatch, decode_ack, encode
+from edged.uplink.storeclock import StoreClock
+from edged.wire import WIRE_VERSION, Ack, Entry, TxBatch, decode_ack, encode
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +107,7 @@ class Forwarder:
         self._changed = changed  # fired on every ack that moves acked_upto
         self._inflight: deque[_InFlight] = deque()
         self._next_after = 0  # the next batch starts after this seq
+        self.store_clock: StoreClock | None = None  # from the latest ack that carried `at`
         self.batches_sent = 0
         self.resends = 0  # go-back-N restarts after an ack timeout
         self._timeout_warned = False
@@ -152,7 +154,7 @@ class Forwarder:
     async def _read_acks(self, conn: Connection) -> None:
         async for msg in conn.messages():
             if msg.topic == self._ack_topic:
-                await self.handle_ack(msg.topic, msg.payload)
+                await self.handle_ack(msg.topic, msg.payload, retained=msg.retain)
             else:
                 log.warning("mqtt_unexpected_message", topic=msg.topic, size=len(msg.payload))
 
@@ -210,25 +212,31 @@ class Forwarder:
             deadlines.append(self._last_event_at + OUTBOX_EVENT_MIN_INTERVAL_S - now)
         return max(0.0, min(deadlines)) if deadlines else None
 
-    async def handle_ack(self, topic: str, payload: bytes) -> None:
-        """Apply a cumulative ack; a bogus one is logged with its topic and problem, ignored."""
+    async def handle_ack(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
+        """Apply a cumulative ack; a bogus one is logged with its topic and problem, ignored.
+
+        A retained ack (the store's last word, delivered as we subscribe) tells the store's
+        clock and high-water mark, but acknowledges nothing: it was said about what the store
+        had then, and a journal that fell behind may hold other sales under those seqs. They
+        are sent, and the store's next ack counts.
+        """
         try:
             ack = decode_ack(payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self._bogus(topic, f"malformed ack: {exc}", payload)
             return
+        self.store_clock = StoreClock.heard(ack.at) or self.store_clock
+        self._check_behind(ack)
+        if retained:
+            log.debug("ack_retained", topic=topic, upto=ack.upto, last_seq=ack.last_seq)
+            return
+        upto = ack.upto
         acked = self._journal.stats().acked_upto
-        if ack.upto <= acked:
+        if upto <= acked:
             log.debug("ack_stale", topic=topic, upto=ack.upto, acked_upto=acked)
             return
-        last_seq = self._journal.stats().last_seq
-        if ack.upto > last_seq:  # an ack for entries sent before a restart is legitimate
-            self._bogus(
-                topic, f"upto {ack.upto} is beyond the journal's last seq ({last_seq})", payload
-            )
-            return
         try:
-            acked = await self._journal.mark_acked(ack.upto)
+            acked = await self._journal.mark_acked(upto, store_at=ack.at)
         except JournalFullError as exc:
             # Not lost: the store's next ack is cumulative and says it again. Forwarding goes on.
             report = log.debug if self._full_warned else log.warning
@@ -244,6 +252,38 @@ class Forwarder:
         self._next_after = max(self._next_after, acked)
         self._changed.fire()
         self._wake.set()
+
+    def _check_behind(self, ack: Ack) -> None:
+        """A store that holds seqs past the journal's last one: the journal lost its tail (or
+        was replaced); it continues past them with a `journal_gap` entry (invariant 11)."""
+        store_last = max(ack.upto, ack.last_seq or 0)
+        stats = self._journal.stats()
+        if store_last <= stats.last_seq:
+            return
+        reason = (
+            f"the store holds seqs up to {store_last} for this terminal but the journal ends at "
+            f"seq {stats.last_seq}: its tail was lost, or it was replaced or restored from a copy"
+        )
+        if not self._journal.skip_past(store_last, reason):
+            return
+        self._events.publish(
+            "journal",
+            {
+                "kind": "behind_store",
+                "missing_from": stats.last_seq + 1,
+                "missing_to": store_last,
+                "last_seq": stats.last_seq,
+            },
+        )
+        if stats.last_seq > stats.acked_upto:
+            log.warning(
+                "journal_seqs_may_collide",
+                first_seq=stats.acked_upto + 1,
+                last_seq=stats.last_seq,
+                store_last_seq=store_last,
+                hint="sales journaled here after the journal fell behind reuse seqs the store "
+                "holds; the store keeps any that differ as seq_conflict evidence",
+            )
 
     def _bogus(self, topic: str, problem: str, payload: bytes) -> None:
         fields: dict[str, Any] = {"topic": topic, "problem": problem, "size": len(payload)}
