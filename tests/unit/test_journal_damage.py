@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ import msgspec
 import pytest
 
 from edged.entrykinds import DamagedEntry, special_of
-from edged.errors import ChainError
+from edged.errors import ChainError, JournalError
 from edged.journal import Journal
 from edged.journal.readonly import JournalReader
 from edged.journal.verify import verify_journal
@@ -173,3 +174,14 @@ async def test_a_damaged_entry_is_forwarded_as_damaged_with_its_own_seq_and_hash
     ).decode("ascii")
     # the other entries go as they were stored
     assert [bytes(e.sale) for e in batch.entries[:2]] == [e.sale_json for e in entries[:2]]
+
+
+async def test_a_truncated_main_file_is_still_reported_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = await Journal.open(path, store_id="S1", terminal_id="T1")
+    for n in range(300):  # enough pages that half the file cuts through the entries
+        await j.commit({**sale(n), "note": "x" * 200})
+    await j.close()
+    os.truncate(path, path.stat().st_size // 2)
+    with pytest.raises(JournalError, match="corrupt"):
+        verify_journal(path)
