@@ -29,23 +29,26 @@ class DamagedSeqs:
     """Seqs of damaged entries found since start; bounded, each logged once."""
 
     def __init__(self) -> None:
-        self._seqs: dict[int, str] = {}  # seq -> problem, in the order found
-        self._beyond = 0  # damaged entries found after MAX_REMEMBERED, counted only
+        self._seqs: set[int] = set()
+        self._beyond = 0  # damaged entries found after MAX_REMEMBERED seqs, counted only
         self._highest = 0
 
     def note(self, entry: StoredEntry) -> bool:
-        """Record a damaged entry; True (and logged ERROR) the first time its seq is seen."""
+        """Record a damaged entry; True (and logged ERROR) the first time its seq is seen.
+
+        Past MAX_REMEMBERED, a seq counts as new only above the highest seen: the forwarder
+        reads in seq order, and a resend reads again from the last ack.
+        """
         assert entry.damage is not None, "only damaged entries are noted"
-        if entry.seq in self._seqs or (
-            len(self._seqs) >= MAX_REMEMBERED and entry.seq <= self._highest
-        ):
+        full = len(self._seqs) >= MAX_REMEMBERED
+        if entry.seq in self._seqs or (full and entry.seq <= self._highest):
             return False
         self._highest = max(self._highest, entry.seq)
-        if len(self._seqs) >= MAX_REMEMBERED:
+        if full:
             self._beyond += 1
-            return True
-        self._seqs[entry.seq] = entry.damage
-        # The problem says which column and byte offset, never the bytes: they hold sale data.
+        else:
+            self._seqs.add(entry.seq)
+        # The problem names a column and a byte offset, never the bytes: they hold sale data.
         log.error("journal_entry_damaged", seq=entry.seq, problem=entry.damage, hint=RESTORE_HINT)
         return True
 

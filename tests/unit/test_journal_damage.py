@@ -14,7 +14,7 @@ import pytest
 
 from edged.entrykinds import DamagedEntry, special_of
 from edged.errors import ChainError, JournalError
-from edged.journal import Journal
+from edged.journal import Journal, StoredEntry, damaged
 from edged.journal.readonly import JournalReader
 from edged.journal.verify import verify_journal
 from edged.uplink.forwarder import encode_batch
@@ -185,3 +185,16 @@ async def test_a_truncated_main_file_is_still_reported_corrupt(tmp_path: Path) -
     os.truncate(path, path.stat().st_size // 2)
     with pytest.raises(JournalError, match="corrupt"):
         verify_journal(path)
+
+
+def test_damaged_seqs_are_said_once_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(damaged, "MAX_REMEMBERED", 3)
+    seqs = damaged.DamagedSeqs()
+
+    def entry(seq: int) -> StoredEntry:
+        return StoredEntry(seq, "id", "r", "t", b"", b"", b"x", damage="sale is not JSON")
+
+    first = [seqs.note(entry(s)) for s in (5, 6, 5, 7, 8, 9, 6, 8, 10)]
+    # new: 5, 6, 7 (remembered), then 8, 9, 10 in seq order; a resend of 6 or 8 is not new
+    assert first == [True, True, False, True, True, True, False, False, True]
+    assert seqs.status() == {"damaged": [5, 6, 7], "damaged_count": 6}
