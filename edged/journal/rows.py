@@ -44,32 +44,26 @@ class StoredEntry(msgspec.Struct, frozen=True):
         return canonical(damaged_sale(self.sale_json, self.damage))
 
 
-def _text(raw: bytes, column: str, problems: list[str]) -> str:
-    try:
-        return raw.decode()
-    except UnicodeDecodeError as exc:
-        problems.append(f"{column} is not valid UTF-8 (byte {exc.start})")
-        return raw.decode(errors="replace")
-
-
-def _problem(seq: int, ids: tuple[str, str, str], sale: bytes, prev: bytes, digest: bytes) -> str:
-    """What is wrong with a row whose fields decoded: JSON, hash sizes, then its hash."""
-    try:
-        msgspec.json.decode(sale, type=msgspec.Raw)  # validates without building objects
-    except msgspec.DecodeError:
-        return "sale is not JSON"
-    for column, value in (("prev_hash", prev), ("hash", digest)):
-        if len(value) != HASH_BYTES:
-            return f"{column} is {len(value)} bytes, not {HASH_BYTES}"
-    if entry_hash(prev, entry_bytes(seq, *ids, sale)) != digest:
-        return ALTERED
-    return ""
-
-
 def row_entry(row: Sequence[Any]) -> StoredEntry:
     """The entry of a row selected with ENTRY_SELECT, its `damage` said if it has any."""
-    seq = row[0]
-    id_raw, receipt_raw, created_raw, sale, prev, digest = (bytes(v or b"") for v in row[1:])
+    seq, id_raw, receipt_raw, created_raw, sale, prev, digest = row
+    try:  # the common case, kept cheap: the forwarder judges every entry it sends
+        texts = (id_raw.decode(), receipt_raw.decode(), created_raw.decode())
+        sale.decode()
+        msgspec.json.decode(sale, type=msgspec.Raw)  # validates without building objects
+        intact = (
+            len(prev) == HASH_BYTES and entry_hash(prev, entry_bytes(seq, *texts, sale)) == digest
+        )
+    except (AttributeError, UnicodeDecodeError, msgspec.DecodeError):  # NULL, not text, not JSON
+        intact = False
+    if intact:
+        return StoredEntry(seq, *texts, prev_hash=prev, hash=digest, sale_json=sale)
+    return _damaged(seq, [bytes(v or b"") for v in row[1:]])
+
+
+def _damaged(seq: int, columns: list[bytes]) -> StoredEntry:
+    """The entry of a row that is not intact, with every problem found in it."""
+    id_raw, receipt_raw, created_raw, sale, prev, digest = columns
     problems: list[str] = []
     sale_id = _text(id_raw, "id", problems)
     receipt_no = _text(receipt_raw, "receipt_no", problems)
@@ -79,9 +73,7 @@ def row_entry(row: Sequence[Any]) -> StoredEntry:
     except UnicodeDecodeError as exc:
         problems.append(f"sale is not valid UTF-8 (byte {exc.start})")
     if not problems:
-        found = _problem(seq, (sale_id, receipt_no, created_at), sale, prev, digest)
-        if found:
-            problems.append(found)
+        problems.append(_problem(sale, prev, digest))
     return StoredEntry(
         seq=seq,
         id=sale_id,
@@ -90,5 +82,25 @@ def row_entry(row: Sequence[Any]) -> StoredEntry:
         prev_hash=prev,
         hash=digest,
         sale_json=sale,
-        damage="; ".join(problems) or None,
+        damage="; ".join(problems),
     )
+
+
+def _text(raw: bytes, column: str, problems: list[str]) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        problems.append(f"{column} is not valid UTF-8 (byte {exc.start})")
+        return raw.decode(errors="replace")
+
+
+def _problem(sale: bytes, prev: bytes, digest: bytes) -> str:
+    """What is wrong with a damaged row whose text decoded: JSON, hash sizes, else its hash."""
+    try:
+        msgspec.json.decode(sale, type=msgspec.Raw)
+    except msgspec.DecodeError:
+        return "sale is not JSON"
+    for column, value in (("prev_hash", prev), ("hash", digest)):
+        if len(value) != HASH_BYTES:
+            return f"{column} is {len(value)} bytes, not {HASH_BYTES}"
+    return ALTERED
