@@ -138,9 +138,17 @@ def entry_bytes(
     seq: int, sale_id: str, receipt_no: str, created_at: str, sale_json: bytes
 ) -> bytes:
     """Canonical bytes of an entry, given the sale already in canonical form."""
-    head = canonical({"created_at": created_at, "id": sale_id, "receipt_no": receipt_no})
-    # Keys in JCS order: created_at, id, receipt_no, sale, seq.
-    return head[:-1] + b',"sale":' + sale_json + b',"seq":' + str(seq).encode() + b"}"
+    # Keys in JCS order: created_at, id, receipt_no, sale, seq. The three strings are written
+    # as canonical_exact writes strings: the dict path's number checks cost 4x for nothing.
+    head = (
+        f'{{"created_at":{_encode_str(created_at)},"id":{_encode_str(sale_id)},'
+        f'"receipt_no":{_encode_str(receipt_no)}'
+    )
+    try:
+        head_bytes = head.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CanonicalError("a string holds a lone UTF-16 surrogate, which is not text") from exc
+    return head_bytes + b',"sale":' + sale_json + b',"seq":' + str(seq).encode() + b"}"
 
 
 def entry_hash(prev_hash: bytes, entry_canonical: bytes) -> bytes:

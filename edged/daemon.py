@@ -20,10 +20,11 @@ from edged.clock import utc_now_iso
 from edged.config import Config
 from edged.devices.manager import Devices
 from edged.devices.state import DeviceError
-from edged.errors import DeviceNotReadyError, EdgedError, SaleNotFoundError
+from edged.errors import DeviceNotReadyError, EdgedError, JournalError, SaleNotFoundError
 from edged.events import EventHub
 from edged.health import Check, Health
-from edged.journal import Journal
+from edged.journal import Journal, StoredEntry
+from edged.journal.damaged import RESTORE_HINT, damaged_event
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
@@ -78,8 +79,21 @@ class TerminalServices:
             "duplicate": result.duplicate,
         }
 
-    async def get_sale(self, sale_id: str) -> dict[str, Any] | None:
+    async def _read_sale(self, sale_id: str) -> tuple[StoredEntry, bool] | None:
+        """The sale's entry and whether it is acked; a damaged entry is a JournalError."""
         found = await self._journal.get(sale_id)
+        if found is None or found[0].damage is None:
+            return found
+        entry = found[0]
+        if self._journal.damaged.note(entry):
+            self.events.publish("journal", damaged_event(entry))
+        raise JournalError(
+            f"sale {sale_id} (seq {entry.seq}) is damaged in the journal: {entry.damage}; "
+            f"{RESTORE_HINT}"
+        )
+
+    async def get_sale(self, sale_id: str) -> dict[str, Any] | None:
+        found = await self._read_sale(sale_id)
         if found is None:
             return None
         entry, acked = found
@@ -114,6 +128,7 @@ class TerminalServices:
                 "path": str(self._journal.path),
                 "sale_transactions": stats.sale_transactions,
                 "gaps": self._journal.gaps(),
+                **self._journal.damaged.status(),
             },
             "clock": self._clock_status(),
             "devices": self._devices.snapshot(),
@@ -141,7 +156,7 @@ class TerminalServices:
     ) -> dict[str, Any]:
         printer = self._devices.require_printer()
         if sale_id is not None:
-            found = await self._journal.get(sale_id)
+            found = await self._read_sale(sale_id)
             if found is None:
                 raise SaleNotFoundError(sale_id)
             entry, _ = found

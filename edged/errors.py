@@ -61,11 +61,13 @@ class SaleConflictError(EdgedError):
 
 
 class ChainError(EdgedError):
-    """The journal's hash chain or seq continuity is broken at `seq`."""
+    """The journal's hash chain or seq continuity is broken at `seq`; `damaged` lists every
+    seq whose entry is damaged (its bytes not as written), when the walk found any."""
 
-    def __init__(self, seq: int, problem: str) -> None:
+    def __init__(self, seq: int, problem: str, damaged: Sequence[int] = ()) -> None:
         self.seq = seq
         self.problem = problem
+        self.damaged = tuple(damaged)
         super().__init__(f"seq {seq}: {problem}")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from edged.errors import EdgedError
 
-EVENT_TYPES = frozenset({"link", "outbox", "scanner.scan", "device", "payment"})
+EVENT_TYPES = frozenset({"link", "outbox", "journal", "scanner.scan", "device", "payment"})
 
 
 @dataclass(frozen=True, slots=True)

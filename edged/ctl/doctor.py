@@ -34,6 +34,7 @@ DISK_FAIL_BYTES = 50_000_000
 DISK_WARN_BYTES = 500_000_000
 DISK_WARN_SHARE = 0.10
 TIMEDATECTL_TIMEOUT_S = 5.0
+DAMAGED_LISTED = 20  # damaged seqs named on the journal line
 
 
 def _closed(path: str | Path) -> bool:
@@ -94,6 +95,8 @@ def _journal(path: str, status: dict[str, Any] | None) -> Check:
     try:
         report = verify_journal(path)
     except ChainError as exc:
+        if exc.damaged:
+            return _damaged(path, exc)
         return Check(
             "journal",
             "FAIL",
@@ -121,6 +124,22 @@ def _journal(path: str, status: dict[str, Any] | None) -> Check:
             "is edged running with another config? `systemctl cat edged`",
         )
     return Check("journal", "OK", found)
+
+
+def _damaged(path: str, exc: ChainError) -> Check:
+    """Damaged entries: the daemon sends each to the store flagged; the sale needs a backup."""
+    count = len(exc.damaged)
+    seqs = ", ".join(map(str, exc.damaged[:DAMAGED_LISTED]))
+    more = f" and {count - DAMAGED_LISTED} more" if count > DAMAGED_LISTED else ""
+    return Check(
+        "journal",
+        "FAIL",
+        f"{path}: {count} damaged entr{'y' if count == 1 else 'ies'} (seq {seqs}{more}): "
+        f"seq {exc.seq}: {exc.problem}",
+        "edged sends a damaged entry to the store flagged as damaged and goes on; to recover "
+        "its sale, restore it from a copy made by `edgectl journal backup`; keep this file "
+        "for analysis",
+    )
 
 
 def _disk(journal: str) -> Check:
@@ -172,7 +191,7 @@ def _latest_stamp(journal: str) -> tuple[str, str] | None:
     except JournalError:
         return None
     stamps = []
-    if newest is not None:
+    if newest is not None and newest.damage is None:
         stamps.append((f"the newest sale (seq {newest.seq})", newest.created_at))
     if last_ack_at:
         stamps.append(("the last ack", last_ack_at))

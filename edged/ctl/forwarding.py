@@ -94,7 +94,7 @@ def _from_journal(journal: str) -> tuple[int, str | None] | None:
             oldest = reader.entry(acked + 1) if pending else None
     except JournalError:
         return None  # the journal line already says why
-    return pending, oldest.created_at if oldest else None
+    return pending, oldest.created_at if oldest and oldest.damage is None else None
 
 
 def outbox_check(status: dict[str, Any] | None, journal: str, has_uplink: bool) -> Check | None:

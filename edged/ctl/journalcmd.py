@@ -40,7 +40,15 @@ def verify(args: argparse.Namespace) -> int:
         report = verify_journal(journal)
     except ChainError as exc:
         if args.json:
-            output.emit_json({"ok": False, "path": journal, "seq": exc.seq, "problem": exc.problem})
+            output.emit_json(
+                {
+                    "ok": False,
+                    "path": journal,
+                    "seq": exc.seq,
+                    "problem": exc.problem,
+                    "damaged": list(exc.damaged),
+                }
+            )
         else:
             print(f"journal {journal}: BROKEN at seq {exc.seq}: {exc.problem}")
         return EXIT_PROBLEM
@@ -65,18 +73,29 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def summary(entry: StoredEntry, acked_upto: int) -> dict[str, Any]:
-    """One entry for tables and JSON lists: no hashes or sale body, but its total."""
-    sale = msgspec.json.decode(entry.sale_json)
+    """One entry for tables and JSON lists: no hashes or sale body, but its total; a damaged
+    entry has no total (None) and says its `damage`."""
+    sale = msgspec.json.decode(entry.sale_json) if entry.damage is None else {}
     return {
         "seq": entry.seq,
         "receipt_no": entry.receipt_no,
         "created_at": entry.created_at,
-        "total": sale["total"],
-        "currency": sale["currency"],
-        "lines": len(sale["lines"]),
+        "total": sale.get("total"),
+        "currency": sale.get("currency"),
+        "lines": len(sale.get("lines", ())),
         "acked": entry.seq <= acked_upto,
         "hash": entry.hash.hex(),
+        "damage": entry.damage,
     }
+
+
+def total_cell(row: dict[str, Any]) -> str:
+    """The total column of a summary row: the money, or DAMAGED."""
+    if row["damage"] is not None:
+        return "DAMAGED (run verify)"
+    if row["total"] is None:
+        return "-"
+    return output.money(row["total"], row["currency"])
 
 
 def tail(args: argparse.Namespace) -> int:
@@ -95,7 +114,7 @@ def tail(args: argparse.Namespace) -> int:
             str(r["seq"]),
             r["receipt_no"],
             r["created_at"],
-            output.money(r["total"], r["currency"]),
+            total_cell(r),
             str(r["lines"]),
             "acked" if r["acked"] else "pending",
             r["hash"][:16],
@@ -110,7 +129,8 @@ def tail(args: argparse.Namespace) -> int:
 class _ExportLine(msgspec.Struct, frozen=True):
     """An entry as forwarded on the wire (edged.wire.Entry), plus whether it is acked.
 
-    The sale is its stored canonical JSON, byte for byte, so the hash can be recomputed.
+    The sale is its stored canonical JSON, byte for byte, so the hash can be recomputed; a
+    damaged row's is a `damaged_entry` record of its stored bytes, as the forwarder sends it.
     """
 
     seq: int
@@ -155,7 +175,7 @@ def export(args: argparse.Namespace) -> int:
                         created_at=entry.created_at,
                         prev_hash=entry.prev_hash.hex(),
                         hash=entry.hash.hex(),
-                        sale=msgspec.Raw(entry.sale_json),
+                        sale=msgspec.Raw(entry.wire_sale()),
                         acked=entry.seq <= outbox.acked_upto,
                     )
                     sink.write(encoder.encode(line) + b"\n")

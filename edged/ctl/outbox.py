@@ -6,7 +6,7 @@ import argparse
 
 from edged.ctl import output, paths
 from edged.ctl.errors import EXIT_OK, CtlError
-from edged.ctl.journalcmd import summary
+from edged.ctl.journalcmd import summary, total_cell
 from edged.errors import JournalError
 from edged.journal.readonly import JournalReader
 
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         raise CtlError(str(exc)) from None
     pending = last - acked
     for entry in entries:
-        entry["age_s"] = output.seconds_since(entry["created_at"])
+        entry["age_s"] = None if entry["damage"] else output.seconds_since(entry["created_at"])
     if args.json:
         output.emit_json({"pending": pending, "acked_upto": acked, "entries": entries})
         return EXIT_OK
@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
             str(e["seq"]),
             e["receipt_no"],
             e["created_at"],
-            output.duration(e["age_s"]),
-            output.money(e["total"], e["currency"]),
+            "?" if e["age_s"] is None else output.duration(e["age_s"]),
+            total_cell(e),
         ]
         for e in entries
     ]

@@ -55,6 +55,11 @@ def _entry(journal_path: str, seq: int) -> tuple[str, str, StoredEntry]:
                 f"seq {anchor + 1}..{last}); the store's collector has it"
             )
         raise CtlError(f"no entry with seq {seq} in {journal_path} (last seq is {last})")
+    if entry.damage is not None:
+        raise CtlError(
+            f"seq {seq} is damaged in {journal_path} ({entry.damage}): it cannot be printed; "
+            "`edgectl journal verify` lists every damaged seq"
+        )
     return store, terminal, entry
 
 

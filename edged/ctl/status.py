@@ -44,6 +44,11 @@ def render(status: dict[str, Any]) -> str:
     size = journal.get("file_bytes")
     shown = output.size(size) if size is not None else "size not readable"
     rows.append(("journal", f"{journal.get('path', '?')} ({shown})"))
+    if count := journal.get("damaged_count"):
+        listed = journal["damaged"]
+        seqs = ", ".join(map(str, listed)) + (" ..." if count > len(listed) else "")
+        entries = f"{count} entr{'y' if count == 1 else 'ies'}"
+        rows.append(("damaged", f"{entries}, seq {seqs}: sent to the store flagged (doctor)"))
     devices = status.get("devices") or {}
     if not devices:
         rows.append(("devices", "none configured"))

@@ -1,5 +1,6 @@
 """Durable local state in SQLite: sales, seq, hash chain, outbox."""
 
-from edged.journal.store import CommitResult, Journal, JournalStats, StoredEntry
+from edged.journal.rows import StoredEntry
+from edged.journal.store import CommitResult, Journal, JournalStats
 
 __all__ = ["CommitResult", "Journal", "JournalStats", "StoredEntry"]

@@ -18,10 +18,10 @@ from types import TracebackType
 from typing import Any
 
 from edged.errors import JournalError
-from edged.journal import StoredEntry, state
+from edged.journal import state
 from edged.journal.preflight import lost_wal, wal_holds_frames
+from edged.journal.rows import ENTRY_SELECT, StoredEntry, row_entry
 
-_ENTRY_COLUMNS = "seq, id, receipt_no, created_at, prev_hash, hash, sale"
 # What SQLite says when a read-only WAL reader may not create the -shm file.
 _NO_SHM = frozenset({"SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT", "SQLITE_CANTOPEN"})
 
@@ -124,21 +124,14 @@ class JournalReader:
         return int(last)
 
     def entries(self, first: int, last: int, limit: int | None = None) -> Iterator[StoredEntry]:
-        """Entries with first <= seq <= last that are still in the file, oldest first."""
+        """Entries with first <= seq <= last that are still in the file, oldest first; a
+        damaged row is an entry with its `damage` said."""
         rows = self._rows(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?",
+            f"SELECT {ENTRY_SELECT} FROM entries WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?",
             (first, last, -1 if limit is None else limit),
         )
-        for seq, sale_id, receipt_no, created_at, prev_hash, digest, sale in rows:
-            yield StoredEntry(
-                seq=seq,
-                id=sale_id,
-                receipt_no=receipt_no,
-                created_at=created_at,
-                prev_hash=bytes(prev_hash),
-                hash=bytes(digest),
-                sale_json=sale.encode(),
-            )
+        for row in rows:
+            yield row_entry(row)
 
     def entry(self, seq: int) -> StoredEntry | None:
         return next(self.entries(seq, seq), None)

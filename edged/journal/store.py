@@ -25,8 +25,10 @@ from edged.clock import utc_now_iso
 from edged.errors import JournalError, Problem, SaleConflictError, ValidationError
 from edged.journal import state
 from edged.journal.create import create_journal
+from edged.journal.damaged import DamagedSeqs
 from edged.journal.gaps import RECENT_GAPS, GapEntry, GapRecord, gap_entry
 from edged.journal.preflight import lost_wal, preflight
+from edged.journal.rows import ENTRY_SELECT, StoredEntry, row_entry
 from edged.journal.schema import MIGRATIONS
 from edged.journal.seqmark import SeqMark, SeqMarkFile, mark_path, read_mark
 from edged.sale import validate_sale
@@ -51,16 +53,6 @@ class CommitResult(msgspec.Struct, frozen=True):
     receipt_no: str
     hash: str
     duplicate: bool
-
-
-class StoredEntry(msgspec.Struct, frozen=True):
-    seq: int
-    id: str
-    receipt_no: str
-    created_at: str
-    prev_hash: bytes
-    hash: bytes
-    sale_json: bytes
 
 
 class JournalStats(msgspec.Struct, frozen=True):
@@ -124,18 +116,6 @@ class _Mark(NamedTuple):
 _Stored = dict[str, tuple[CommitResult, _Mark]]
 
 
-def _row_entry(row: Sequence[Any]) -> StoredEntry:
-    return StoredEntry(
-        seq=row[0],
-        id=row[1],
-        receipt_no=row[2],
-        created_at=row[3],
-        sale_json=row[4].encode(),
-        prev_hash=row[5],
-        hash=row[6],
-    )
-
-
 def _tighten_modes(path: Path) -> None:
     """A journal made before edged set modes may be readable by everyone: make it 0640."""
     for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
@@ -184,6 +164,7 @@ class Journal:
         self._gaps: list[GapRecord] = []  # the most recent first
         self._gap_count = 0
         self._last_ack_store_at: str | None = None
+        self.damaged = DamagedSeqs()  # damaged entries its readers came across
 
     @classmethod
     async def open(
@@ -657,20 +638,21 @@ class Journal:
     async def get(self, sale_id: str) -> tuple[StoredEntry, bool] | None:
         """The entry for a sale id and whether the store has acknowledged it."""
         async with self._sqlite(f"reading sale {sale_id}"):
-            rows = await self._fetch(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (sale_id,))
+            rows = await self._fetch(f"SELECT {ENTRY_SELECT} FROM entries WHERE id = ?", (sale_id,))
         if not rows:
             return None
-        entry = _row_entry(rows[0])
+        entry = row_entry(rows[0])
         return entry, entry.seq <= self._acked_upto
 
     async def unacked(self, after_seq: int, limit: int) -> list[StoredEntry]:
-        """Entries not yet acknowledged, in seq order, starting after `after_seq`."""
+        """Entries not yet acknowledged, in seq order, starting after `after_seq`; a damaged
+        row is an entry with its `damage` said, never an error."""
         async with self._sqlite("reading unacknowledged entries"):
             rows = await self._fetch(
-                f"SELECT {_COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT {ENTRY_SELECT} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
                 (max(after_seq, self._acked_upto), limit),
             )
-        return [_row_entry(row) for row in rows]
+        return [row_entry(row) for row in rows]
 
     def stats(self) -> JournalStats:
         return JournalStats(

@@ -8,11 +8,13 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from edged.chain import entry_bytes, entry_hash
 from edged.errors import ChainError, JournalError
 from edged.journal import state
 from edged.journal.preflight import check_wal_present
 from edged.journal.readonly import connect_readonly
+from edged.journal.rows import ENTRY_SELECT, StoredEntry, row_entry
+
+MAX_LISTED = 20  # damaged seqs named in the error's text; ChainError.damaged has every seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +36,26 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connect_readonly(path)
 
 
-def _rows(conn: sqlite3.Connection) -> Iterator[tuple[int, str, str, str, str, bytes, bytes]]:
-    yield from conn.execute(
-        "SELECT seq, id, receipt_no, created_at, sale, prev_hash, hash FROM entries ORDER BY seq"
-    )
+def _rows(conn: sqlite3.Connection) -> Iterator[StoredEntry]:
+    for row in conn.execute(f"SELECT {ENTRY_SELECT} FROM entries ORDER BY seq"):
+        yield row_entry(row)
+
+
+def _broken(damaged: list[tuple[int, str]], at: tuple[int, str] | None = None) -> ChainError:
+    """One error naming the first bad seq with its problem, then every other one."""
+    bad = sorted([*damaged, at] if at else damaged)
+    (seq, problem), others = bad[0], bad[1:]
+    if others:
+        listed = ", ".join(f"seq {s} ({p})" for s, p in others[:MAX_LISTED])
+        more = f" and {len(others) - MAX_LISTED} more" if len(others) > MAX_LISTED else ""
+        problem = f"{problem}; also: {listed}{more}"
+    return ChainError(seq, problem, damaged=[s for s, _ in damaged])
 
 
 def verify_journal(path: str | Path) -> VerifyReport:
-    """Check the journal; raise ChainError naming the first bad seq, WalLostError if its -wal
-    is lost (sales after the main file's last checkpoint are missing), or JournalError."""
+    """Check the journal; raise ChainError naming the first bad seq (and every damaged one),
+    WalLostError if its -wal is lost (sales after the main file's last checkpoint are missing),
+    or JournalError."""
     path = Path(path)
     with closing(_connect(path)) as conn:
         try:
@@ -52,9 +65,12 @@ def verify_journal(path: str | Path) -> VerifyReport:
             ((acked_upto, anchor_seq, anchor_hash),) = conn.execute(
                 "SELECT acked_upto, anchor_seq, anchor_hash FROM outbox"
             ).fetchall()
-            expected_seq, prev = anchor_seq + 1, bytes(anchor_hash)
+            expected_seq = anchor_seq + 1
+            prev: bytes | None = bytes(anchor_hash)
             count = 0
-            for seq, sale_id, receipt_no, created_at, sale, prev_hash, digest in _rows(conn):
+            damaged: list[tuple[int, str]] = []  # a damaged entry does not stop the walk
+            for entry in _rows(conn):
+                seq = entry.seq
                 if seq != expected_seq:
                     problem = (
                         f"expected seq {expected_seq} next, found {seq}: "
@@ -62,23 +78,26 @@ def verify_journal(path: str | Path) -> VerifyReport:
                         if seq > expected_seq
                         else f"out of order after seq {expected_seq - 1}"
                     )
-                    raise ChainError(expected_seq if seq > expected_seq else seq, problem)
-                if bytes(prev_hash) != prev:
-                    raise ChainError(
-                        seq,
+                    raise _broken(damaged, (min(seq, expected_seq), problem))
+                if entry.damage is not None:
+                    damaged.append((seq, entry.damage))
+                elif prev is not None and entry.prev_hash != prev:
+                    problem = (
                         "prev_hash does not match the previous entry's hash (removed, "
-                        "reordered or altered entry before it)",
+                        "reordered or altered entry before it)"
                     )
-                body = entry_bytes(seq, sale_id, receipt_no, created_at, sale.encode())
-                if entry_hash(prev, body) != bytes(digest):
-                    raise ChainError(seq, "hash does not match the entry's content (altered)")
-                prev = bytes(digest)
+                    raise _broken(damaged, (seq, problem))
+                # After a damaged entry its stated hash is no firm ground: the next link is
+                # taken as it is (the damaged seq fails the check anyway).
+                prev = entry.hash if entry.damage is None else None
                 expected_seq += 1
                 count += 1
         except sqlite3.Error as exc:
             raise state.describe(path, exc) from None
         except ValueError as exc:
             raise JournalError(f"journal {path}: not an edged journal ({exc})") from None
+    if damaged:
+        raise _broken(damaged)
     return VerifyReport(
         path=str(path),
         store_id=identity[0],

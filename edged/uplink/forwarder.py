@@ -21,6 +21,7 @@ import structlog
 from edged.errors import JournalFullError
 from edged.events import EventHub
 from edged.journal import Journal, StoredEntry
+from edged.journal.damaged import damaged_event
 from edged.uplink.client import Connection
 from edged.uplink.pulse import Pulse
 from edged.uplink.storeclock import StoreClock
@@ -45,7 +46,7 @@ class _InFlight:
 
 
 def encode_batch(store: str, terminal: str, entries: list[StoredEntry]) -> bytes:
-    """The tx payload; each sale goes in as its stored canonical JSON, untouched."""
+    """The tx payload; each entry keeps its own seq, ids and hashes (StoredEntry.wire_sale)."""
     return encode(
         TxBatch(
             v=WIRE_VERSION,
@@ -59,7 +60,7 @@ def encode_batch(store: str, terminal: str, entries: list[StoredEntry]) -> bytes
                     created_at=e.created_at,
                     prev_hash=e.prev_hash.hex(),
                     hash=e.hash.hex(),
-                    sale=msgspec.Raw(e.sale_json),
+                    sale=msgspec.Raw(e.wire_sale()),
                 )
                 for e in entries
             ],
@@ -71,7 +72,9 @@ def _cap_bytes(entries: list[StoredEntry]) -> list[StoredEntry]:
     """The longest prefix (at least one entry) that stays under BATCH_MAX_BYTES."""
     total = 0
     for i, e in enumerate(entries):
-        total += len(e.sale_json) + ENTRY_OVERHEAD_BYTES
+        # A damaged row goes as base64: 4/3 of its bytes.
+        size = len(e.sale_json) if e.damage is None else len(e.sale_json) * 4 // 3
+        total += size + ENTRY_OVERHEAD_BYTES
         if total > BATCH_MAX_BYTES and i > 0:
             return entries[:i]
     return entries
@@ -193,6 +196,9 @@ class Forwarder:
             if not entries:
                 return
             entries = _cap_bytes(entries)
+            for entry in entries:
+                if entry.damage is not None:
+                    self._damaged(entry)
             payload = encode_batch(self._store, self._terminal, entries)
             first, last = entries[0].seq, entries[-1].seq
             self._inflight.append(_InFlight(first, last, time.monotonic()))
@@ -203,6 +209,12 @@ class Forwarder:
                 conn.publish(self._tx_topic, payload, timeout=self._ack_timeout_s),
                 name=f"uplink-publish-{first}-{last}",
             )
+
+    def _damaged(self, entry: StoredEntry) -> None:
+        """A damaged entry goes out flagged, so the store keeps it and acks past it: said once
+        per seq (journal_entry_damaged, a `journal` event), never stopping the stream."""
+        if self._journal.damaged.note(entry):
+            self._events.publish("journal", damaged_event(entry))
 
     def _next_deadline(self, now: float) -> float | None:
         deadlines: list[float] = []
