@@ -17,6 +17,7 @@ from edged import __version__
 from edged.api.server import ApiServer
 from edged.client import ApiClient
 from edged.clock import utc_now_iso
+from edged.clockwatch import watch_clock
 from edged.config import Config
 from edged.devices.manager import Devices
 from edged.devices.state import DeviceError
@@ -361,6 +362,7 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
                         journal, cfg.journal.retain_days, cfg.journal.id_retain_days
                     ),
                 }
+                others["clock-watch"] = watch_clock
                 if devices.configured:  # else it would end at once: a stop nobody asked for
                     others["devices"] = functools.partial(simulators.serve, devices.run)
                 if notifier.enabled:

@@ -28,13 +28,15 @@ from edged.ctl.nodes import device_checks
 from edged.errors import ChainError, ConfigError, JournalError
 from edged.journal import readonly
 from edged.journal.preflight import WalLostError
-from edged.journal.verify import verify_journal
+from edged.journal.verify import VerifyReport, verify_journal
 
 DISK_FAIL_BYTES = 50_000_000
 DISK_WARN_BYTES = 500_000_000
 DISK_WARN_SHARE = 0.10
 TIMEDATECTL_TIMEOUT_S = 5.0
 DAMAGED_LISTED = 20  # damaged seqs named on the journal line
+STORE_CLOCK_WARN_S = 5  # this far from the store's clock: WARN (FAIL past CLOCK_SLACK_S)
+LOST_LISTED = 3  # declared gaps named on the journal line, the most recent ones
 
 
 def _closed(path: str | Path) -> bool:
@@ -115,6 +117,8 @@ def _journal(path: str, status: dict[str, Any] | None) -> Check:
         f"{path} ({size}): {report.entries} entries, seq {report.first_seq}..{report.last_seq}, "
         "chain intact"
     )
+    if report.lost:
+        return _lost(found, report)
     used = (status or {}).get("journal", {}).get("path")
     if used is not None and Path(used).resolve() != Path(path).resolve():
         return Check(
@@ -124,6 +128,23 @@ def _journal(path: str, status: dict[str, Any] | None) -> Check:
             "is edged running with another config? `systemctl cat edged`",
         )
     return Check("journal", "OK", found)
+
+
+def _lost(found: str, report: VerifyReport) -> Check:
+    """Seqs the journal lost: FAIL until the store has the journal_gap entry declaring them."""
+    said = "; ".join(lost.describe() for lost in report.lost[-LOST_LISTED:])
+    more = len(report.lost) - LOST_LISTED
+    if more > 0:
+        said = f"{more} earlier gaps and: {said}"
+    pending = [
+        lost for lost in report.lost if lost.gap_seq is None or lost.gap_seq > report.acked_upto
+    ]
+    todo = (
+        "edged continues after them and tells the store (a journal_gap entry); if the sales "
+        "matter, look for them in a copy made by `edgectl journal backup` and give that copy "
+        "to support; keep this file"
+    )
+    return Check("journal", "FAIL" if pending else "WARN", f"{found}; {said}", todo)
 
 
 def _damaged(path: str, exc: ChainError) -> Check:
@@ -183,25 +204,57 @@ def _ntp() -> str | None:
 
 
 def _latest_stamp(journal: str) -> tuple[str, str] | None:
-    """The latest time this clock wrote into the journal: (what, RFC 3339 time)."""
+    """The latest time known to have passed, from the journal: (what, RFC 3339 time)."""
     try:
         with readonly.JournalReader(journal) as reader:
             newest = reader.newest()
-            last_ack_at = reader.outbox().last_ack_at
+            outbox = reader.outbox()
     except JournalError:
         return None
     stamps = []
     if newest is not None and newest.damage is None:
         stamps.append((f"the newest sale (seq {newest.seq})", newest.created_at))
-    if last_ack_at:
-        stamps.append(("the last ack", last_ack_at))
+    if outbox.last_ack_at:
+        stamps.append(("the last ack", outbox.last_ack_at))
+    if outbox.last_ack_store_at:
+        stamps.append(("the store's clock at the last ack", outbox.last_ack_store_at))
     return max(stamps, key=lambda s: output.parse_time(s[1])) if stamps else None
 
 
-def _clock(journal: str) -> Check:
-    """The broker cannot be asked for the time (MQTT has none); this compares what can be."""
+def _store_clock(now: datetime, status: dict[str, Any] | None) -> Check | None:
+    """The running edged's clock against the store's (each ack carries the store's time)."""
+    clock = (status or {}).get("clock", {})
+    offset = clock.get("offset_s")
+    if offset is None:
+        return None
+    off = abs(float(offset))
+    way = "ahead of" if offset > 0 else "behind"
+    said = f"{output.duration(int(off))} {way} the store's clock (as of its last ack)"
+    if off > output.CLOCK_SLACK_S:
+        return Check(
+            "clock",
+            "FAIL",
+            f"now {now:%Y-%m-%d %H:%M:%S} UTC is {said}",
+            "fix the time (timedatectl; the store's NTP server); seq keeps sales in order, but "
+            "their times are wrong until then",
+        )
+    if off > STORE_CLOCK_WARN_S:
+        return Check(
+            "clock", "WARN", f"{said}", "check time sync here and on the store server (NTP)"
+        )
+    return None
+
+
+def _clock(journal: str, status: dict[str, Any] | None = None) -> Check:
+    """Against the store's clock (from the running edged's acks) and the latest stamps."""
     now = datetime.now(UTC)
+    bad = _store_clock(now, status)
+    if bad is not None:
+        return bad
     notes = [f"now {now:%Y-%m-%d %H:%M:%S} UTC"]
+    offset = (status or {}).get("clock", {}).get("offset_s")
+    if offset is not None:
+        notes.append(f"within {STORE_CLOCK_WARN_S} s of the store's clock ({offset:+.1f} s)")
     latest = _latest_stamp(journal)
     if latest is not None:
         what, stamp = latest
@@ -220,7 +273,8 @@ def _clock(journal: str) -> Check:
     notes.append(
         "NTP synchronized" if ntp == "yes" else "NOT synchronized (NTP)" if ntp else "NTP unknown"
     )
-    notes.append("the broker tells no time (MQTT has none), so it was not compared")
+    if offset is None:
+        notes.append("the store's clock was not compared (edged has no ack on this run yet)")
     found = "; ".join(notes)
     if ntp == "no":
         return Check(
@@ -255,7 +309,7 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
         if found is not None:
             report(found)
     report(_disk(journal))
-    report(_clock(journal))
+    report(_clock(journal, status))
 
 
 def run(args: argparse.Namespace) -> int:

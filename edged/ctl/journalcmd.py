@@ -61,15 +61,17 @@ def verify(args: argparse.Namespace) -> int:
     except JournalError as exc:
         raise CtlError(f"cannot verify: {exc}") from None
     if args.json:
-        output.emit_json({"ok": True, **asdict(report)})
-        return EXIT_OK
+        output.emit_json({"ok": not report.lost, **asdict(report)})
+        return EXIT_PROBLEM if report.lost else EXIT_OK
     purged = f" (seq 1..{report.anchor_seq} purged after ack)" if report.anchor_seq else ""
     print(
-        f"journal {report.path}: OK — store {report.store_id} terminal {report.terminal_id}, "
-        f"{report.entries} entries, seq {report.first_seq}..{report.last_seq}, chain intact"
-        + purged
+        f"journal {report.path}: {'LOST SALES' if report.lost else 'OK'} — store "
+        f"{report.store_id} terminal {report.terminal_id}, {report.entries} entries, "
+        f"seq {report.first_seq}..{report.last_seq}, chain intact" + purged
     )
-    return EXIT_OK
+    for lost in report.lost:
+        print(f"  {lost.describe()}")
+    return EXIT_PROBLEM if report.lost else EXIT_OK
 
 
 def summary(entry: StoredEntry, acked_upto: int) -> dict[str, Any]:

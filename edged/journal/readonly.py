@@ -73,11 +73,15 @@ def connect_readonly(path: str | Path) -> sqlite3.Connection:
         raise state.describe(path, exc) from None
 
 
+STORE_CLOCK_SCHEMA = 5  # the journal schema that keeps the store's clock at the last ack
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxState:
     acked_upto: int
     last_ack_at: str | None
     anchor_seq: int  # entries up to here were purged after their ack
+    last_ack_store_at: str | None = None  # the store's clock at that ack (schema 5 on)
 
 
 class JournalReader:
@@ -114,7 +118,11 @@ class JournalReader:
         ((acked, last_ack_at, anchor),) = self._rows(
             "SELECT acked_upto, last_ack_at, anchor_seq FROM outbox"
         )
-        return OutboxState(acked, last_ack_at, anchor)
+        ((version,),) = self._rows("PRAGMA user_version")
+        store_at = None
+        if version >= STORE_CLOCK_SCHEMA:
+            ((store_at,),) = self._rows("SELECT last_ack_store_at FROM outbox")
+        return OutboxState(acked, last_ack_at, anchor, store_at)
 
     def last_seq(self) -> int:
         """The newest seq, counting purged entries (0 for an empty journal)."""

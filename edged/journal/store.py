@@ -260,7 +260,20 @@ class Journal:
     async def _check_seq_mark(self) -> None:
         """Compare the journal with its seq mark (journal.seqmark); a lost tail is declared."""
         mark = await asyncio.to_thread(read_mark, self.path)
-        self._seq_mark = await asyncio.to_thread(SeqMarkFile, self.path)
+        try:
+            self._seq_mark = await asyncio.to_thread(SeqMarkFile, self.path)
+        except OSError as exc:
+            error = str(exc)
+        else:
+            error = None
+        if error is not None:
+            log.error(
+                "journal_seq_mark_failed",
+                path=str(mark_path(self.path)),
+                error=error,
+                hint="sales are journaled; a lost journal tail would go unnoticed",
+            )
+            self._seq_mark_failing = True
         if mark is not None and mark.seq > self._last_seq:
             self.skip_past(
                 mark.seq,
@@ -295,7 +308,8 @@ class Journal:
 
     def _write_seq_mark(self, seq: int, digest: bytes) -> None:
         """Record the head in the seq mark; a failure is logged, never fails a commit."""
-        assert self._seq_mark is not None
+        if self._seq_mark is None:
+            return  # it could not be opened (logged at open)
         try:
             self._seq_mark.write(seq, digest)
         except OSError as exc:

@@ -8,18 +8,42 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from edged.entrykinds import JournalGap, special_of
 from edged.errors import ChainError, JournalError
 from edged.journal import state
 from edged.journal.preflight import check_wal_present
 from edged.journal.readonly import connect_readonly
 from edged.journal.rows import ENTRY_SELECT, StoredEntry, row_entry
+from edged.journal.seqmark import mark_path, read_mark
 
 MAX_LISTED = 20  # damaged seqs named in the error's text; ChainError.damaged has every seq
 
 
 @dataclass(frozen=True, slots=True)
+class LostSeqs:
+    """Seqs the journal no longer holds: declared by a journal_gap entry (at `gap_seq`), or
+    found by the seq mark and not declared yet (`gap_seq` None: edged declares them at start)."""
+
+    first: int
+    last: int
+    gap_seq: int | None
+    found_at: str | None
+    reason: str
+
+    def describe(self) -> str:
+        seqs = f"seq {self.first}" if self.first == self.last else f"seqs {self.first}..{self.last}"
+        where = (
+            f"declared at seq {self.gap_seq} on {self.found_at}"
+            if self.gap_seq is not None
+            else "not declared yet: edged declares them at its next start"
+        )
+        return f"{seqs} lost ({where}): {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """What a successful check covered."""
+    """What a successful check covered; `lost` are seqs the chain is intact around but whose
+    sales this journal no longer holds."""
 
     path: str
     store_id: str
@@ -29,6 +53,7 @@ class VerifyReport:
     entries: int
     anchor_seq: int
     acked_upto: int
+    lost: tuple[LostSeqs, ...] = ()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -69,9 +94,13 @@ def verify_journal(path: str | Path) -> VerifyReport:
             prev: bytes | None = bytes(anchor_hash)
             count = 0
             damaged: list[tuple[int, str]] = []  # a damaged entry does not stop the walk
+            lost: list[LostSeqs] = []
             for entry in _rows(conn):
                 seq = entry.seq
-                if seq != expected_seq:
+                gap = _declared_gap(entry, expected_seq)
+                if gap is not None:
+                    lost.append(gap)
+                elif seq != expected_seq:
                     problem = (
                         f"expected seq {expected_seq} next, found {seq}: "
                         f"entries {expected_seq}..{seq - 1} are missing"
@@ -90,7 +119,7 @@ def verify_journal(path: str | Path) -> VerifyReport:
                 # After a damaged entry its stated hash is no firm ground: the next link is
                 # taken as it is (the damaged seq fails the check anyway).
                 prev = entry.hash if entry.damage is None else None
-                expected_seq += 1
+                expected_seq = seq + 1
                 count += 1
         except sqlite3.Error as exc:
             raise state.describe(path, exc) from None
@@ -98,6 +127,10 @@ def verify_journal(path: str | Path) -> VerifyReport:
             raise JournalError(f"journal {path}: not an edged journal ({exc})") from None
     if damaged:
         raise _broken(damaged)
+    mark = read_mark(path)
+    if mark is not None and mark.seq >= expected_seq:
+        reason = f"{mark_path(path).name} says seq {mark.seq} was written: the tail was lost"
+        lost.append(LostSeqs(expected_seq, mark.seq, None, None, reason))
     return VerifyReport(
         path=str(path),
         store_id=identity[0],
@@ -107,4 +140,16 @@ def verify_journal(path: str | Path) -> VerifyReport:
         entries=count,
         anchor_seq=anchor_seq,
         acked_upto=acked_upto,
+        lost=tuple(lost),
     )
+
+
+def _declared_gap(entry: StoredEntry, expected_seq: int) -> LostSeqs | None:
+    """The seqs a journal_gap entry declares lost, if it is one and they are the ones the walk
+    is missing (expected_seq up to the entry's seq); a gap declaring other seqs is not one."""
+    if entry.damage is not None or entry.seq <= expected_seq:
+        return None
+    gap = special_of(entry.sale_json)
+    if not isinstance(gap, JournalGap) or (gap.first, gap.to) != (expected_seq, entry.seq - 1):
+        return None
+    return LostSeqs(gap.first, gap.to, entry.seq, entry.created_at, gap.reason)
