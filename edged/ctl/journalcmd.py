@@ -25,6 +25,7 @@ from edged.journal.backup import backup_journal
 from edged.journal.create import SIDE_FILES, create_journal, set_aside
 from edged.journal.preflight import WalLostError
 from edged.journal.readonly import JournalReader
+from edged.journal.seqmark import mark_path, read_mark
 from edged.journal.verify import verify_journal
 
 PROBE_TIMEOUT_S = 2.0
@@ -257,15 +258,18 @@ def init(args: argparse.Namespace) -> int:
         create_journal(journal, cfg.terminal.store_id, cfg.terminal.terminal_id)
     except JournalError as exc:
         raise CtlError(str(exc)) from None
+    mark = read_mark(journal)
+    after = (
+        f"edged continues after seq {mark.seq} (the seq mark {mark_path(journal).name}), with a "
+        f"journal_gap entry declaring seqs 1..{mark.seq} not in this journal"
+        if mark is not None and mark.seq > 0
+        else "its first sale will be seq 1, or past the store's last seq for this terminal "
+        "once edged reaches the store"
+    )
     print(
         f"created journal {journal} for store {cfg.terminal.store_id} terminal "
-        f"{cfg.terminal.terminal_id}; its first sale will be seq 1"
+        f"{cfg.terminal.terminal_id}; {after}"
     )
-    if moved:
-        output.warn(
-            "the store already holds this terminal's earlier seqs: it will refuse the new "
-            "journal's sales as seq conflicts until edged can continue past the store's seq"
-        )
     return EXIT_OK
 
 

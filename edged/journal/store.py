@@ -260,12 +260,11 @@ class Journal:
     async def _check_seq_mark(self) -> None:
         """Compare the journal with its seq mark (journal.seqmark); a lost tail is declared."""
         mark = await asyncio.to_thread(read_mark, self.path)
+        error: str | None = None
         try:
             self._seq_mark = await asyncio.to_thread(SeqMarkFile, self.path)
         except OSError as exc:
             error = str(exc)
-        else:
-            error = None
         if error is not None:
             log.error(
                 "journal_seq_mark_failed",
