@@ -395,7 +395,8 @@ class CollectorStore:
         if other is None:  # cannot be: only the two unique constraints refuse a row
             where = "another entry"
         else:
-            same = _sale_of(other[3]) == _sale_of(body)
+            sale = _sale_of(other[3])
+            same = sale is not None and sale == _sale_of(body)
             kind = "the same sale: a retry" if same else "another sale"
             where = f"{other[0]}/{other[1]} seq {other[2]} ({kind})"
         slot = Slot("id_conflict", f"sale id {entry.id} is already stored as {where}", body)
@@ -436,5 +437,9 @@ def _seq_of(entry: Entry) -> int:
 
 
 def _sale_of(body: str) -> Any:
-    """The sale in a canonical entry body (to tell a retried sale from another one)."""
-    return msgspec.json.decode(body)["sale"]
+    """The sale in a stored entry body (to tell a retried sale from another one), or None."""
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    return doc.get("sale") if isinstance(doc, dict) else None

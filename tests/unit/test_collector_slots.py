@@ -263,3 +263,30 @@ def test_acks_report_the_highest_seq_held_past_a_gap(store: CollectorStore) -> N
     assert (progress.upto, progress.last_seq) == (4, 7)
     (progress,) = store.store_batches([Batch.of(S, "t2", [])]).values()
     assert (progress.upto, progress.last_seq, progress.last_hash) == (0, 0, "00" * 32)
+
+
+def test_version_2_database_is_upgraded_and_a_blocked_terminal_goes_on(db_path: str) -> None:
+    """A terminal a version 2 store held back at an id_conflict passes once it resends."""
+    from edged.collector import schema
+
+    chain = make_chain(S, T, 3)
+    retry = forged(4, chain[2].hash, {"id": "r", "total": 1}, sale_id=chain[0].id)
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(schema._SCHEMA + schema._SCHEMA_V2 + "PRAGMA user_version = 2;")
+        conn.execute("INSERT INTO identity VALUES ('abc', 'now')")
+        for e in chain:
+            conn.execute(
+                "INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{}', 'now', 'c0')",
+                (S, T, e.seq, e.id, e.receipt_no, e.created_at, e.prev_hash, e.hash),
+            )
+        conn.execute(
+            "INSERT INTO terminals VALUES (?, ?, 3, ?, 3, NULL, NULL, NULL, 3, 0, 1, 'x', 'x')",
+            (S, T, chain[2].hash),
+        )
+    store = CollectorStore.open(db_path, init=True)
+    try:
+        (progress,) = store.store_batches([Batch.of(S, T, [retry])]).values()
+    finally:
+        store.close()
+    assert (progress.upto, progress.last_seq, progress.last_hash) == (4, 4, retry.hash)
+    assert report(db_path)["held"] == 1
