@@ -156,10 +156,12 @@ class BrokerLink:
         if rc != paho.MQTT_ERR_SUCCESS:
             raise LinkError(f"lost {self._where()} while acknowledging (paho rc {rc})")
 
-    async def publish(self, topic: str, payload: bytes) -> None:
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish QoS 1 and wait for the broker's PUBACK."""
         try:
-            await self._client.publish(topic, payload, qos=1, timeout=PUBLISH_TIMEOUT_S)
+            await self._client.publish(
+                topic, payload, qos=1, retain=retain, timeout=PUBLISH_TIMEOUT_S
+            )
         except aiomqtt.MqttError as exc:
             raise LinkError(f"cannot publish to {topic} on {self._where()}: {exc}") from exc
 

@@ -13,13 +13,15 @@ from edged.collector.schema import (
     CollectorStoreError,
     sqlite_path,
 )
+from edged.collector.walk import held_after
 
 MAX_REPORTED_GAPS = 100
 
 
 @dataclass(frozen=True, slots=True)
 class TerminalReport:
-    """One terminal as the store sees it; `gaps` are inclusive (from, to) ranges of missing seq."""
+    """One terminal as the store sees it; `gaps` are inclusive (from, to) ranges of missing seq
+    (the terminal still has to send them), `lost` those its journal lost and declared so."""
 
     store_id: str
     terminal_id: str
@@ -30,6 +32,8 @@ class TerminalReport:
     chain_broken_at: int | None
     duplicates: int
     problems: int
+    held: int
+    lost: list[tuple[int, int]]
     first_seen_at: str
     last_seen_at: str
 
@@ -44,6 +48,8 @@ class TerminalReport:
             "chain_broken_at": self.chain_broken_at,
             "duplicates": self.duplicates,
             "problems": self.problems,
+            "held": self.held,
+            "lost": [list(g) for g in self.lost],
             "first_seen_at": self.first_seen_at,
             "last_seen_at": self.last_seen_at,
         }
@@ -54,26 +60,29 @@ def _gaps(
 ) -> list[tuple[int, int]]:
     gaps: list[tuple[int, int]] = []
     expect = upto + 1
-    rows = conn.execute(
-        "SELECT seq FROM transactions WHERE store_id = ? AND terminal_id = ? AND seq > ?"
-        " ORDER BY seq",
-        (store_id, terminal_id, upto),
-    )
-    for (seq,) in rows:
+    for seq in held_after(conn, (store_id, terminal_id), upto):
         if seq > expect:
             gaps.append((expect, seq - 1))
             if len(gaps) >= MAX_REPORTED_GAPS:
                 break
         expect = seq + 1
-    rows.close()
     return gaps
+
+
+def _lost(conn: sqlite3.Connection, store_id: str, terminal_id: str) -> list[tuple[int, int]]:
+    rows = conn.execute(
+        "SELECT seq_from, seq_to FROM lost WHERE store_id = ? AND terminal_id = ?"
+        " ORDER BY seq_from LIMIT ?",
+        (store_id, terminal_id, MAX_REPORTED_GAPS),
+    )
+    return [(first, to) for first, to in rows]
 
 
 def terminal_report(conn: sqlite3.Connection) -> list[TerminalReport]:
     """Per-terminal report from an open connection (read-only use is fine)."""
     rows = conn.execute(
         "SELECT store_id, terminal_id, contiguous_upto, max_seq, entries, chain_broken_at,"
-        " duplicates, problems, first_seen_at, last_seen_at FROM terminals"
+        " duplicates, problems, held, first_seen_at, last_seen_at FROM terminals"
         " ORDER BY store_id, terminal_id"
     ).fetchall()
     return [
@@ -87,8 +96,10 @@ def terminal_report(conn: sqlite3.Connection) -> list[TerminalReport]:
             chain_broken_at=r[5],
             duplicates=r[6],
             problems=r[7],
-            first_seen_at=r[8],
-            last_seen_at=r[9],
+            held=r[8],
+            lost=_lost(conn, r[0], r[1]),
+            first_seen_at=r[9],
+            last_seen_at=r[10],
         )
         for r in rows
     ]
@@ -133,6 +144,7 @@ def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any
         "db": path,
         "schema_version": version,
         "transactions": sum(t.entries for t in terminals),
+        "held": sum(t.held for t in terminals),
         "terminals": [t.as_dict() for t in terminals],
         "problems": problems,
     }

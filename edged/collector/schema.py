@@ -13,7 +13,7 @@ from edged.errors import EdgedError
 log = structlog.get_logger(__name__)
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 BUSY_TIMEOUT_MS = 10_000  # several collectors may share one db file
@@ -43,7 +43,7 @@ CREATE TABLE terminals (
     terminal_id      TEXT NOT NULL,
     contiguous_upto  INTEGER NOT NULL,  -- everything <= this is stored and chain-verified
     last_hash        TEXT NOT NULL,     -- hash of the entry at contiguous_upto
-    max_seq          INTEGER NOT NULL,  -- highest seq stored
+    max_seq          INTEGER NOT NULL,  -- highest seq stored (v3: or held)
     gap_from         INTEGER,           -- first missing seq while later ones are stored
     gap_to           INTEGER,           -- last missing seq of that gap
     chain_broken_at  INTEGER,           -- stored seq whose prev_hash does not link
@@ -58,7 +58,7 @@ CREATE TABLE problems (
     store_id     TEXT NOT NULL,
     terminal_id  TEXT NOT NULL,
     seq          INTEGER NOT NULL,
-    kind         TEXT NOT NULL,  -- invalid | bad_hash | seq_conflict | id_conflict | quarantined
+    kind         TEXT NOT NULL,  -- see README "The database" (v1: the first five of them)
     hash         TEXT NOT NULL,  -- the hash the entry claimed (quarantined: SHA-256 of the message)
     detail       TEXT NOT NULL,
     body         TEXT NOT NULL,  -- the entry as received, kept as evidence ('' if quarantined)
@@ -80,6 +80,43 @@ CREATE TABLE identity (
     created_at  TEXT NOT NULL
 );
 """
+
+# Version 3: nothing a terminal sends stops its stream. An entry that cannot be a sale in
+# `transactions` still occupies its seq, in `held`; seqs a terminal declared lost (journal_gap)
+# and the store lacks are in `lost`; `terminals` knows its highest held seq's hash (for acks).
+_SCHEMA_V3 = """
+CREATE TABLE held (
+    store_id     TEXT NOT NULL,
+    terminal_id  TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    kind         TEXT NOT NULL,  -- journal_gap | damaged_entry | id_conflict | invalid | bad_hash
+    prev_hash    TEXT NOT NULL,  -- as the entry states it (the chain walk uses it)
+    hash         TEXT NOT NULL,  -- as the entry states it: the walk continues from it
+    gap_from     INTEGER,        -- journal_gap: the seqs the terminal declares lost
+    gap_to       INTEGER,
+    detail       TEXT NOT NULL,
+    body         TEXT NOT NULL,  -- the entry as received (JSON, its sale as sent)
+    raw          BLOB,           -- damaged_entry: the journal row's bytes, base64-decoded
+    received_at  TEXT NOT NULL,
+    received_by  TEXT NOT NULL,
+    PRIMARY KEY (store_id, terminal_id, seq)
+);
+CREATE TABLE lost (
+    store_id     TEXT NOT NULL,
+    terminal_id  TEXT NOT NULL,
+    seq_from     INTEGER NOT NULL,  -- lost at the terminal and never stored here: seq_from..seq_to
+    seq_to       INTEGER NOT NULL,
+    gap_seq      INTEGER NOT NULL,  -- the journal_gap entry that declared them
+    recorded_at  TEXT NOT NULL,
+    PRIMARY KEY (store_id, terminal_id, seq_from)
+);
+ALTER TABLE terminals ADD COLUMN held INTEGER NOT NULL DEFAULT 0;      -- rows in `held`
+ALTER TABLE terminals ADD COLUMN max_hash TEXT NOT NULL DEFAULT '';    -- hash at max_seq
+UPDATE terminals SET max_hash = coalesce((SELECT t.hash FROM transactions t
+    WHERE t.store_id = terminals.store_id AND t.terminal_id = terminals.terminal_id
+    AND t.seq = terminals.max_seq), '')
+"""
+_MIGRATIONS = {1: _SCHEMA, 2: _SCHEMA_V2, 3: _SCHEMA_V3}  # version -> script that makes it
 
 
 class CollectorStoreError(EdgedError):
@@ -143,17 +180,17 @@ def _migrate(conn: sqlite3.Connection, path: str, *, may_create: bool) -> None:
         raise CollectorDbChangedError(
             f"collector db {path} is empty, but this collector had a database there; {RESTORE_HINT}"
         )
-    scripts = [_SCHEMA, _SCHEMA_V2] if version == 0 else [_SCHEMA_V2]
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for script in scripts:
-            for statement in script.split(";"):
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step].split(";"):
                 if statement.strip():
                     conn.execute(statement)
-        conn.execute(
-            "INSERT INTO identity (db_id, created_at) VALUES (?, ?)",
-            (uuid.uuid4().hex, utc_now_iso()),
-        )
+        if version < 2:  # the identity came with version 2
+            conn.execute(
+                "INSERT INTO identity (db_id, created_at) VALUES (?, ?)",
+                (uuid.uuid4().hex, utc_now_iso()),
+            )
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

@@ -25,10 +25,18 @@ from typing import NoReturn, TypeVar
 import msgspec
 import structlog
 
+from edged.clock import utc_now_iso
 from edged.collector.link import BrokerLink, Delivery, LinkError, LinkSettings
 from edged.collector.report import TerminalReport
 from edged.collector.schema import CollectorDbChangedError, CollectorStoreError, sqlite_path
-from edged.collector.store import Batch, CollectorStore, Message, Quarantine, TerminalKey
+from edged.collector.store import (
+    Batch,
+    CollectorStore,
+    Message,
+    Progress,
+    Quarantine,
+    TerminalKey,
+)
 from edged.config import CollectorConfig, read_password
 from edged.errors import ConfigError
 from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task, unwrap
@@ -124,24 +132,35 @@ async def _serve(link: BrokerLink, db: StoreThread, prefix: str) -> NoReturn:
         while len(group) < GROUP_MAX_MESSAGES and link.waiting():
             group.append(await link.next())
         log.debug("tx_group_received", messages=len(group))
-        uptos = await db.store_batches([parse_delivery(prefix, d) for d in group])
+        acks = await db.store_batches([parse_delivery(prefix, d) for d in group])
         for delivery in group:  # only after the commit
             link.settle(delivery)
-        await _publish_acks(link, prefix, uptos)
+        await _publish_acks(link, prefix, acks)
 
 
-async def _publish_acks(link: BrokerLink, prefix: str, uptos: dict[TerminalKey, int]) -> None:
+async def _publish_acks(link: BrokerLink, prefix: str, acks: dict[TerminalKey, Progress]) -> None:
     # In a task of its own: a failed group leaves no cancellation behind for the close (3.11.2).
-    await in_own_task(_publish_ack_group(link, prefix, uptos), "collector-acks")
+    await in_own_task(_publish_ack_group(link, prefix, acks), "collector-acks")
 
 
-async def _publish_ack_group(link: BrokerLink, prefix: str, uptos: dict[TerminalKey, int]) -> None:
+async def _publish_ack_group(
+    link: BrokerLink, prefix: str, acks: dict[TerminalKey, Progress]
+) -> None:
+    """One ack per terminal, retained: a terminal learns the store's view when it subscribes."""
+    at = utc_now_iso()
     try:
         async with asyncio.TaskGroup() as tg:
-            for (store_id, terminal_id), upto in uptos.items():
+            for (store_id, terminal_id), done in acks.items():
                 topic = Topics(prefix, store_id, terminal_id).ack
-                payload = encode(Ack(v=WIRE_VERSION, upto=upto))
-                tg.create_task(link.publish(topic, payload), name=f"ack {store_id}/{terminal_id}")
+                ack = Ack(
+                    v=WIRE_VERSION,
+                    upto=done.upto,
+                    at=at,
+                    last_seq=done.last_seq,
+                    last_hash=done.last_hash,
+                )
+                publish = link.publish(topic, encode(ack), retain=True)
+                tg.create_task(publish, name=f"ack {store_id}/{terminal_id}")
     except ExceptionGroup as group:
         raise unwrap(group, prefer=(LinkError,)) from None
 
@@ -197,7 +216,9 @@ class StoreThread:
     async def open(self) -> None:
         await self._call(self._open)
 
-    async def store_batches(self, items: Sequence[Batch | Quarantine]) -> dict[TerminalKey, int]:
+    async def store_batches(
+        self, items: Sequence[Batch | Quarantine]
+    ) -> dict[TerminalKey, Progress]:
         """Store in one transaction; the commit completes even if the caller is cancelled."""
         return await self._call(lambda: self._require().store_batches(items))
 

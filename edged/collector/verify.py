@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import msgspec
 
 from edged.chain import MAX_SAFE_INT, CanonicalError, canonical, entry_bytes, entry_hash
+from edged.entrykinds import DAMAGED_KEY, GAP_KEY, DamagedEntry, JournalGap, special_of
 from edged.wire import Entry
 
 GENESIS_HEX = "00" * 32  # what seq 1 chains from
@@ -20,16 +23,36 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 # verdict on a deep sale is `invalid` on every Python, never a version's accident.
 MAX_SALE_NESTING = 100
 _TOO_DEEP = f"sale is nested too deeply (over {MAX_SALE_NESTING} levels of objects and arrays)"
+# How the canonical JSON of a special entry's sale begins (RFC 8785: its only key comes first).
+_SPECIAL_HEADS = (b'{"' + GAP_KEY.encode() + b'"', b'{"' + DAMAGED_KEY.encode() + b'"')
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
+    """Why an entry is no valid sale: `invalid` (malformed) or `bad_hash`."""
+
     kind: str
     detail: str
 
 
-def check_entry(entry: Entry) -> str | Rejected:
-    """The entry's canonical body if it is well-formed and its hash verifies, else why not."""
+@dataclass(frozen=True, slots=True)
+class Special:
+    """A valid entry that is not a sale (edged.entrykinds): it occupies its seq, never a sale row.
+
+    `kind` is `journal_gap` (its hash verifies; `gap` is the (from, to) it declares lost and
+    `body` its canonical entry) or `damaged_entry` (its hash cannot verify; `raw` is the
+    journal row's bytes it carries).
+    """
+
+    kind: str
+    detail: str
+    gap: tuple[int, int] | None = None
+    body: str | None = None
+    raw: bytes | None = None
+
+
+def check_entry(entry: Entry) -> str | Rejected | Special:
+    """The canonical body of a well-formed sale whose hash verifies; else what it is, or why not."""
     body = _accept_fast(entry)
     return body if body is not None else _check_entry_exact(entry)
 
@@ -84,6 +107,8 @@ def _accept_fast(entry: Entry) -> str | None:
         prev = bytes.fromhex(prev_hex)
     except (ValueError, TypeError, RecursionError):  # DecodeError and CanonicalError included
         return None
+    if sale_json.startswith(_SPECIAL_HEADS):
+        return None  # perhaps no sale: the exact check tells
     if prev.hex() != prev_hex:  # fromhex also takes upper case and spaces
         return None
     # Keys in RFC 8785 order: created_at, id, receipt_no, sale, seq (as `entry_bytes`).
@@ -103,10 +128,13 @@ def _accept_fast(entry: Entry) -> str | None:
     return body.decode()
 
 
-def _check_entry_exact(entry: Entry) -> str | Rejected:
-    """The reference check: every rejection, with its reason, comes from here."""
+def _check_entry_exact(entry: Entry) -> str | Rejected | Special:
+    """The reference check: every rejection and special entry, with its reason, comes from here."""
     if not 1 <= entry.seq <= MAX_SAFE_INT:
         return Rejected("invalid", f"seq {entry.seq} is not in 1..2^53-1")
+    damaged = special_of(bytes(entry.sale))
+    if isinstance(damaged, DamagedEntry):  # its other fields may be damaged too: nothing to check
+        return _damaged(damaged)
     for name, value in (("prev_hash", entry.prev_hash), ("hash", entry.hash)):
         if not _HEX64.fullmatch(value):
             return Rejected("invalid", f"{name} is not 64 lowercase hex digits")
@@ -140,4 +168,34 @@ def _check_entry_exact(entry: Entry) -> str | Rejected:
         return Rejected("bad_hash", f"hash does not match the entry (computed {computed})")
     # Keys in RFC 8785 order: created_at, hash, id, prev_hash, receipt_no, sale, seq.
     body = head[:-1] + b',"sale":' + sale_json + b',"seq":' + str(entry.seq).encode() + b"}"
+    special = special_of(sale_json)
+    if isinstance(special, JournalGap):
+        return _gap(entry.seq, special, body.decode("utf-8"))
+    if isinstance(special, DamagedEntry):
+        return _damaged(special)
     return body.decode("utf-8")
+
+
+def _gap(seq: int, gap: JournalGap, body: str) -> Special | Rejected:
+    """A journal_gap entry at `seq`: it must declare the seqs right before it (from <= to + 1)."""
+    first, to = gap.first, gap.to
+    if to != seq - 1 or not 1 <= first <= seq:
+        return Rejected(
+            "invalid",
+            f"journal_gap at seq {seq} declares seqs {first}..{to}; "
+            f"it must end at seq {seq - 1} and start at 1..{seq}",
+        )
+    what = f"seqs {first}..{to}" if first <= to else "no seqs"
+    detail = f"the terminal's journal lost {what} ({gap.reason})"
+    return Special(GAP_KEY, detail, gap=(first, to), body=body)
+
+
+def _damaged(damaged: DamagedEntry) -> Special:
+    """A damaged_entry: kept with the row's bytes; its hash cannot verify, by nature."""
+    detail = f"the terminal's journal row is damaged ({damaged.problem})"
+    try:
+        raw = base64.b64decode(damaged.raw, validate=True)
+    except binascii.Error:
+        raw = damaged.raw.encode("utf-8", "replace")
+        detail += "; its raw bytes are not base64, kept as sent"
+    return Special(DAMAGED_KEY, detail, raw=raw)

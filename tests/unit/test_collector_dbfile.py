@@ -142,7 +142,7 @@ def test_version_1_database_is_upgraded_and_keeps_its_sales(db_path: str) -> Non
             "INSERT INTO transactions VALUES ('s1','t1',1,'i','r','c','p','h','{}','now','c0')"
         )
     CollectorStore.open(db_path).close()
-    assert collector_report(f"sqlite:///{db_path}")["schema_version"] == 2
+    assert collector_report(f"sqlite:///{db_path}")["schema_version"] == schema.SCHEMA_VERSION
     assert stored(db_path) == 1
     assert read_marker(db_path) is not None
 

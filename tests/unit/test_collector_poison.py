@@ -25,7 +25,9 @@ from edged.collector.store import (
     Batch,
     CollectorStore,
     Message,
+    Progress,
     Quarantine,
+    TerminalKey,
 )
 from edged.wire import SEQ_MAX, Topics, TxBatch, encode
 from tests.support.entries import make_chain
@@ -50,6 +52,10 @@ def with_seq(payload: bytes, seq: int) -> bytes:
     return json.dumps(data).encode()
 
 
+def uptos_of(acks: dict[TerminalKey, Progress]) -> dict[TerminalKey, int]:
+    return {key: progress.upto for key, progress in acks.items()}
+
+
 def quarantined(db_path: str) -> list[tuple[str, str, str, str, bytes, int, int]]:
     with sqlite3.connect(db_path) as conn:
         return conn.execute(
@@ -70,7 +76,7 @@ def test_seq_2_to_the_63_is_quarantined_and_the_rest_of_the_group_is_stored(
         delivery(tx_payload("t2", make_chain(S, "t2", GOOD_N)), "t2"),
     ]
     with structlog.testing.capture_logs() as logs:
-        uptos = store.store_batches([parse_delivery(PREFIX, d) for d in group])
+        uptos = uptos_of(store.store_batches([parse_delivery(PREFIX, d) for d in group]))
         again = store.store_batches([parse_delivery(PREFIX, group[1])])  # sent once more
     assert uptos == {(S, "t1"): GOOD_N, (S, "t2"): GOOD_N}  # no ack for the poison's terminal
     assert again == {}
@@ -113,7 +119,7 @@ def test_a_batch_the_store_cannot_take_is_rolled_back_alone(
         Batch.of(S, "t2", make_chain(S, "t2", GOOD_N)),
     ]
     with structlog.testing.capture_logs() as logs:
-        uptos = store.store_batches(group)
+        uptos = uptos_of(store.store_batches(group))
     assert uptos == {(S, "t1"): 2, (S, "t2"): GOOD_N}  # t1's seq 3..4 went with the bad batch
     rows = quarantined(db_path)
     assert [(r[1], r[4]) for r in rows] == [("t1", b"evidence"), ("t?", b"more")]
@@ -216,7 +222,7 @@ def test_fuzzed_message_is_stored_or_quarantined_and_never_hurts_the_others(
     """
     group = [*_GOOD]
     group.insert(position, delivery(payload, "tf"))
-    uptos = store.store_batches([parse_delivery(PREFIX, d) for d in group])
+    uptos = uptos_of(store.store_batches([parse_delivery(PREFIX, d) for d in group]))
     assert uptos[(S, "g1")] == uptos[(S, "g2")] == GOOD_N
     in_quarantine = hashlib.sha256(payload).hexdigest() in {r[3] for r in quarantined(db_path)}
     processed = (S, "tf") in uptos

@@ -125,7 +125,7 @@ def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
     impostor = make_chain(3, tag="-other")  # a different journal claiming the same seqs
     with structlog.testing.capture_logs() as logs:
         upto = store.store_batch(S, T, impostor[:2])
-    assert upto == 0  # never tell that terminal its seq 1 is stored: it is not
+    assert upto == 3  # the store keeps what it holds; the impostors are evidence, no stop
     assert [r[1] for r in rows(db_path)] == [e.hash for e in original]
     assert sorted((p["kind"], p["seq"]) for p in store.problems()) == [
         ("seq_conflict", 1),
@@ -136,8 +136,10 @@ def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
         (1, "seq_conflict", S, T),
         (2, "seq_conflict", S, T),
     }
-    # Repeats of the same conflict are counted, not stored again.
-    store.store_batch(S, T, impostor[:1])
+    # Repeats of the same conflict are counted, not stored again, nor logged again.
+    with structlog.testing.capture_logs() as logs:
+        store.store_batch(S, T, impostor[:1])
+    assert not [e for e in logs if e["event"] == "entry_rejected"]
     counts = {p["seq"]: p["count"] for p in store.problems()}
     assert counts == {1: 2, 2: 1}
 
@@ -154,7 +156,7 @@ def test_same_sale_id_under_another_seq_is_a_conflict(store: CollectorStore, db_
         entry_bytes(1, reused.id, reused.receipt_no, reused.created_at, sale_json),
     )
     reused = msgspec.structs.replace(reused, hash=digest.hex())
-    assert store.store_batch(S, "t2", [reused]) == 0
+    assert store.store_batch(S, "t2", [reused]) == 1  # held in its slot: the stream goes on
     assert rows(db_path, S, "t2") == []
     (problem,) = store.problems()
     assert problem["kind"] == "id_conflict"
@@ -192,43 +194,50 @@ def test_first_entries_missing_hold_upto_at_zero(store: CollectorStore) -> None:
     assert store.store_batch(S, T, chain[:2]) == 4
 
 
-def test_broken_link_is_stored_detected_and_holds_upto(store: CollectorStore, db_path: str) -> None:
+def test_broken_link_is_stored_reported_once_and_passed(
+    store: CollectorStore, db_path: str
+) -> None:
     first = make_chain(3)
     # A self-consistent entry 4 that does not chain from entry 3 (e.g. entry 3 was altered).
     forged = make_chain(2, start=4, prev=b"\x11" * 32)
     store.store_batch(S, T, first)
     with structlog.testing.capture_logs() as logs:
-        assert store.store_batch(S, T, forged) == 3
+        assert store.store_batch(S, T, forged) == 5
     broken = [e for e in logs if e["event"] == "chain_broken"]
-    assert [(e["seq"], e["store"], e["terminal"]) for e in broken] == [(4, S, T)]
-    assert len(rows(db_path)) == 5  # kept as evidence, never acknowledged
+    assert [(e["seq"], e["store"], e["terminal"], e["log_level"]) for e in broken] == [
+        (4, S, T, "error")
+    ]
+    assert len(rows(db_path)) == 5  # stored; the store never replaces it, so holding helps none
     rep = report_of(store)
     assert rep["chain_broken_at"] == 4
-    assert rep["contiguous_upto"] == 3
+    assert rep["contiguous_upto"] == 5
+    assert [(p["kind"], p["seq"]) for p in store.problems()] == [("chain_broken", 4)]
     # A resend changes nothing and does not log the same break again.
     with structlog.testing.capture_logs() as logs:
-        assert store.store_batch(S, T, forged) == 3
+        assert store.store_batch(S, T, forged) == 5
     assert not [e for e in logs if e["event"] == "chain_broken"]
 
 
 def test_seq_one_must_chain_from_genesis(store: CollectorStore) -> None:
     off = make_chain(2, prev=b"\x22" * 32)
-    assert store.store_batch(S, T, off) == 0
+    assert store.store_batch(S, T, off) == 2
     assert report_of(store)["chain_broken_at"] == 1
 
 
-def test_entry_whose_hash_does_not_verify_is_rejected(store: CollectorStore, db_path: str) -> None:
+def test_entry_whose_hash_does_not_verify_is_held(store: CollectorStore, db_path: str) -> None:
     chain = make_chain(3)
     tampered = msgspec.structs.replace(
         chain[1], sale=msgspec.Raw(bytes(chain[1].sale).replace(b'"total":1002', b'"total":1'))
     )
     assert bytes(tampered.sale) != bytes(chain[1].sale)
-    assert store.store_batch(S, T, [chain[0], tampered, chain[2]]) == 1
+    assert store.store_batch(S, T, [chain[0], tampered, chain[2]]) == 3  # held, passed
     assert [r[0] for r in rows(db_path)] == [1, 3]
     (problem,) = store.problems()
     assert problem["kind"] == "bad_hash"
     assert problem["seq"] == 2
-    assert store.store_batch(S, T, [chain[1]]) == 3  # the genuine entry heals it
+    assert store.store_batch(S, T, [chain[1]]) == 3  # the genuine entry replaces the slot
+    assert [r[0] for r in rows(db_path)] == [1, 2, 3]
+    assert report_of(store)["held"] == 0
 
 
 @pytest.mark.parametrize(
@@ -247,7 +256,7 @@ def test_malformed_entries_are_rejected_with_the_reason(
     store: CollectorStore, change: dict[str, object], problem: str
 ) -> None:
     entry = msgspec.structs.replace(make_chain(1)[0], **change)
-    assert store.store_batch(S, T, [entry]) == 0
+    assert store.store_batch(S, T, [entry]) == (1 if entry.seq == 1 else 0)  # held in its slot
     (recorded,) = store.problems()
     assert recorded["kind"] == "invalid"
     assert problem in recorded["detail"]
@@ -258,7 +267,7 @@ def test_batches_of_several_terminals_commit_together(store: CollectorStore, db_
     result = store.store_batches(
         [Batch.of(S, "ta", a[:2]), Batch.of(S, "tb", b), Batch.of(S, "ta", a[2:])]
     )
-    assert result == {(S, "ta"): 3, (S, "tb"): 2}
+    assert {key: progress.upto for key, progress in result.items()} == {(S, "ta"): 3, (S, "tb"): 2}
 
 
 def test_database_failure_fails_the_whole_group_and_stores_nothing(
@@ -428,11 +437,12 @@ def test_sale_nested_past_the_limit_is_invalid_even_with_its_hash_right(
     store: CollectorStore,
 ) -> None:
     """The limit is the collector's, not the interpreter's recursion limit: same on every Python."""
-    assert store.store_batch(S, T, [forge(1, GENESIS_HASH, sale=nested(101))]) == 0
+    assert store.store_batch(S, T, [forge(1, GENESIS_HASH, sale=nested(101))]) == 1  # held
     (recorded,) = store.problems()
     assert recorded["kind"] == "invalid"
     assert "nested too deeply (over 100 levels" in recorded["detail"]
-    assert store.store_batch(S, T, [forge(1, GENESIS_HASH, sale=nested(100))]) == 1
+    assert store.store_batch(S, "t2", [forge(1, GENESIS_HASH, sale=nested(100))]) == 1
+    assert rows(store.path, S, "t2") != []
 
 
 @pytest.mark.parametrize("case", sorted(_FAST_CASES))
@@ -479,8 +489,8 @@ def test_sale_id_reused_inside_one_batch_keeps_the_lower_seq(
     chain = make_chain(2)
     reused = forge(3, bytes.fromhex(chain[1].hash), sale=SALE, sale_id=chain[1].id)
     with structlog.testing.capture_logs() as logs:
-        assert store.store_batch(S, T, [reused, *chain]) == 2
-    assert [(e["seq"], e["kind"]) for e in logs if e["event"] == "entry_rejected"] == [
+        assert store.store_batch(S, T, [reused, *chain]) == 3
+    assert [(e["seq"], e["kind"]) for e in logs if e["event"] == "entry_held"] == [
         (3, "id_conflict")
     ]
     assert [r[0] for r in rows(db_path)] == [1, 2]
@@ -495,18 +505,26 @@ def test_same_seq_twice_in_one_batch_is_judged_in_arrival_order(
     chain = make_chain(3)
     store.store_batch(S, T, chain[:2])
     # First a seq-3 entry reusing sale id 1, then the genuine seq 3: the first is an id
-    # conflict (seq 3 was free when it came), the second is stored.
+    # conflict (seq 3 was free when it came) and occupies seq 3, the others are evidence.
     reused = forge(3, bytes.fromhex(chain[1].hash), sale=SALE, sale_id=chain[0].id)
     impostor = make_chain(1, start=3, prev=bytes.fromhex(chain[1].hash), tag="-other")[0]
     with structlog.testing.capture_logs() as logs:
-        assert store.store_batch(S, T, [reused, chain[2], impostor]) == 2
-    assert [e["kind"] for e in logs if e["event"] == "entry_rejected"] == [
-        "id_conflict",
-        "seq_conflict",
+        assert store.store_batch(S, T, [reused, chain[2], impostor]) == 3
+    events = [(e["event"], e["kind"]) for e in logs if e["event"].startswith("entry_")]
+    assert events == [
+        ("entry_held", "id_conflict"),
+        ("entry_rejected", "seq_conflict"),
+        ("entry_rejected", "seq_conflict"),
     ]
-    assert rows(db_path)[-1] == (3, chain[2].hash)
+    assert rows(db_path)[-1] == (2, chain[1].hash)
     kinds = sorted((p["kind"], p["hash"]) for p in store.problems())
-    assert kinds == sorted([("id_conflict", reused.hash), ("seq_conflict", impostor.hash)])
+    assert kinds == sorted(
+        [
+            ("id_conflict", reused.hash),
+            ("seq_conflict", chain[2].hash),
+            ("seq_conflict", impostor.hash),
+        ]
+    )
 
 
 def test_problems_of_one_batch_are_recorded_in_seq_order(store: CollectorStore) -> None:
@@ -515,10 +533,10 @@ def test_problems_of_one_batch_are_recorded_in_seq_order(store: CollectorStore) 
     impostor = make_chain(1, tag="-other")[0]
     invalid = msgspec.structs.replace(chain[1], prev_hash="Z" * 64)
     with structlog.testing.capture_logs() as logs:
-        assert store.store_batch(S, T, [invalid, chain[2], impostor]) == 0
-    assert [(e["seq"], e["kind"]) for e in logs if e["event"] == "entry_rejected"] == [
-        (1, "seq_conflict"),
-        (2, "invalid"),
+        assert store.store_batch(S, T, [invalid, chain[2], impostor]) == 3
+    assert [(e["event"], e["seq"], e["kind"]) for e in logs if "kind" in e] == [
+        ("entry_rejected", 1, "seq_conflict"),
+        ("entry_held", 2, "invalid"),
     ]
     # Newest first: same timestamp, so the later-recorded (higher seq) comes first.
     assert [(p["seq"], p["kind"]) for p in store.problems()] == [
