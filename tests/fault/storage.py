@@ -24,6 +24,7 @@ from tests.support.checker import Refusal
 from tests.support.process import StartedAnyway
 from tests.support.tmpfs import fill, free
 
+EDGECTL = (sys.executable, "-c", "import sys, edged.ctl; sys.exit(edged.ctl.main())")
 STORAGE_FAULTS = ("wal_lost", "wal_damaged", "entry_damaged", "disk_full", "collector_db_swapped")
 WAL_HEADER_BYTES = 32
 UNSENT_SALES = 3  # sales committed while the link is down, one of which gets damaged
@@ -76,8 +77,7 @@ async def lose_wal(store: Store, seller: Seller, problems: list[str]) -> str:
     store.refusals.append(Refusal(seller.epoch, after or 0, max(told, default=0)))
     init = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-c", "import sys, edged.ctl; sys.exit(edged.ctl.main())"]
-        + ["--config", str(store.till.config), "journal", "init", "--force"],
+        [*EDGECTL, "--config", str(store.till.config), "journal", "init", "--force"],
         capture_output=True,
         text=True,
         check=False,

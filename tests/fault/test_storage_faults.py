@@ -107,4 +107,3 @@ async def test_collector_database_swapped_under_it_exits_and_restored_loses_noth
 
     result = await sell_through(tmp_path, fault)
     assert not result.reported_lost, result
-

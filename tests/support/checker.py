@@ -128,7 +128,7 @@ def read_store(collector_db: str, store: str, terminal: str) -> StoreView:
             rows_by_id[sale_id].append(seq)
         for table in _tables_with_bodies(conn):
             for seq, body in conn.execute(
-                f'SELECT seq, body FROM "{table}" WHERE store_id = ? AND terminal_id = ?',  # noqa: S608
+                f'SELECT seq, body FROM "{table}" WHERE store_id = ? AND terminal_id = ?',
                 (store, terminal),
             ):
                 special = _special_in_body(body)
@@ -147,9 +147,7 @@ def _tables_with_bodies(conn: sqlite3.Connection) -> list[str]:
     ]
     wanted = {"store_id", "terminal_id", "seq", "body"}
     return [
-        t
-        for t in tables
-        if wanted <= {row[1] for row in conn.execute(f'PRAGMA table_info("{t}")')}
+        t for t in tables if wanted <= {row[1] for row in conn.execute(f'PRAGMA table_info("{t}")')}
     ]
 
 
