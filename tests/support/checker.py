@@ -170,7 +170,7 @@ def journal_gaps(journal: str) -> list[JournalGap]:
         found = [
             special_of(sale)
             for (sale,) in conn.execute(
-                "SELECT sale FROM entries WHERE CAST(sale AS BLOB) LIKE CAST(? AS BLOB)",
+                "SELECT sale FROM entries WHERE sale LIKE ?",
                 ('{"journal_gap"%',),
             )
         ]
