@@ -1,4 +1,11 @@
-"""Run randomized fault schedules; print one JSON line per run; exit 1 if any lost or doubled."""
+"""Run randomized fault schedules, storage faults included; one JSON line per run, a summary.
+
+Per run: every sale the seller was told was committed is stored once, lost (silently),
+duplicated, mismatched, or reported lost (named as lost by the system itself: a journal_gap
+entry, a damaged_entry at the store, a refused start overridden with `journal init --force`).
+Exit 1 if any run lost, duplicated or changed a sale, got stuck, or broke a documented refusal;
+reported losses are counted, not failed.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +17,19 @@ import random
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fault.chaos import run_schedule
+from tests.fault.chaos import CHAOS_DISK_KIB, run_schedule
 from tests.fault.rig import Store
 
+COUNTED = ("committed", "stored_once", "lost", "duplicated", "mismatched", "reported_lost")
 
-async def one(seed: int, steps: int, verbose: bool) -> bool:
+
+async def one(seed: int, steps: int, verbose: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"edged-soak-{seed}-") as tmp:
-        async with Store(Path(tmp)) as store:
+        async with Store(Path(tmp), journal_disk_kib=CHAOS_DISK_KIB) as store:
             await store.wait("online", lambda s: s["link"]["state"] == "online")
             result = await run_schedule(
                 store,
@@ -27,26 +37,27 @@ async def one(seed: int, steps: int, verbose: bool) -> bool:
                 steps,
                 log=(lambda m: print(m, file=sys.stderr)) if verbose else (lambda m: None),
             )
-    report = result.consistency
+    report, sales = result.consistency, result.reconciliation
     assert report is not None
-    print(
-        json.dumps(
-            {
-                "seed": seed,
-                "ok": result.ok,
-                "steps": len(result.steps),
-                "confirmed": result.confirmed,
-                "retried_commits": result.retries,
-                "stored": report.stored,
-                "lost": len(report.lost),
-                "duplicated": report.duplicated,
-                "mismatched": len(report.mismatched),
-                "missing_confirmed": len(result.missing_confirmed),
-            }
-        ),
-        flush=True,
-    )
-    return result.ok
+    assert sales is not None
+    line = {
+        "seed": seed,
+        "ok": result.ok,
+        "steps": len(result.steps),
+        "faults": sorted({step.split(":")[0].split(" ")[0] for step in result.steps}),
+        **sales.counts(),
+        "retried_commits": result.retries,
+        "stored_rows": report.stored,
+        "journal_vs_store": {
+            "lost": len(report.lost),
+            "extra": len(report.extra),
+            "mismatched": len(report.mismatched),
+            "duplicated": report.duplicated,
+        },
+        "problems": [problem.splitlines()[0][:200] for problem in result.problems],
+    }
+    print(json.dumps(line), flush=True)
+    return line
 
 
 def main() -> int:
@@ -58,10 +69,18 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("EDGED_LOG_LEVEL", "warning")
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
-    failures = 0
-    for i in range(args.runs):
-        if not asyncio.run(one(first + i, args.steps, args.verbose)):
-            failures += 1
+    lines = [asyncio.run(one(first + i, args.steps, args.verbose)) for i in range(args.runs)]
+    failures = sum(not line["ok"] for line in lines)
+    summary = {
+        "summary": True,
+        "runs": args.runs,
+        "passed": args.runs - failures,
+        "failed": failures,
+        "first_seed": first,
+        **{key: sum(line[key] for line in lines) for key in COUNTED},
+        "problems": sum(len(line["problems"]) for line in lines),
+    }
+    print(json.dumps(summary), flush=True)
     print(f"{args.runs - failures} passed, {failures} failed", file=sys.stderr)
     return 1 if failures else 0
 

@@ -1,17 +1,22 @@
-"""A randomized fault schedule (one seed, logged) against a whole store, then a full check."""
+"""A randomized fault schedule (one seed, logged) against a whole store, then a full check.
+
+The faults are dealt from a shuffled deck, so each kind comes once in every len(FAULTS)
+steps, in an order the seed decides. The storage faults (tests/fault/storage.py) need the
+journal on its own small disk: Store(..., journal_disk_kib=CHAOS_DISK_KIB).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.fault.rig import Seller, Store
-from tests.support.checker import Consistency
+from tests.fault.storage import STORAGE_FAULTS, storage_fault
+from tests.support.checker import Consistency, Reconciliation
 
-FAULTS = (
+NETWORK_AND_PROCESS_FAULTS = (
     "broker_restart",
     "proxy_refuse",
     "proxy_reset",
@@ -21,6 +26,9 @@ FAULTS = (
     "daemon_kill",
     "collector_kill",
 )
+FAULTS = NETWORK_AND_PROCESS_FAULTS + STORAGE_FAULTS
+CHAOS_DISK_KIB = 64 * 1024  # the journal's tmpfs: far more than a schedule sells
+DRAIN_TIMEOUT_S = 90.0  # a hang detector: a stream that never drains is stuck
 
 
 @dataclass
@@ -30,14 +38,35 @@ class ChaosResult:
     confirmed: int = 0
     retries: int = 0
     consistency: Consistency | None = None
-    missing_confirmed: list[str] = field(default_factory=list)
+    reconciliation: Reconciliation | None = None
+    problems: list[str] = field(default_factory=list)  # stuck, not refused, not stopped ...
 
     @property
     def ok(self) -> bool:
-        return bool(self.consistency and self.consistency.ok and not self.missing_confirmed)
+        return bool(
+            self.consistency
+            and self.consistency.ok
+            and self.reconciliation
+            and self.reconciliation.ok
+            and not self.problems
+        )
 
 
-async def _fault(store: Store, name: str, rng: random.Random) -> str:
+def plan(rng: random.Random, steps: int) -> list[str]:
+    """`steps` fault names dealt from a deck of FAULTS, reshuffled whenever it runs out."""
+    names: list[str] = []
+    while len(names) < steps:
+        deck = list(FAULTS)
+        rng.shuffle(deck)
+        names.extend(deck)
+    return names[:steps]
+
+
+async def _fault(
+    store: Store, seller: Seller, name: str, rng: random.Random, problems: list[str]
+) -> str:
+    if name in STORAGE_FAULTS:
+        return await storage_fault(store, seller, name, rng, problems)
     hold_s = rng.uniform(0.2, 2.5)
     if name == "broker_restart":
         store.broker.stop()
@@ -65,26 +94,26 @@ async def run_schedule(
 ) -> ChaosResult:
     """Faults one after another while a seller keeps committing; heal; drain; compare."""
     rng = random.Random(seed)
+    names = plan(rng, steps)
     result = ChaosResult(seed)
     log(f"chaos seed {seed}: {steps} steps")
     seller = Seller(store.till.socket)
     seller.start()
-    for _ in range(steps):
+    for name in names:
         await asyncio.sleep(rng.uniform(0.1, 1.0))
-        step = await _fault(store, rng.choice(FAULTS), rng)
+        step = await _fault(store, seller, name, rng, result.problems)
         result.steps.append(step)
         log(f"  seed {seed}: {step}")
     await seller.stop()
-    await store.drained(timeout_s=90)
+    try:
+        await store.drained(timeout_s=DRAIN_TIMEOUT_S)
+    except AssertionError as exc:
+        result.problems.append(f"stuck: {exc}")
     result.confirmed, result.retries = len(seller.confirmed), seller.retries
     result.consistency = store.consistency()
-    with sqlite3.connect(f"file:{store.till.journal}?mode=ro", uri=True) as conn:
-        journal = dict(conn.execute("SELECT id, seq FROM entries").fetchall())
-    result.missing_confirmed = [
-        sale_id for sale_id, seq in seller.confirmed.items() if journal.get(sale_id) != seq
-    ]
+    result.reconciliation = store.reconcile(seller)
     log(
-        f"  seed {seed}: {result.consistency}; confirmed {result.confirmed}, "
-        f"retried {result.retries}, missing {len(result.missing_confirmed)}"
+        f"  seed {seed}: {result.reconciliation}; journal vs store: {result.consistency}; "
+        f"retried {result.retries}; problems {[p.splitlines()[0] for p in result.problems]}"
     )
     return result

@@ -2,6 +2,7 @@
 
 The terminal reaches the broker only through the proxy, so a test can refuse, reset,
 blackhole or delay its link; broker, collector and daemon are real processes it can SIGKILL.
+With `journal_disk_kib`, the journal lives on a small tmpfs of its own that a test can fill.
 """
 
 from __future__ import annotations
@@ -14,15 +15,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from edged.api.codes import SHUTTING_DOWN
+from edged.api.codes import JOURNAL_ERROR, JOURNAL_FULL, SHUTTING_DOWN
 from edged.client import ApiClient, ApiError
-from tests.support.checker import Consistency, compare
+from tests.support.checker import (
+    Committed,
+    Consistency,
+    Reconciliation,
+    Refusal,
+    compare,
+    journal_gaps,
+    read_store,
+    reconcile,
+)
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.faultproxy import FaultProxy
 from tests.support.mosquitto import Mosquitto
+from tests.support.tmpfs import mount_tmpfs, unmount
 
 KEEPALIVE_S = 1
 RETRY_PAUSE_S = 0.05
+# What a till does on these answers: show them, and ring the same sale (same id) again.
+RETRIED_CODES = frozenset({SHUTTING_DOWN, JOURNAL_FULL, JOURNAL_ERROR})
 
 
 def sale(n: int) -> dict[str, Any]:
@@ -44,6 +57,8 @@ class Seller:
         self.socket_path = socket_path
         self.pause_s = pause_s
         self.confirmed: dict[str, int] = {}  # sale id -> seq, for every commit that returned
+        self.committed: list[Committed] = []  # the same, with the sale and its journal's epoch
+        self.epoch = 0  # the journal's: one more after each `edgectl journal init --force`
         self.retries = 0
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -57,7 +72,7 @@ class Seller:
             except (ConnectionError, OSError, TimeoutError):
                 pass
             except ApiError as exc:
-                if exc.code != SHUTTING_DOWN:
+                if exc.code not in RETRIED_CODES:
                     raise
             self.retries += 1
             await asyncio.sleep(RETRY_PAUSE_S)
@@ -67,7 +82,9 @@ class Seller:
             if self._stop.is_set():
                 return
             body = sale(n)
-            self.confirmed[body["id"]] = await self._commit(body)
+            seq = await self._commit(body)
+            self.confirmed[body["id"]] = seq
+            self.committed.append(Committed(body["id"], seq, body, self.epoch))
             await asyncio.sleep(self.pause_s)
 
     def start(self) -> None:
@@ -82,8 +99,11 @@ class Seller:
 class Store:
     """Start with `async with Store(tmp_path) as store:`; everything is stopped on exit."""
 
-    def __init__(self, workdir: Path, **uplink: Any) -> None:
+    def __init__(self, workdir: Path, journal_disk_kib: int | None = None, **uplink: Any) -> None:
         self.workdir = workdir
+        self.disk = workdir / "disk" if journal_disk_kib else None
+        self.journal_disk_kib = journal_disk_kib
+        self.refusals: list[Refusal] = []  # lost -wal refusals overridden with init --force
         self.broker = Mosquitto(workdir)
         self.proxy = FaultProxy(self.broker.port)
         self.collector = CollectorProcess(workdir / "store", uplink_section(self.broker.port))
@@ -98,11 +118,14 @@ class Store:
         self.daemon: DaemonProcess | None = None
 
     async def __aenter__(self) -> Self:
+        if self.disk is not None and self.journal_disk_kib:
+            mount_tmpfs(self.disk, self.journal_disk_kib)
         self.broker.start()
         await self.proxy.__aenter__()
         await asyncio.to_thread(self.collector.start)
         uplink = uplink_section(self.proxy.port, **self.uplink_settings)
-        self.daemon = DaemonProcess(self.workdir / "till", uplink=uplink)
+        journal = self.disk / "journal.db" if self.disk is not None else None
+        self.daemon = DaemonProcess(self.workdir / "till", uplink=uplink, journal=journal)
         await asyncio.to_thread(self.daemon.start)
         return self
 
@@ -115,6 +138,8 @@ class Store:
                     await asyncio.to_thread(process.terminate)
         await self.proxy.__aexit__(et, e, tb)
         self.broker.stop()
+        if self.disk is not None and self.disk.is_mount():
+            unmount(self.disk)
 
     @property
     def till(self) -> DaemonProcess:
@@ -153,6 +178,11 @@ class Store:
 
     def consistency(self) -> Consistency:
         return compare(self.till.journal, self.collector.db, self.till.store, self.till.terminal)
+
+    def reconcile(self, seller: Seller) -> Reconciliation:
+        """Each sale `seller` was told was committed: stored once, lost, ... (checker.py)."""
+        view = read_store(self.collector.db, self.till.store, self.till.terminal)
+        return reconcile(seller.committed, view, journal_gaps(self.till.journal), self.refusals)
 
     async def restart_daemon(self) -> None:
         await asyncio.to_thread(self.till.start)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from edged.client import ApiClient
-from tests.fault.chaos import run_schedule
+from tests.fault.chaos import CHAOS_DISK_KIB, FAULTS, run_schedule
 from tests.fault.rig import KEEPALIVE_S, Seller, Store, sale
 
 pytestmark = pytest.mark.fault
@@ -135,9 +135,15 @@ SEEDS = [int(s) for s in os.environ.get("EDGED_CHAOS_SEEDS", "").split(",") if s
 
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_random_fault_schedule(tmp_path: Path, seed: int) -> None:
-    """Set EDGED_CHAOS_SEEDS=1,2,3 to replay; the seed is in the test id and the output."""
-    async with Store(tmp_path) as store:
+    """Every fault once, storage faults included, in an order the seed decides.
+
+    Set EDGED_CHAOS_SEEDS=1,2,3 to replay; the seed is in the test id and the output.
+    """
+    async with Store(tmp_path, journal_disk_kib=CHAOS_DISK_KIB) as store:
         await store.wait("online", lambda s: s["link"]["state"] == "online")
-        result = await run_schedule(store, seed, steps=8)
-        assert result.ok, f"seed {seed}: {result.consistency}; steps {result.steps}"
+        result = await run_schedule(store, seed, steps=len(FAULTS))
+        assert result.ok, (
+            f"seed {seed}: {result.reconciliation}; journal vs store: {result.consistency}; "
+            f"problems {result.problems}; steps {result.steps}"
+        )
         assert result.confirmed > 0

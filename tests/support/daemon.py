@@ -6,7 +6,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.support.process import log_tail, spawn_ready
+from tests.support.process import log_tail, run_refused, spawn_ready
 
 
 class _Process:
@@ -23,6 +23,20 @@ class _Process:
         self.starts += 1
         notify = self.workdir / f"notify-{self.command}-{self.starts}"
         self.proc = spawn_ready([self.command, "--config", str(self.config)], notify, self.log)
+
+    def start_refused(self) -> int:
+        """Start it expecting a refusal: its exit status (StartedAnyway if it started)."""
+        self.starts += 1
+        notify = self.workdir / f"notify-{self.command}-{self.starts}"
+        return run_refused([self.command, "--config", str(self.config)], notify, self.log)
+
+    def wait_exit(self, timeout_s: float) -> int | None:
+        """Its exit status once it ends by itself, None if it still runs after `timeout_s`."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     def kill(self) -> None:
         """SIGKILL, as a crash or a power cut would."""

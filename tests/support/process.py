@@ -16,6 +16,32 @@ def log_tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+class ExitedEarly(RuntimeError):
+    """The command exited before it was ready; `status` is its exit status."""
+
+    def __init__(self, command: str, status: int, log: Path) -> None:
+        super().__init__(f"edged {command} exited {status}:\n{log_tail(log)}")
+        self.status = status
+
+
+class StartedAnyway(RuntimeError):
+    """A command expected to refuse its start sent READY=1 instead."""
+
+
+def run_refused(args: list[str], notify_path: Path, log: Path) -> int:
+    """Run `python -m edged.cli ARGS` expecting it to refuse to start: its exit status.
+
+    Raises StartedAnyway (after killing it) if it sent READY=1 instead.
+    """
+    try:
+        proc = spawn_ready(args, notify_path, log)
+    except ExitedEarly as exc:
+        return exc.status
+    proc.kill()
+    proc.wait(10)
+    raise StartedAnyway(f"edged {args[0]} started where it had to refuse:\n{log_tail(log)}")
+
+
 def spawn_ready(args: list[str], notify_path: Path, log: Path) -> subprocess.Popen[bytes]:
     """Run `python -m edged.cli ARGS` with NOTIFY_SOCKET; return once it sent READY=1."""
     notify_path.unlink(missing_ok=True)
@@ -34,7 +60,7 @@ def spawn_ready(args: list[str], notify_path: Path, log: Path) -> subprocess.Pop
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"edged {args[0]} exited {proc.returncode}:\n{log_tail(log)}")
+                raise ExitedEarly(args[0], proc.returncode, log)
             try:
                 if b"READY=1" in notify.recv(4096).split(b"\n"):
                     return proc

@@ -14,11 +14,14 @@ import pytest
 FILLER = ".filler"
 
 
-@contextmanager
-def small_tmpfs(where: Path, size_kib: int) -> Iterator[Path]:
-    """Mount a tmpfs of `size_kib` at `where` for the block; skip the test if we cannot."""
+class TmpfsUnavailable(RuntimeError):
+    """A tmpfs cannot be mounted here (not root, or no mount permission)."""
+
+
+def mount_tmpfs(where: Path, size_kib: int) -> Path:
+    """Mount a tmpfs of `size_kib` at `where`; TmpfsUnavailable if we cannot."""
     if os.geteuid() != 0:
-        pytest.skip("a disk-full test mounts a small tmpfs, which needs root")
+        raise TmpfsUnavailable("a small tmpfs (a disk that fills up) needs root to mount")
     where.mkdir(parents=True, exist_ok=True)
     mount = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(where)],
@@ -27,11 +30,25 @@ def small_tmpfs(where: Path, size_kib: int) -> Iterator[Path]:
         check=False,
     )
     if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs at {where}: {mount.stderr.strip()}")
+        raise TmpfsUnavailable(f"cannot mount a tmpfs at {where}: {mount.stderr.strip()}")
+    return where
+
+
+def unmount(where: Path) -> None:
+    subprocess.run(["umount", "--lazy", str(where)], check=True)
+
+
+@contextmanager
+def small_tmpfs(where: Path, size_kib: int) -> Iterator[Path]:
+    """Mount a tmpfs of `size_kib` at `where` for the block; skip the test if we cannot."""
+    try:
+        mount_tmpfs(where, size_kib)
+    except TmpfsUnavailable as exc:
+        pytest.skip(str(exc))
     try:
         yield where
     finally:
-        subprocess.run(["umount", "--lazy", str(where)], check=True)
+        unmount(where)
 
 
 def fill(disk: Path) -> int:
