@@ -117,6 +117,7 @@ class Forwarder:
         self._acked_here = False  # an ack arrived on this connection
         self._early_resends = 0  # resends on this connection before its first ack
         self._bogus_warned = False
+        self._store_ahead_said: int | None = None
         self._full_warned = False  # an ack could not be recorded: disk full
         self._last_event: tuple[int, int, int] | None = None
         self._last_event_at = 0.0
@@ -267,9 +268,16 @@ class Forwarder:
 
     def _check_behind(self, ack: Ack) -> None:
         """A store that holds seqs past the journal's last one: the journal lost its tail (or
-        was replaced); it continues past them with a `journal_gap` entry (invariant 11)."""
-        store_last = max(ack.upto, ack.last_seq or 0)
+        was replaced); it continues past them with a `journal_gap` entry (invariant 11).
+
+        Only `upto`, the store's unbroken run, is jumped over. Seqs the store holds past a gap
+        (`last_seq`) may be anyone's until entries are signed: one forged entry at a seq near
+        2**53 would otherwise end this terminal's seqs. They are reported instead.
+        """
+        store_last = ack.upto
         stats = self._journal.stats()
+        if (ack.last_seq or 0) > max(store_last, stats.last_seq):
+            self._report_store_ahead(ack, stats.last_seq)
         if store_last <= stats.last_seq:
             return
         reason = (
@@ -296,6 +304,20 @@ class Forwarder:
                 hint="sales journaled here after the journal fell behind reuse seqs the store "
                 "holds; the store keeps any that differ as seq_conflict evidence",
             )
+
+    def _report_store_ahead(self, ack: Ack, last_seq: int) -> None:
+        """Once per connection and value: the store holds seqs past a gap it has."""
+        if self._store_ahead_said == ack.last_seq:
+            return
+        self._store_ahead_said = ack.last_seq
+        log.warning(
+            "store_holds_seqs_past_a_gap",
+            upto=ack.upto,
+            store_last_seq=ack.last_seq,
+            last_seq=last_seq,
+            hint="the store holds entries for this terminal beyond a gap; if this journal lost "
+            "them, new sales reuse those seqs and the store keeps them as seq_conflict evidence",
+        )
 
     def _bogus(self, topic: str, problem: str, payload: bytes) -> None:
         fields: dict[str, Any] = {"topic": topic, "problem": problem, "size": len(payload)}

@@ -125,7 +125,7 @@ async def test_a_journal_behind_the_store_continues_past_the_stores_last_seq(
     events = EventHub()
     seen = events.subscribe(("journal",), maxsize=8)
     fwd = forwarder(j, events)
-    retained = b'{"v":1,"upto":7,"last_seq":9,"last_hash":"' + b"ab" * 32 + b'"}'
+    retained = b'{"v":1,"upto":9,"last_seq":9,"last_hash":"' + b"ab" * 32 + b'"}'
     with capture_logs() as logs:
         await fwd.handle_ack("edged/v1/S1/T1/ack", retained, retained=True)
         await until(lambda: j.last_seq == 10, "the gap entry after the store's last seq")
@@ -138,17 +138,31 @@ async def test_a_journal_behind_the_store_continues_past_the_stores_last_seq(
     seen.close()
     assert (event.type, event.data) == (
         "journal",
-        {
-            "kind": "behind_store",
-            "missing_from": 3,
-            "missing_to": 9,
-            "last_seq": 2,
-        },
+        {"kind": "behind_store", "missing_from": 3, "missing_to": 9, "last_seq": 2},
     )
     assert (await j.commit(cash_sale())).seq == 11
     await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":11}')
     assert j.stats().acked_upto == 11
     assert j.stats().pending == 0
+    await j.close()
+
+
+async def test_seqs_the_store_holds_past_a_gap_are_reported_not_jumped(tmp_path: Path) -> None:
+    """Until entries are signed, a seq past a gap at the store may be a forgery: one entry
+    at seq 2**53 - 1 must not end this terminal's seqs."""
+    j = await open_journal(tmp_path / "j.db")
+    await j.commit(cash_sale())
+    fwd = forwarder(j, EventHub())
+    forged = b'{"v":1,"upto":1,"last_seq":9007199254740991,"last_hash":"' + b"ab" * 32 + b'"}'
+    with capture_logs() as logs:
+        for _ in range(2):
+            await fwd.handle_ack("edged/v1/S1/T1/ack", forged)
+    assert [e["log_level"] for e in logs if e["event"] == "store_holds_seqs_past_a_gap"] == [
+        "warning"
+    ]
+    assert j.stats().acked_upto == 1
+    assert (await j.commit(cash_sale())).seq == 2
+    assert j.gaps()["count"] == 0
     await j.close()
 
 
