@@ -23,8 +23,8 @@ from edged.events import EventHub
 from edged.journal import Journal
 from edged.uplink import Uplink
 from edged.uplink.client import LinkError, Will, connect
-from edged.uplink.forwarder import Forwarder
 from edged.wire import Ack, Status, Topics, decode_tx, encode
+from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
 from tests.support.pki import make_tls_users
 
@@ -562,20 +562,7 @@ async def test_a_retained_ack_acknowledges_nothing(broker: Mosquitto, journal: J
 async def test_an_ack_for_entries_sent_before_a_restart_counts(journal: Journal) -> None:
     """Sent by a previous process before a restart: the collector stored them, the ack is true."""
     await commit_sales(journal, 3)
-    from edged.uplink.pulse import Pulse
-
-    fwd = Forwarder(
-        journal,
-        EventHub(),
-        store=STORE,
-        terminal=TERMINAL,
-        tx_topic=TOPICS.tx,
-        ack_topic=TOPICS.ack,
-        batch_max=10,
-        window=2,
-        ack_timeout_s=1.0,
-        changed=Pulse(),
-    )
+    fwd = bare_forwarder(journal, store=STORE, terminal=TERMINAL)
     await fwd.handle_ack(TOPICS.ack, b'{"v":1,"upto":3}')
     assert journal.stats().acked_upto == 3
 

@@ -15,11 +15,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from edged.errors import JournalFullError
-from edged.events import EventHub
 from edged.journal import Journal
 from edged.journal.verify import verify_journal
-from edged.uplink.forwarder import Forwarder
-from edged.uplink.pulse import Pulse
+from tests.support.forwarding import bare_forwarder
 from tests.support.sales import cash_sale
 from tests.support.tmpfs import fill, free, small_tmpfs
 
@@ -119,18 +117,7 @@ async def test_an_ack_that_cannot_be_recorded_keeps_the_link_up(disk: Path) -> N
     j = await open_journal(disk / "journal.db")
     for _ in range(6):
         await j.commit(cash_sale(pad=1000))
-    fwd = Forwarder(
-        j,
-        EventHub(),
-        store="S1",
-        terminal="T1",
-        tx_topic="edged/v1/S1/T1/tx",
-        ack_topic="edged/v1/S1/T1/ack",
-        batch_max=10,
-        window=2,
-        ack_timeout_s=1.0,
-        changed=Pulse(),
-    )
+    fwd = bare_forwarder(j)
     fill(disk)
     with capture_logs() as logs:
         await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":3}')  # raises nothing

@@ -18,29 +18,13 @@ from edged.journal import Journal
 from edged.journal.backup import backup_journal
 from edged.journal.seqmark import mark_path, read_mark
 from edged.journal.verify import LostSeqs, verify_journal
-from edged.uplink.forwarder import Forwarder
-from edged.uplink.pulse import Pulse
+from tests.support.forwarding import bare_forwarder
 from tests.support.sales import cash_sale
 from tests.support.waiting import until
 
 
 async def open_journal(path: Path) -> Journal:
     return await Journal.open(path, store_id="S1", terminal_id="T1")
-
-
-def forwarder(journal: Journal, events: EventHub) -> Forwarder:
-    return Forwarder(
-        journal,
-        events,
-        store="S1",
-        terminal="T1",
-        tx_topic="edged/v1/S1/T1/tx",
-        ack_topic="edged/v1/S1/T1/ack",
-        batch_max=10,
-        window=2,
-        ack_timeout_s=1.0,
-        changed=Pulse(),
-    )
 
 
 def restore(copy: Path, path: Path) -> None:
@@ -124,7 +108,7 @@ async def test_a_journal_behind_the_store_continues_past_the_stores_last_seq(
     await j.commit(cash_sale())
     events = EventHub()
     seen = events.subscribe(("journal",), maxsize=8)
-    fwd = forwarder(j, events)
+    fwd = bare_forwarder(j, events)
     retained = b'{"v":1,"upto":9,"last_seq":9,"last_hash":"' + b"ab" * 32 + b'"}'
     with capture_logs() as logs:
         await fwd.handle_ack("edged/v1/S1/T1/ack", retained, retained=True)
@@ -152,7 +136,7 @@ async def test_seqs_the_store_holds_past_a_gap_are_reported_not_jumped(tmp_path:
     at seq 2**53 - 1 must not end this terminal's seqs."""
     j = await open_journal(tmp_path / "j.db")
     await j.commit(cash_sale())
-    fwd = forwarder(j, EventHub())
+    fwd = bare_forwarder(j)
     forged = b'{"v":1,"upto":1,"last_seq":9007199254740991,"last_hash":"' + b"ab" * 32 + b'"}'
     with capture_logs() as logs:
         for _ in range(2):
@@ -170,7 +154,7 @@ async def test_the_stores_clock_is_kept_with_the_ack(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     j = await open_journal(path)
     await j.commit(cash_sale())
-    fwd = forwarder(j, EventHub())
+    fwd = bare_forwarder(j)
     await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":1,"at":"2026-12-06T10:00:00.000Z"}')
     assert j.last_ack_store_at == "2026-12-06T10:00:00.000Z"
     assert fwd.store_clock is not None
