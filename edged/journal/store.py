@@ -24,6 +24,7 @@ from edged.chain import GENESIS_HASH, CanonicalError, canonical, entry_bytes, en
 from edged.clock import utc_now_iso
 from edged.errors import JournalError, Problem, SaleConflictError, ValidationError
 from edged.journal import state
+from edged.journal.adoption import PROVISIONAL_MARK, renumbered
 from edged.journal.create import create_journal
 from edged.journal.damaged import DamagedSeqs
 from edged.journal.gaps import RECENT_GAPS, GapEntry, GapRecord, gap_entry
@@ -164,6 +165,8 @@ class Journal:
         self._gaps: list[GapRecord] = []  # the most recent first
         self._gap_count = 0
         self._last_ack_store_at: str | None = None
+        self._adoption_token: str | None = None  # set while adoption is pending
+        self._adopt_upto: int | None = None  # the store's answer, for the writer to apply
         self.damaged = DamagedSeqs()  # damaged entries its readers came across
 
     @classmethod
@@ -174,13 +177,21 @@ class Journal:
         store_id: str,
         terminal_id: str,
         receipt_format: str = "{store}-{terminal}-{seq:06d}",
+        adopt: bool = False,
     ) -> Journal:
         """Open the journal, or create it where no file is; a corrupt, foreign or incomplete
         file (a lost -wal) is an error, never replaced."""
         path = Path(path)
-        if not await asyncio.to_thread(preflight, path):
-            await asyncio.to_thread(create_journal, path, store_id, terminal_id)
-            log.info("journal_created", path=str(path), store_id=store_id, terminal_id=terminal_id)
+        created = not await asyncio.to_thread(preflight, path)
+        if created:
+            await asyncio.to_thread(create_journal, path, store_id, terminal_id, adopt=adopt)
+            log.info(
+                "journal_created",
+                path=str(path),
+                store_id=store_id,
+                terminal_id=terminal_id,
+                adoption="pending" if adopt else None,
+            )
         _tighten_modes(path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
@@ -241,6 +252,8 @@ class Journal:
         await self._load_oldest_pending()
         await self._load_gaps()
         await self._check_seq_mark()
+        pending = await self._fetch("SELECT token FROM adoption WHERE state = 'pending'")
+        self._adoption_token = pending[0][0] if pending else None
         try:
             await self._mark_open()
         except sqlite3.Error as exc:
@@ -455,6 +468,8 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._adopt_upto is not None:
+                await self._adopt(self._adopt_upto)
             if not self._queue and self._skip_past > self._last_seq:
                 await self._write_gap_alone()
             while self._queue:
@@ -561,7 +576,70 @@ class Journal:
             await self._end_transaction()
 
     def _receipt_no(self, seq: int) -> str:
-        return self._format.format(store=self.store_id, terminal=self.terminal_id, seq=seq)
+        number = self._format.format(store=self.store_id, terminal=self.terminal_id, seq=seq)
+        if self._adoption_token is not None:
+            number += PROVISIONAL_MARK.format(token=self._adoption_token)
+        return number
+
+    @property
+    def adoption_pending(self) -> bool:
+        """A new journal that has not yet heard the store: its entries are provisional."""
+        return self._adoption_token is not None
+
+    def resolve_adoption(self, store_upto: int) -> None:
+        """The store holds seqs 1..store_upto for this terminal (0: none): renumber past them."""
+        if self._adoption_token is not None and self._adopt_upto is None:
+            self._adopt_upto = store_upto
+            self._wake.set()
+
+    async def _adopt(self, store_upto: int) -> None:
+        """Renumber the provisional entries after the store's seqs, in one transaction."""
+        now = utc_now_iso()
+        rows = await self._fetch(
+            "SELECT id, receipt_no, created_at, sale FROM entries ORDER BY seq"
+        )
+        try:
+            await self._fetch("BEGIN IMMEDIATE")
+            if store_upto > 0:
+                params, seq, head = renumbered(
+                    rows,
+                    store_upto=store_upto,
+                    receipt_no=self._receipt_no(store_upto + 1),
+                    now=now,
+                )
+                await self._fetch("DELETE FROM entries")
+                await self._fetch("DELETE FROM sale_ids")
+                await self._fetch("DELETE FROM journal_gaps")
+                for start in range(0, len(params), 7 * MAX_GROUP):
+                    chunk = params[start : start + 7 * MAX_GROUP]
+                    marks = ",".join(["(?,?,?,?,?,?,?)"] * (len(chunk) // 7))
+                    await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {marks}", chunk)
+            await self._fetch(
+                "UPDATE adoption SET state = ?, store_upto = ?, resolved_at = ?",
+                ("adopted" if store_upto else "none", store_upto, now),
+            )
+            await self._fetch("COMMIT")
+        except sqlite3.Error as exc:
+            await self._end_transaction()
+            self._adopt_upto = None  # asked again at the next ack or connection
+            log.exception("journal_adoption_failed", path=str(self.path), error=str(exc))
+            return
+        self._adoption_token, self._adopt_upto = None, None
+        if store_upto > 0:
+            self._last_seq, self._last_hash = seq, head
+            await asyncio.to_thread(self._write_seq_mark, seq, head)
+            await self._load_gaps()
+            await self._load_oldest_pending()
+        log.warning(
+            "journal_adopted" if store_upto else "journal_adoption_none",
+            path=str(self.path),
+            store_upto=store_upto,
+            renumbered=len(rows) if store_upto else 0,
+            first_seq=store_upto + 2 if rows and store_upto else None,
+            last_seq=self._last_seq,
+        )
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
 
     async def _insert(self, items: list[_Pending]) -> _Stored:
         """Chain and write `items` as new entries in one statement (one transaction, one fsync).
