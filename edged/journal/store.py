@@ -167,6 +167,7 @@ class Journal:
         self._last_ack_store_at: str | None = None
         self._adoption_token: str | None = None  # set while adoption is pending
         self._adopt_upto: int | None = None  # the store's answer, for the writer to apply
+        self._adopted = asyncio.Event()  # set once no adoption is pending
         self.damaged = DamagedSeqs()  # damaged entries its readers came across
 
     @classmethod
@@ -183,6 +184,8 @@ class Journal:
         file (a lost -wal) is an error, never replaced."""
         path = Path(path)
         created = not await asyncio.to_thread(preflight, path)
+        if created and adopt and await asyncio.to_thread(read_mark, path) is not None:
+            adopt = False  # the seq mark knows this terminal's seqs: they go on after it
         if created:
             await asyncio.to_thread(create_journal, path, store_id, terminal_id, adopt=adopt)
             log.info(
@@ -254,6 +257,8 @@ class Journal:
         await self._check_seq_mark()
         pending = await self._fetch("SELECT token FROM adoption WHERE state = 'pending'")
         self._adoption_token = pending[0][0] if pending else None
+        if self._adoption_token is None:
+            self._adopted.set()
         try:
             await self._mark_open()
         except sqlite3.Error as exc:
@@ -586,6 +591,10 @@ class Journal:
         """A new journal that has not yet heard the store: its entries are provisional."""
         return self._adoption_token is not None
 
+    async def wait_adopted(self) -> None:
+        """Return once no adoption is pending (at once for most journals)."""
+        await self._adopted.wait()
+
     def resolve_adoption(self, store_upto: int) -> None:
         """The store holds seqs 1..store_upto for this terminal (0: none): renumber past them."""
         if self._adoption_token is not None and self._adopt_upto is None:
@@ -625,6 +634,7 @@ class Journal:
             log.exception("journal_adoption_failed", path=str(self.path), error=str(exc))
             return
         self._adoption_token, self._adopt_upto = None, None
+        self._adopted.set()
         if store_upto > 0:
             self._last_seq, self._last_hash = seq, head
             await asyncio.to_thread(self._write_seq_mark, seq, head)

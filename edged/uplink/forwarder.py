@@ -157,11 +157,16 @@ class Forwarder:
 
     async def _adopt_unless_told(self) -> None:
         """A store with a history for this terminal has a retained ack on our ack topic, which
-        the broker delivers as we subscribe; none within ADOPTION_WAIT_S means no history."""
-        await asyncio.sleep(ADOPTION_WAIT_S)
-        if self._journal.adoption_pending:
+        the broker delivers as we subscribe; none within ADOPTION_WAIT_S means no history.
+        Once adopted, the renumbered entries are sent."""
+        try:
+            async with asyncio.timeout(ADOPTION_WAIT_S):
+                await self._journal.wait_adopted()
+        except TimeoutError:
             log.info("journal_adoption_no_history", waited_s=ADOPTION_WAIT_S)
             self._journal.resolve_adoption(0)
+            await self._journal.wait_adopted()
+        self._wake.set()
 
     async def _watch_commits(self) -> NoReturn:
         while True:
