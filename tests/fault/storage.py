@@ -14,6 +14,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import uuid
 from contextlib import closing
 from pathlib import Path
 
@@ -174,7 +175,7 @@ async def swap_collector_db(store: Store, how: str, problems: list[str]) -> str:
     os.link(db, backup)
     db.unlink()
     if how == "replaced":
-        other = db.with_name("other.db")
+        other = db.with_name(f"other-{uuid.uuid4().hex[:8]}.db")  # a new one every time
         await asyncio.to_thread(lambda: CollectorStore.open(str(other)).close())
         os.rename(other, db)
     status = await asyncio.to_thread(store.collector.wait_exit, COLLECTOR_EXIT_S)
