@@ -24,7 +24,7 @@ from edged.chain import GENESIS_HASH, CanonicalError, canonical, entry_bytes, en
 from edged.clock import utc_now_iso
 from edged.errors import JournalError, Problem, SaleConflictError, ValidationError
 from edged.journal import state
-from edged.journal.adoption import PROVISIONAL_MARK, renumbered
+from edged.journal.adoption import PROVISIONAL_MARK, adoption_reason, renumbered
 from edged.journal.create import create_journal
 from edged.journal.damaged import DamagedSeqs
 from edged.journal.gaps import RECENT_GAPS, GapEntry, GapRecord, gap_entry
@@ -596,22 +596,27 @@ class Journal:
         await self._adopted.wait()
 
     def resolve_adoption(self, store_upto: int) -> None:
-        """The store holds seqs 1..store_upto for this terminal (0: none): renumber past them."""
-        if self._adoption_token is not None and self._adopt_upto is None:
+        """The store holds seqs 1..store_upto for this terminal (0: none): renumber past them.
+
+        The first answer counts; asked again, the writer tries it again (after a full disk)."""
+        if self._adoption_token is None:
+            return
+        if self._adopt_upto is None:
             self._adopt_upto = store_upto
-            self._wake.set()
+        self._wake.set()
 
     async def _adopt(self, store_upto: int) -> None:
         """Renumber the provisional entries after the store's seqs, in one transaction."""
         now = utc_now_iso()
-        rows = await self._fetch(
-            "SELECT id, receipt_no, created_at, sale FROM entries ORDER BY seq"
-        )
         try:
+            found = await self._fetch(f"SELECT {ENTRY_SELECT} FROM entries ORDER BY seq")
+            rows = [row_entry(row) for row in found] if store_upto else []
+            damaged = next((entry for entry in rows if entry.damage is not None), None)
+            renumber = store_upto > 0 and damaged is None
             await self._fetch("BEGIN IMMEDIATE")
-            if store_upto > 0:
+            if renumber:
                 params, seq, head = renumbered(
-                    rows,
+                    [(e.id, e.receipt_no, e.created_at, e.sale_json.decode()) for e in rows],
                     store_upto=store_upto,
                     receipt_no=self._receipt_no(store_upto + 1),
                     now=now,
@@ -625,27 +630,36 @@ class Journal:
                     await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {marks}", chunk)
             await self._fetch(
                 "UPDATE adoption SET state = ?, store_upto = ?, resolved_at = ?",
-                ("adopted" if store_upto else "none", store_upto, now),
+                ("adopted" if renumber else "none", store_upto, now),
             )
             await self._fetch("COMMIT")
         except sqlite3.Error as exc:
-            await self._end_transaction()
-            self._adopt_upto = None  # asked again at the next ack or connection
+            await self._end_transaction()  # kept: tried again at the writer's next wake
             log.exception("journal_adoption_failed", path=str(self.path), error=str(exc))
             return
         self._adoption_token, self._adopt_upto = None, None
         self._adopted.set()
-        if store_upto > 0:
+        if damaged is not None:  # renumbering would hash damaged bytes anew: declare a gap
+            log.error(
+                "journal_adoption_refused",
+                path=str(self.path),
+                seq=damaged.seq,
+                hint="a provisional entry is damaged; this journal continues after the store's "
+                "seqs with a journal_gap entry, and its earlier entries reach the store as "
+                "seq_conflict evidence",
+            )
+            self.skip_past(store_upto, adoption_reason(store_upto))
+            return
+        if renumber:
             self._last_seq, self._last_hash = seq, head
             await asyncio.to_thread(self._write_seq_mark, seq, head)
             await self._load_gaps()
             await self._load_oldest_pending()
         log.warning(
-            "journal_adopted" if store_upto else "journal_adoption_none",
+            "journal_adopted" if renumber else "journal_adoption_none",
             path=str(self.path),
             store_upto=store_upto,
-            renumbered=len(rows) if store_upto else 0,
-            first_seq=store_upto + 2 if rows and store_upto else None,
+            renumbered=len(rows) if renumber else 0,
             last_seq=self._last_seq,
         )
         committed, self._committed = self._committed, asyncio.Event()

@@ -159,13 +159,16 @@ class Forwarder:
         """A store with a history for this terminal has a retained ack on our ack topic, which
         the broker delivers as we subscribe; none within ADOPTION_WAIT_S means no history.
         Once adopted, the renumbered entries are sent."""
-        try:
-            async with asyncio.timeout(ADOPTION_WAIT_S):
-                await self._journal.wait_adopted()
-        except TimeoutError:
-            log.info("journal_adoption_no_history", waited_s=ADOPTION_WAIT_S)
-            self._journal.resolve_adoption(0)
-            await self._journal.wait_adopted()
+        told = False
+        while self._journal.adoption_pending:
+            try:
+                async with asyncio.timeout(ADOPTION_WAIT_S):
+                    await self._journal.wait_adopted()
+            except TimeoutError:
+                if not told:
+                    log.info("journal_adoption_no_history", waited_s=ADOPTION_WAIT_S)
+                    told = True
+                self._journal.resolve_adoption(0)  # or again, if writing it failed (full disk)
         self._wake.set()
 
     async def _watch_commits(self) -> NoReturn:
