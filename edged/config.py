@@ -39,6 +39,9 @@ class JournalSection(_Section, frozen=True):
     # Sale ids outlive their entries, so a late retry is still answered as a duplicate
     # (the same default as edged.journal.store.ID_RETAIN_DAYS; config must not import it).
     id_retain_days: Annotated[float, msgspec.Meta(ge=0)] = 400.0
+    # A new journal with an uplink takes over the store's seqs for its terminal id (a replaced
+    # till) before it sends anything: edged.journal.adoption.
+    adopt: bool = True
 
 
 class ApiSection(_Section, frozen=True):

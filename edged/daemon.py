@@ -129,6 +129,7 @@ class TerminalServices:
                 "path": str(self._journal.path),
                 "sale_transactions": stats.sale_transactions,
                 "gaps": self._journal.gaps(),
+                "adoption": "pending" if self._journal.adoption_pending else None,
                 **self._journal.damaged.status(),
             },
             "clock": self._clock_status(),
@@ -335,6 +336,7 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
         store_id=terminal.store_id,
         terminal_id=terminal.terminal_id,
         receipt_format=terminal.receipt_format,
+        adopt=cfg.journal.adopt and cfg.uplink is not None,
     )
     try:
         uplink = Uplink(cfg.uplink, terminal, journal, events, __version__) if cfg.uplink else None

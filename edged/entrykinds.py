@@ -6,7 +6,9 @@ exactly one of these keys, a shape no valid sale has (a sale needs `id`, `lines`
 - `{"journal_gap": {"from": A, "to": B, "reason": TEXT}}`: the terminal's journal lost seqs
   A..B (a damaged or lost -wal, a journal restored from backup) and will never send them; it
   continues at B+1 with this entry, chained to its last entry before A. Its hash is computed
-  like any entry's, so the store and `journal verify` check it.
+  like any entry's, so the store and `journal verify` check it. With `"adopted": true` it is
+  the first entry of a new journal that took over a replaced till's seqs 1..B from the store:
+  nothing was lost, the store holds them.
 - `{"damaged_entry": {"raw": BASE64, "problem": TEXT}}`: the journal row at this seq can no
   longer be read as it was written (not UTF-8, not JSON, hash mismatch). The forwarder sends its
   stored bytes as they are, with the row's own prev_hash and hash, so that the store records
@@ -24,10 +26,17 @@ GAP_KEY = "journal_gap"
 DAMAGED_KEY = "damaged_entry"
 
 
-class JournalGap(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={"first": "from"}):
+class JournalGap(
+    msgspec.Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    rename={"first": "from"},
+):
     first: int
     to: int
     reason: str
+    adopted: bool = False  # a new journal took over the store's seqs: nothing was lost here
 
 
 class DamagedEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,9 +52,12 @@ class _Special(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     damaged_entry: DamagedEntry | None = None
 
 
-def gap_sale(first: int, to: int, reason: str) -> dict[str, Any]:
+def gap_sale(first: int, to: int, reason: str, *, adopted: bool = False) -> dict[str, Any]:
     """The `sale` object of a gap entry, ready for `chain.canonical`."""
-    return {GAP_KEY: {"from": first, "to": to, "reason": reason}}
+    gap: dict[str, Any] = {"from": first, "to": to, "reason": reason}
+    if adopted:
+        gap["adopted"] = True
+    return {GAP_KEY: gap}
 
 
 def damaged_sale(raw: bytes, problem: str) -> dict[str, Any]:

@@ -65,6 +65,11 @@ def verify(args: argparse.Namespace) -> int:
         output.emit_json({"ok": not report.lost, **asdict(report)})
         return EXIT_PROBLEM if report.lost else EXIT_OK
     purged = f" (seq 1..{report.anchor_seq} purged after ack)" if report.anchor_seq else ""
+    if report.adopted is not None:
+        purged += (
+            f" (adopted: seqs 1..{report.adopted.last} are the store's, from the till this "
+            "journal replaced)"
+        )
     print(
         f"journal {report.path}: {'LOST SALES' if report.lost else 'OK'} — store "
         f"{report.store_id} terminal {report.terminal_id}, {report.entries} entries, "

@@ -24,8 +24,11 @@ from edged.journal.schema import MIGRATIONS, SCHEMA_VERSION
 SIDE_FILES = ("-wal", "-shm")
 
 
-def create_journal(path: Path, store_id: str, terminal_id: str) -> None:
-    """Create a new, empty journal at `path` (0640); JournalError if a file is there."""
+def create_journal(path: Path, store_id: str, terminal_id: str, *, adopt: bool = False) -> None:
+    """Create a new, empty journal at `path` (0640); JournalError if a file is there.
+
+    With `adopt`, its entries stay provisional until the store says which seqs it holds for
+    this terminal (edged.journal.adoption)."""
     try:
         make_folders(path.parent)
     except OSError as exc:
@@ -33,7 +36,7 @@ def create_journal(path: Path, store_id: str, terminal_id: str) -> None:
     building = path.with_name(f".{path.name}.new-{secrets.token_hex(4)}")
     try:
         os.close(create_new(building))
-        _build(building, store_id, terminal_id)
+        _build(building, store_id, terminal_id, adopt=adopt)
         for suffix in SIDE_FILES:  # a clean close leaves none; never link a file that needs one
             if building.with_name(building.name + suffix).exists():
                 raise JournalError(f"journal {path}: SQLite left {building.name}{suffix} behind")
@@ -52,7 +55,7 @@ def create_journal(path: Path, store_id: str, terminal_id: str) -> None:
             building.with_name(building.name + suffix).unlink(missing_ok=True)
 
 
-def _build(path: Path, store_id: str, terminal_id: str) -> None:
+def _build(path: Path, store_id: str, terminal_id: str, *, adopt: bool) -> None:
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -62,6 +65,11 @@ def _build(path: Path, store_id: str, terminal_id: str) -> None:
         conn.execute(
             "INSERT INTO identity VALUES (1, ?, ?, ?)", (store_id, terminal_id, utc_now_iso())
         )
+        if adopt:
+            conn.execute(
+                "INSERT INTO adoption (one, state, token, since) VALUES (1, 'pending', ?, ?)",
+                (secrets.token_hex(2), utc_now_iso()),
+            )
         conn.execute("COMMIT")
         ((busy, _, _),) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         if busy:

@@ -104,6 +104,20 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     ALTER TABLE outbox ADD COLUMN last_ack_store_at TEXT;
     """,
+    # 6: adoption. A journal new on a terminal with an uplink does not know whether the store
+    # already holds seqs for its terminal id (a replaced till): until the store answers, its
+    # entries are provisional (receipt numbers marked with `token`), renumbered past the
+    # store's seqs before the first send (edged.journal.adoption).
+    """
+    CREATE TABLE adoption (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        state TEXT NOT NULL,         -- pending, adopted (store_upto > 0), none (no history)
+        token TEXT NOT NULL,         -- marks provisional receipt numbers: -P{token}
+        since TEXT NOT NULL,
+        resolved_at TEXT,
+        store_upto INTEGER
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

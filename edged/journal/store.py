@@ -24,6 +24,7 @@ from edged.chain import GENESIS_HASH, CanonicalError, canonical, entry_bytes, en
 from edged.clock import utc_now_iso
 from edged.errors import JournalError, Problem, SaleConflictError, ValidationError
 from edged.journal import state
+from edged.journal.adoption import PROVISIONAL_MARK, adoption_reason, renumbered
 from edged.journal.create import create_journal
 from edged.journal.damaged import DamagedSeqs
 from edged.journal.gaps import RECENT_GAPS, GapEntry, GapRecord, gap_entry
@@ -164,6 +165,9 @@ class Journal:
         self._gaps: list[GapRecord] = []  # the most recent first
         self._gap_count = 0
         self._last_ack_store_at: str | None = None
+        self._adoption_token: str | None = None  # set while adoption is pending
+        self._adopt_upto: int | None = None  # the store's answer, for the writer to apply
+        self._adopted = asyncio.Event()  # set once no adoption is pending
         self.damaged = DamagedSeqs()  # damaged entries its readers came across
 
     @classmethod
@@ -174,13 +178,23 @@ class Journal:
         store_id: str,
         terminal_id: str,
         receipt_format: str = "{store}-{terminal}-{seq:06d}",
+        adopt: bool = False,
     ) -> Journal:
         """Open the journal, or create it where no file is; a corrupt, foreign or incomplete
         file (a lost -wal) is an error, never replaced."""
         path = Path(path)
-        if not await asyncio.to_thread(preflight, path):
-            await asyncio.to_thread(create_journal, path, store_id, terminal_id)
-            log.info("journal_created", path=str(path), store_id=store_id, terminal_id=terminal_id)
+        created = not await asyncio.to_thread(preflight, path)
+        if created and adopt and await asyncio.to_thread(read_mark, path) is not None:
+            adopt = False  # the seq mark knows this terminal's seqs: they go on after it
+        if created:
+            await asyncio.to_thread(create_journal, path, store_id, terminal_id, adopt=adopt)
+            log.info(
+                "journal_created",
+                path=str(path),
+                store_id=store_id,
+                terminal_id=terminal_id,
+                adoption="pending" if adopt else None,
+            )
         _tighten_modes(path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
@@ -241,6 +255,10 @@ class Journal:
         await self._load_oldest_pending()
         await self._load_gaps()
         await self._check_seq_mark()
+        pending = await self._fetch("SELECT token FROM adoption WHERE state = 'pending'")
+        self._adoption_token = pending[0][0] if pending else None
+        if self._adoption_token is None:
+            self._adopted.set()
         try:
             await self._mark_open()
         except sqlite3.Error as exc:
@@ -455,6 +473,8 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._adopt_upto is not None:
+                await self._adopt(self._adopt_upto)
             if not self._queue and self._skip_past > self._last_seq:
                 await self._write_gap_alone()
             while self._queue:
@@ -561,7 +581,89 @@ class Journal:
             await self._end_transaction()
 
     def _receipt_no(self, seq: int) -> str:
-        return self._format.format(store=self.store_id, terminal=self.terminal_id, seq=seq)
+        number = self._format.format(store=self.store_id, terminal=self.terminal_id, seq=seq)
+        if self._adoption_token is not None:
+            number += PROVISIONAL_MARK.format(token=self._adoption_token)
+        return number
+
+    @property
+    def adoption_pending(self) -> bool:
+        """A new journal that has not yet heard the store: its entries are provisional."""
+        return self._adoption_token is not None
+
+    async def wait_adopted(self) -> None:
+        """Return once no adoption is pending (at once for most journals)."""
+        await self._adopted.wait()
+
+    def resolve_adoption(self, store_upto: int) -> None:
+        """The store holds seqs 1..store_upto for this terminal (0: none): renumber past them.
+
+        The first answer counts; asked again, the writer tries it again (after a full disk)."""
+        if self._adoption_token is None:
+            return
+        if self._adopt_upto is None:
+            self._adopt_upto = store_upto
+        self._wake.set()
+
+    async def _adopt(self, store_upto: int) -> None:
+        """Renumber the provisional entries after the store's seqs, in one transaction."""
+        now = utc_now_iso()
+        try:
+            found = await self._fetch(f"SELECT {ENTRY_SELECT} FROM entries ORDER BY seq")
+            rows = [row_entry(row) for row in found] if store_upto else []
+            damaged = next((entry for entry in rows if entry.damage is not None), None)
+            renumber = store_upto > 0 and damaged is None
+            await self._fetch("BEGIN IMMEDIATE")
+            if renumber:
+                params, seq, head = renumbered(
+                    [(e.id, e.receipt_no, e.created_at, e.sale_json.decode()) for e in rows],
+                    store_upto=store_upto,
+                    receipt_no=self._receipt_no(store_upto + 1),
+                    now=now,
+                )
+                await self._fetch("DELETE FROM entries")
+                await self._fetch("DELETE FROM sale_ids")
+                await self._fetch("DELETE FROM journal_gaps")
+                for start in range(0, len(params), 7 * MAX_GROUP):
+                    chunk = params[start : start + 7 * MAX_GROUP]
+                    marks = ",".join(["(?,?,?,?,?,?,?)"] * (len(chunk) // 7))
+                    await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {marks}", chunk)
+            await self._fetch(
+                "UPDATE adoption SET state = ?, store_upto = ?, resolved_at = ?",
+                ("adopted" if renumber else "none", store_upto, now),
+            )
+            await self._fetch("COMMIT")
+        except sqlite3.Error as exc:
+            await self._end_transaction()  # kept: tried again at the writer's next wake
+            log.exception("journal_adoption_failed", path=str(self.path), error=str(exc))
+            return
+        self._adoption_token, self._adopt_upto = None, None
+        self._adopted.set()
+        if damaged is not None:  # renumbering would hash damaged bytes anew: declare a gap
+            log.error(
+                "journal_adoption_refused",
+                path=str(self.path),
+                seq=damaged.seq,
+                hint="a provisional entry is damaged; this journal continues after the store's "
+                "seqs with a journal_gap entry, and its earlier entries reach the store as "
+                "seq_conflict evidence",
+            )
+            self.skip_past(store_upto, adoption_reason(store_upto))
+            return
+        if renumber:
+            self._last_seq, self._last_hash = seq, head
+            await asyncio.to_thread(self._write_seq_mark, seq, head)
+            await self._load_gaps()
+            await self._load_oldest_pending()
+        log.warning(
+            "journal_adopted" if renumber else "journal_adoption_none",
+            path=str(self.path),
+            store_upto=store_upto,
+            renumbered=len(rows) if renumber else 0,
+            last_seq=self._last_seq,
+        )
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
 
     async def _insert(self, items: list[_Pending]) -> _Stored:
         """Chain and write `items` as new entries in one statement (one transaction, one fsync).

@@ -29,6 +29,7 @@ class LostSeqs:
     gap_seq: int | None
     found_at: str | None
     reason: str
+    adopted: bool = False  # not lost: a new journal took these seqs over from the store
 
     def describe(self) -> str:
         seqs = f"seq {self.first}" if self.first == self.last else f"seqs {self.first}..{self.last}"
@@ -54,6 +55,7 @@ class VerifyReport:
     anchor_seq: int
     acked_upto: int
     lost: tuple[LostSeqs, ...] = ()
+    adopted: LostSeqs | None = None  # the store's seqs this journal took over (not lost)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -140,7 +142,8 @@ def verify_journal(path: str | Path) -> VerifyReport:
         entries=count,
         anchor_seq=anchor_seq,
         acked_upto=acked_upto,
-        lost=tuple(lost),
+        lost=tuple(gap for gap in lost if not gap.adopted),
+        adopted=next((gap for gap in lost if gap.adopted), None),
     )
 
 
@@ -152,4 +155,4 @@ def _declared_gap(entry: StoredEntry, expected_seq: int) -> LostSeqs | None:
     gap = special_of(entry.sale_json)
     if not isinstance(gap, JournalGap) or (gap.first, gap.to) != (expected_seq, entry.seq - 1):
         return None
-    return LostSeqs(gap.first, gap.to, entry.seq, entry.created_at, gap.reason)
+    return LostSeqs(gap.first, gap.to, entry.seq, entry.created_at, gap.reason, gap.adopted)

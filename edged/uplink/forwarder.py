@@ -33,6 +33,9 @@ log = structlog.get_logger(__name__)
 # broker that just restarted without persistence may not have the collector's subscription
 # yet, and drops what a terminal that reconnected first publishes.
 FIRST_ACK_TIMEOUT_S = 1.0
+# A new journal waits this long after connecting for the store's retained ack before it
+# concludes that the store holds nothing for its terminal id (edged.journal.adoption).
+ADOPTION_WAIT_S = 2.0
 OUTBOX_EVENT_MIN_INTERVAL_S = 0.5  # `outbox` events during a drain, at most this often
 BATCH_MAX_BYTES = 1 << 20  # brokers often cap messages; 1 MiB is safe for mosquitto & co.
 ENTRY_OVERHEAD_BYTES = 400  # JSON around one sale: keys, hashes, ids (for the byte cap only)
@@ -137,6 +140,8 @@ class Forwarder:
         self._next_after = self._journal.stats().acked_upto  # resend whatever was unacked
         self._acked_here, self._early_resends = False, 0
         async with asyncio.TaskGroup() as tg:
+            if self._journal.adoption_pending:
+                tg.create_task(self._adopt_unless_told(), name="uplink-adoption-wait")
             tg.create_task(self._watch_commits(), name="uplink-commit-watch")
             tg.create_task(self._read_acks(conn), name="uplink-ack-reader")
             while True:
@@ -149,6 +154,22 @@ class Forwarder:
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _adopt_unless_told(self) -> None:
+        """A store with a history for this terminal has a retained ack on our ack topic, which
+        the broker delivers as we subscribe; none within ADOPTION_WAIT_S means no history.
+        Once adopted, the renumbered entries are sent."""
+        told = False
+        while self._journal.adoption_pending:
+            try:
+                async with asyncio.timeout(ADOPTION_WAIT_S):
+                    await self._journal.wait_adopted()
+            except TimeoutError:
+                if not told:
+                    log.info("journal_adoption_no_history", waited_s=ADOPTION_WAIT_S)
+                    told = True
+                self._journal.resolve_adoption(0)  # or again, if writing it failed (full disk)
+        self._wake.set()
 
     async def _watch_commits(self) -> NoReturn:
         while True:
@@ -192,6 +213,8 @@ class Forwarder:
         self._next_after = acked
 
     async def _fill(self, conn: Connection, tg: asyncio.TaskGroup) -> None:
+        if self._journal.adoption_pending:
+            return  # provisional entries are never sent: they are renumbered first
         while len(self._inflight) < self._window:
             entries = await self._journal.unacked(self._next_after, self._batch_max)
             if not entries:
@@ -239,6 +262,9 @@ class Forwarder:
             self._bogus(topic, f"malformed ack: {exc}", payload)
             return
         self.store_clock = StoreClock.heard(ack.at) or self.store_clock
+        if self._journal.adoption_pending:  # a new journal: the store's seqs come first
+            self._journal.resolve_adoption(ack.upto)
+            return
         self._check_behind(ack)
         if retained:
             log.debug("ack_retained", topic=topic, upto=ack.upto, last_seq=ack.last_seq)

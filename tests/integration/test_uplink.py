@@ -609,6 +609,41 @@ async def test_end_to_end_with_the_collector(
     assert stored_seqs(db) == list(range(1, 501))  # once each, in seq order
 
 
+async def test_a_replaced_till_adopts_the_stores_seqs(
+    broker: Mosquitto, journal: Journal, tmp_path: Path
+) -> None:
+    """A new journal for a terminal id the store has a history for sells at once, sends
+    nothing until the store's retained ack tells its seqs, then continues after them: the
+    store's chain holds across, nothing is lost and no seq collides."""
+    from edged.collector import run_collector
+    from edged.journal.verify import verify_journal
+
+    db = tmp_path / "store.db"
+    ready = asyncio.Event()
+    await commit_sales(journal, 3)  # the old till
+    async with running(run_collector(collector_cfg(broker, db), ready=ready)):
+        await ready.wait()
+        async with running(make_uplink(uplink_cfg(broker), journal).run()):
+            await until(lambda: journal.stats().acked_upto == 3)
+        path = tmp_path / "new" / "journal.db"  # the replacement: same ids, an empty disk
+        new = await Journal.open(path, store_id=STORE, terminal_id=TERMINAL, adopt=True)
+        sold = sale(1)
+        first = await new.commit(sold)  # sold before the store was reached
+        assert first.seq == 1 and "-P" in first.receipt_no
+        async with running(make_uplink(uplink_cfg(broker), new).run()):
+            await until(lambda: new.stats().acked_upto == 5)  # 4: the adoption, 5: that sale
+            after = await new.commit(sale(2))
+            await until(lambda: new.stats().acked_upto == 6)
+        got = await new.get(sold["id"])
+        await new.close()
+    assert got is not None and got[0].seq == 5 and got[0].receipt_no == first.receipt_no
+    assert after.seq == 6 and "-P" not in after.receipt_no
+    assert stored_seqs(db) == [1, 2, 3, 5, 6]  # seq 4, the adoption, is held: not a sale
+    report = verify_journal(path)
+    assert report.lost == () and report.adopted is not None
+    assert (report.adopted.first, report.adopted.last, report.adopted.gap_seq) == (1, 3, 4)
+
+
 async def test_broker_restart_drains_to_the_collector_by_itself(
     broker: Mosquitto, journal: Journal, tmp_path: Path
 ) -> None:
