@@ -29,6 +29,7 @@ from tests.support.sales import cash_sale
 from tests.support.waiting import POLL_S, until
 
 PREFIX = "edged/v1"
+TAKEOVER = "already connected, closing old connection"  # mosquitto's log line (notice)
 STORE = "s1"
 # The users of the README's ACL and their passwords here.
 PASSWORDS = {"edged-collector": "c-secret", "s1-t1": "t1-secret", "s1-t2": "t2-secret"}
@@ -150,6 +151,7 @@ async def test_a_till_cannot_knock_another_off_with_its_client_id(readme_broker:
             async with till(readme_broker, "t2", user="s1-t2", client_id="edged-s1-t1"):
                 await t1.send([entry])
                 await t1.acked(entry.seq)
+    assert TAKEOVER not in readme_broker.log.read_text()
 
 
 async def test_a_till_cannot_write_another_tills_sales_or_read_its_acks(
@@ -212,6 +214,8 @@ async def test_edged_the_collector_and_doctor_work_under_the_readme_example(
         checks = {c["name"]: c for c in json.loads(run.stdout)["checks"]}
         assert checks["broker mqtt"]["level"] == "OK", checks["broker mqtt"]
         assert checks["link"]["level"] == "OK", checks["link"]
+        # As the README says: doctor's login under the daemon's user took its client id.
+        assert f"Client s1-t1 {TAKEOVER}" in readme_broker.log.read_text()
 
         # Doctor's login took the daemon's client id for a moment; the daemon is back and sells on.
         second = await asyncio.wait_for(commit_and_wait_acked(daemon.socket), 30)
