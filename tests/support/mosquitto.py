@@ -7,12 +7,29 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.support.ports import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 START_TIMEOUT_S = 10.0
+
+
+def auth_conf(workdir: Path, passwords: Mapping[str, str], acl: str) -> str:
+    """Config lines for a broker that knows only `passwords` (user -> password) and `acl`.
+
+    The files go into `workdir`; append the result to `extra_conf` (after the listener line,
+    so listener options among them apply to the test's listener).
+    """
+    passwd, acl_file = workdir / "passwd", workdir / "acl"
+    passwd.unlink(missing_ok=True)
+    for user, password in passwords.items():
+        create = [] if passwd.exists() else ["-c"]
+        subprocess.run([MOSQUITTO_PASSWD, "-b", *create, str(passwd), user, password], check=True)
+    acl_file.write_text(acl)
+    return f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl_file}\n"
 
 
 class Mosquitto:
