@@ -27,6 +27,7 @@ from edged.collector.dbfile import (
     read_marker,
     write_marker,
 )
+from edged.collector.pins import KeyPins
 from edged.collector.problems import (
     QUARANTINE_SEQ,
     RAW_KEPT_BYTES,
@@ -47,7 +48,7 @@ from edged.collector.slots import Slot, held_seqs, hold, meet_held
 from edged.collector.state import Progress, TerminalKey, TerminalState, load_state, save_state
 from edged.collector.verify import Rejected, Special, check_entry
 from edged.collector.walk import advance
-from edged.wire import DEFAULT_TOPIC_PREFIX, WIRE_VERSION, Entry, Topics, TxBatch, encode
+from edged.wire import DEFAULT_TOPIC_PREFIX, WIRE_VERSION, Entry, Sig, Topics, TxBatch, encode
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +91,7 @@ class Batch:
     terminal_id: str
     entries: Sequence[Entry]
     message: Message
+    sig: Sig | None = None  # the terminal's signature (pins.py checks it before anything)
 
     @classmethod
     def of(cls, store_id: str, terminal_id: str, entries: Sequence[Entry]) -> Batch:
@@ -109,6 +111,7 @@ class CollectorStore:
         self.path = path
         self.received_by = received_by
         self._files = files
+        self.pins = KeyPins(conn)
 
     @classmethod
     def open(cls, path: str, *, received_by: str = "", init: bool = False) -> CollectorStore:
@@ -176,7 +179,9 @@ class CollectorStore:
                 for item in items:
                     if isinstance(item, Quarantine):
                         quarantine(conn, item, now)
-                    else:
+                    elif self.pins.admit(
+                        (item.store_id, item.terminal_id), item.entries, item.sig, now
+                    ):
                         self._put_batch(conn, states, item, now)
                 result: dict[TerminalKey, Progress] = {}
                 for key, state in states.items():
