@@ -179,9 +179,7 @@ class CollectorStore:
                 for item in items:
                     if isinstance(item, Quarantine):
                         quarantine(conn, item, now)
-                    elif self.pins.admit(
-                        (item.store_id, item.terminal_id), item.entries, item.sig, now
-                    ):
+                    else:
                         self._put_batch(conn, states, item, now)
                 result: dict[TerminalKey, Progress] = {}
                 for key, state in states.items():
@@ -228,16 +226,18 @@ class CollectorStore:
         batch: Batch,
         now: str,
     ) -> None:
-        """Store one batch under a savepoint; if its values break the store, quarantine it."""
+        """Store one batch under a savepoint, if its signature passes (pins.py); if its values
+        break the store, quarantine it."""
         key = (batch.store_id, batch.terminal_id)
         before = states.get(key)
         saved = replace(before) if before is not None else None
         conn.execute(f"SAVEPOINT {_SAVEPOINT}")
         try:
-            state = before or load_state(conn, key)
-            states[key] = state
-            state.touched_at = now
-            self._put_entries(conn, key, state, sorted(batch.entries, key=_seq_of), now)
+            if self.pins.admit(key, batch.entries, batch.sig, now):  # a forgery: recorded only
+                state = before or load_state(conn, key)
+                states[key] = state
+                state.touched_at = now
+                self._put_entries(conn, key, state, sorted(batch.entries, key=_seq_of), now)
         except Exception as exc:
             if isinstance(exc, sqlite3.Error) and not isinstance(exc, _DATA_ERRORS):
                 raise  # the database failed (full, locked, I/O): the whole group is retried
