@@ -23,6 +23,7 @@ from edged.events import EventHub
 from edged.journal import Journal
 from edged.uplink import Uplink
 from edged.uplink.client import LinkError, Will, connect
+from edged.signing import Signer
 from edged.wire import Ack, Status, Topics, decode_tx, encode
 from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
@@ -44,6 +45,7 @@ def uplink_cfg(broker: Mosquitto, **changes: Any) -> UplinkSection:
         "reconnect_min_s": 0.1,
         "reconnect_max_s": 0.5,
         "ack_timeout_s": 5.0,
+        "require_signed_acks": False,  # the fake collector here signs nothing
     }
     settings.update(changes)
     return UplinkSection(**settings)
@@ -70,7 +72,9 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
 
 def make_uplink(cfg: UplinkSection, journal: Journal, events: EventHub | None = None) -> Uplink:
     terminal = TerminalSection(store_id=STORE, terminal_id=TERMINAL)
-    return Uplink(cfg, terminal, journal, events or EventHub(), "9.9.9-test")
+    return Uplink(
+        cfg, terminal, journal, events or EventHub(), "9.9.9-test", signer=Signer.generate()
+    )
 
 
 @contextlib.asynccontextmanager
