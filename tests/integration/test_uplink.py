@@ -21,9 +21,9 @@ import pytest
 from edged.config import TerminalSection, UplinkSection
 from edged.events import EventHub
 from edged.journal import Journal
+from edged.signing import Signer
 from edged.uplink import Uplink
 from edged.uplink.client import LinkError, Will, connect
-from edged.signing import Signer
 from edged.wire import Ack, Status, Topics, decode_tx, encode
 from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
