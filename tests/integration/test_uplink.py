@@ -216,12 +216,14 @@ async def test_last_will_says_offline_when_the_process_dies(
         from edged.config import TerminalSection, UplinkSection
         from edged.events import EventHub
         from edged.journal import Journal
+        from edged.signing import Signer
         from edged.uplink import Uplink
 
         async def main():
             j = await Journal.open({str(tmp_path / "j.db")!r}, store_id="s1", terminal_id="t1")
             cfg = UplinkSection(host="127.0.0.1", port={broker.port}, keepalive_s=1)
-            up = Uplink(cfg, TerminalSection(store_id="s1", terminal_id="t1"), j, EventHub(), "x")
+            terminal = TerminalSection(store_id="s1", terminal_id="t1")
+            up = Uplink(cfg, terminal, j, EventHub(), "x", signer=Signer.generate())
             await up.run()
 
         asyncio.run(main())
