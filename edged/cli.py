@@ -19,6 +19,7 @@ from edged.errors import ConfigError, EdgedError, JournalError
 from edged.sdnotify import Notifier
 
 EX_FAILURE = 1
+EX_USAGE = 64  # sysexits.h: the command line is wrong
 EX_IOERR = 74  # sysexits.h: the journal, or the collector's database, cannot be used
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd should not restart
 
@@ -40,12 +41,15 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "action",
                 nargs="?",
-                choices=("run", "status", "init"),
+                choices=("run", "status", "init", "keys"),
                 default="run",
                 help="run (default); status: print the database's per-terminal report as JSON; "
                 "init: accept the database file as this collector's, creating an empty one if "
-                "there is none (needed only after it was lost or replaced)",
+                "there is none (needed only after it was lost or replaced); "
+                "keys list | keys pin STORE TERMINAL KEY | keys forget STORE TERMINAL: "
+                "the terminal keys the collector trusts",
             )
+            cmd.add_argument("words", nargs="*", metavar="ARG", help="keys: what to do")
     return parser
 
 
@@ -72,12 +76,19 @@ async def _collector(cfg: CollectorConfig) -> None:
         notifier.close()
 
 
-def _collector_main(action: str, cfg: CollectorConfig) -> int:
-    """`edged collector run|status|init`; 74 when its database is missing or was replaced."""
+def _collector_main(action: str, words: list[str], cfg: CollectorConfig) -> int:
+    """`edged collector run|status|init|keys`; 74 when its database is missing or was replaced."""
     from edged.collector import CollectorDbChangedError, collector_report, init_collector_db
+    from edged.collector.keyadmin import keys_command
 
     try:
-        if action == "status":
+        if action == "keys":
+            try:
+                print(json.dumps(keys_command(cfg.collector.db, words), indent=2))
+            except ValueError as exc:
+                print(f"edged: {exc}", file=sys.stderr)
+                return EX_USAGE
+        elif action == "status":
             print(json.dumps(collector_report(cfg.collector.db), indent=2))
         elif action == "init":
             print(init_collector_db(cfg.collector.db))
@@ -100,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(daemon.run(load_config(args.config)))
         else:
-            return _collector_main(args.action, load_collector_config(args.config))
+            return _collector_main(args.action, args.words, load_collector_config(args.config))
     except ConfigError as exc:
         print(f"edged: config error: {exc}", file=sys.stderr)
         return EX_CONFIG

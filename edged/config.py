@@ -66,6 +66,7 @@ class UplinkSection(_Section, frozen=True):
     online_after_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     reconnect_min_s: Positive = 0.5
     reconnect_max_s: Positive = 5.0
+    require_signed_acks: bool = True  # terminal: act on no unsigned ack, even before a pin
 
     @property
     def effective_port(self) -> int:

@@ -26,6 +26,7 @@ from edged.events import EventHub
 from edged.health import Check, Health
 from edged.journal import Journal, StoredEntry
 from edged.journal.damaged import RESTORE_HINT, damaged_event
+from edged.keys import collector_pin_path, load_or_create, read_pin, terminal_key_path
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
@@ -56,8 +57,10 @@ class TerminalServices:
         devices: Devices,
         *,
         simulators: Simulators,
+        key: str,
     ) -> None:
         self._cfg = cfg
+        self._key = key  # the terminal's public signing key (hex)
         self._journal = journal
         self._uplink = uplink
         self._devices = devices
@@ -112,11 +115,22 @@ class TerminalServices:
             return {"state": "disabled", "since": self._since}
         return self._uplink.status()
 
+    def _collector_key(self) -> str | None:
+        try:
+            return read_pin(collector_pin_path(self._journal.path))
+        except EdgedError as exc:
+            return f"unreadable: {exc}"
+
     def status(self) -> dict[str, Any]:
         stats = self._journal.stats()
         terminal = self._cfg.terminal
         return {
-            "terminal": {"store_id": terminal.store_id, "terminal_id": terminal.terminal_id},
+            "terminal": {
+                "store_id": terminal.store_id,
+                "terminal_id": terminal.terminal_id,
+                "key": self._key,
+                "collector_key": self._collector_key(),
+            },
             "link": self.link_status(),
             "outbox": {
                 "pending": stats.pending,
@@ -339,7 +353,12 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
         adopt=cfg.journal.adopt and cfg.uplink is not None,
     )
     try:
-        uplink = Uplink(cfg.uplink, terminal, journal, events, __version__) if cfg.uplink else None
+        signer = load_or_create(terminal_key_path(cfg.journal.path))
+        uplink = (
+            Uplink(cfg.uplink, terminal, journal, events, __version__, signer=signer)
+            if cfg.uplink
+            else None
+        )
         simulators = Simulators(cfg.devices, Path(cfg.api.socket).parent / "sim")
         devices = Devices(
             simulators.devices,
@@ -347,7 +366,9 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
             ledger=Payments(journal),
             publish=events.publish,
         )
-        services = TerminalServices(cfg, journal, uplink, events, devices, simulators=simulators)
+        services = TerminalServices(
+            cfg, journal, uplink, events, devices, simulators=simulators, key=signer.public_hex
+        )
         parts = Components(cfg, journal, uplink, services)
         health = services.health = Health(
             parts.checks(), notifier, status_line=lambda: _status_line(services)

@@ -128,3 +128,7 @@ class SaleNotFoundError(EdgedError):
     def __init__(self, sale_id: str) -> None:
         self.sale_id = sale_id
         super().__init__(f"no sale with id {sale_id!r} in the journal")
+
+
+class KeyFileError(EdgedError):
+    """A signing key or pinned key file cannot be read, made or written: names the file."""

@@ -25,13 +25,22 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sale: msgspec.Raw  # the sale's JSON as sent; the collector re-canonicalizes it
 
 
-class TxBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """terminal -> store on `{prefix}/{store}/{terminal}/tx`, QoS 1."""
+class Sig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An Ed25519 signature (README Contracts: the bytes each message signs); lowercase hex."""
+
+    alg: str  # "ed25519"
+    key: str  # the signer's public key, 32 bytes
+    value: str  # the signature, 64 bytes
+
+
+class TxBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """terminal -> store on `{prefix}/{store}/{terminal}/tx`, QoS 1; signed by the terminal."""
 
     v: int
     store: str
     terminal: str
     entries: list[Entry]
+    sig: Sig | None = None
 
 
 class Ack(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -49,6 +58,7 @@ class Ack(msgspec.Struct, frozen=True, omit_defaults=True):
     at: str | None = None
     last_seq: Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)] | None = None
     last_hash: str | None = None
+    sig: Sig | None = None  # the collector's signature
 
 
 class Status(msgspec.Struct, frozen=True, omit_defaults=True):

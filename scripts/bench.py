@@ -435,6 +435,36 @@ async def status_of(path: str) -> dict[str, Any]:
         return result
 
 
+@scenario
+async def signing(args: argparse.Namespace, work: Path) -> None:
+    """Ed25519 per sale: the terminal signs once per batch, the collector verifies once per
+    batch; baseline: encoding the same batch unsigned (what forwarding did before)."""
+    from edged.signing import Signer, tx_signed_bytes, verify
+    from edged.wire import TxBatch, encode
+    from tests.support.entries import make_chain
+
+    signer = Signer.generate()
+    rounds = 50 if args.quick else 500
+    for size in (1, 20, 200):
+        entries = make_chain("S1", "T1", size)
+        pairs = [(e.seq, e.hash) for e in entries]
+        t = time.perf_counter()
+        for _ in range(rounds):
+            encode(TxBatch(v=1, store="S1", terminal="T1", entries=entries))
+        unsigned = (time.perf_counter() - t) / rounds / size
+        t = time.perf_counter()
+        for _ in range(rounds):
+            sig = signer.sign(tx_signed_bytes("S1", "T1", pairs))
+        sign = (time.perf_counter() - t) / rounds / size
+        t = time.perf_counter()
+        for _ in range(rounds):
+            assert verify(sig, tx_signed_bytes("S1", "T1", pairs)) is None
+        check = (time.perf_counter() - t) / rounds / size
+        emit("signing", f"sign_per_sale_batch_{size}", sign * 1e6, "us", unsigned * 1e6)
+        emit("signing", f"verify_per_sale_batch_{size}", check * 1e6, "us", unsigned * 1e6)
+        emit("baseline", f"encode_unsigned_per_sale_batch_{size}", unsigned * 1e6, "us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, under a minute")

@@ -13,7 +13,7 @@ from edged.errors import EdgedError
 log = structlog.get_logger(__name__)
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 BUSY_TIMEOUT_MS = 10_000  # several collectors may share one db file
@@ -116,7 +116,23 @@ UPDATE terminals SET max_hash = coalesce((SELECT t.hash FROM transactions t
     WHERE t.store_id = terminals.store_id AND t.terminal_id = terminals.terminal_id
     AND t.seq = terminals.max_seq), '')
 """
-_MIGRATIONS = {1: _SCHEMA, 2: _SCHEMA_V2, 3: _SCHEMA_V3}  # version -> script that makes it
+# Version 4: each terminal's pinned Ed25519 key (collector/pins.py).
+_SCHEMA_V4 = """
+CREATE TABLE terminal_keys (
+    store_id     TEXT NOT NULL,
+    terminal_id  TEXT NOT NULL,
+    key          TEXT NOT NULL,  -- Ed25519 public key, lowercase hex
+    pinned_by    TEXT NOT NULL,  -- first_use | admin
+    pinned_at    TEXT NOT NULL,
+    PRIMARY KEY (store_id, terminal_id)
+)
+"""
+_MIGRATIONS = {
+    1: _SCHEMA,
+    2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
+}  # version -> script that makes it
 
 
 class CollectorStoreError(EdgedError):

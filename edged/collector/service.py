@@ -39,6 +39,8 @@ from edged.collector.store import (
 )
 from edged.config import CollectorConfig, read_password
 from edged.errors import ConfigError
+from edged.keys import collector_key_path, load_or_create
+from edged.signing import Signer, ack_signed_bytes
 from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task, unwrap
 from edged.wire import WIRE_VERSION, Ack, Topics, decode_tx, encode, parse_tx_topic, tx_filter
 
@@ -65,7 +67,9 @@ async def run_collector(cfg: CollectorConfig, *, ready: asyncio.Event | None = N
     db = StoreThread(sqlite_path(cfg.collector.db), received_by=client_id)
     try:
         await db.open()
-        await _supervise(cfg, client_id, db, ready)
+        signer = load_or_create(collector_key_path(db.path))  # signs every ack
+        log.info("collector_key", key=signer.public_hex)
+        await _supervise(cfg, client_id, db, signer, ready)
     except CollectorDbChangedError as exc:
         log.critical("collector_db_changed", db=db.path, error=str(exc))
         raise
@@ -74,7 +78,11 @@ async def run_collector(cfg: CollectorConfig, *, ready: asyncio.Event | None = N
 
 
 async def _supervise(
-    cfg: CollectorConfig, client_id: str, db: StoreThread, ready: asyncio.Event | None
+    cfg: CollectorConfig,
+    client_id: str,
+    db: StoreThread,
+    signer: Signer,
+    ready: asyncio.Event | None,
 ) -> NoReturn:
     """Connect, subscribe and serve; reconnect with backoff after any failure, forever."""
     up = cfg.uplink
@@ -101,7 +109,7 @@ async def _supervise(
             supervisor.healthy()
             if ready is not None:
                 ready.set()
-            await _serve(link, db, up.topic_prefix)
+            await _serve(link, db, signer, up.topic_prefix)
 
     supervisor = Supervisor(
         "collector",
@@ -125,7 +133,7 @@ def _expected(exc: BaseException) -> Fault | None:
     return None  # a bug must not end the collector: logged with its traceback, reconnect
 
 
-async def _serve(link: BrokerLink, db: StoreThread, prefix: str) -> NoReturn:
+async def _serve(link: BrokerLink, db: StoreThread, signer: Signer, prefix: str) -> NoReturn:
     """Receive, store, settle and acknowledge, group by group, until the link fails."""
     while True:
         group = [await link.next()]
@@ -135,16 +143,24 @@ async def _serve(link: BrokerLink, db: StoreThread, prefix: str) -> NoReturn:
         acks = await db.store_batches([parse_delivery(prefix, d) for d in group])
         for delivery in group:  # only after the commit
             link.settle(delivery)
-        await _publish_acks(link, prefix, acks)
+        await _publish_acks(link, prefix, signer, acks)
 
 
-async def _publish_acks(link: BrokerLink, prefix: str, acks: dict[TerminalKey, Progress]) -> None:
+async def _publish_acks(
+    link: BrokerLink, prefix: str, signer: Signer, acks: dict[TerminalKey, Progress]
+) -> None:
     # In a task of its own: a failed group leaves no cancellation behind for the close (3.11.2).
-    await in_own_task(_publish_ack_group(link, prefix, acks), "collector-acks")
+    await in_own_task(_publish_ack_group(link, prefix, signer, acks), "collector-acks")
+
+
+def signed_ack(signer: Signer, store_id: str, terminal_id: str, ack: Ack) -> Ack:
+    """`ack` with the collector's signature over it (edged.signing.ack_signed_bytes)."""
+    sig = signer.sign(ack_signed_bytes(store_id, terminal_id, ack))
+    return msgspec.structs.replace(ack, sig=sig)
 
 
 async def _publish_ack_group(
-    link: BrokerLink, prefix: str, acks: dict[TerminalKey, Progress]
+    link: BrokerLink, prefix: str, signer: Signer, acks: dict[TerminalKey, Progress]
 ) -> None:
     """One ack per terminal, retained: a terminal learns the store's view when it subscribes."""
     at = utc_now_iso()
@@ -159,6 +175,7 @@ async def _publish_ack_group(
                     last_seq=done.last_seq,
                     last_hash=done.last_hash,
                 )
+                ack = signed_ack(signer, store_id, terminal_id, ack)
                 publish = link.publish(topic, encode(ack), retain=True)
                 tg.create_task(publish, name=f"ack {store_id}/{terminal_id}")
     except ExceptionGroup as group:
@@ -185,7 +202,7 @@ def parse_delivery(prefix: str, delivery: Delivery) -> Batch | Quarantine:
             f"topic says store {store_id!r} terminal {terminal_id!r}"
         )
         return Quarantine(message, store_id, terminal_id, problem)
-    return Batch(store_id, terminal_id, batch.entries, message)
+    return Batch(store_id, terminal_id, batch.entries, message, batch.sig)
 
 
 class StoreThread:

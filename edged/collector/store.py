@@ -27,6 +27,7 @@ from edged.collector.dbfile import (
     read_marker,
     write_marker,
 )
+from edged.collector.pins import KeyPins
 from edged.collector.problems import (
     QUARANTINE_SEQ,
     RAW_KEPT_BYTES,
@@ -47,7 +48,7 @@ from edged.collector.slots import Slot, held_seqs, hold, meet_held
 from edged.collector.state import Progress, TerminalKey, TerminalState, load_state, save_state
 from edged.collector.verify import Rejected, Special, check_entry
 from edged.collector.walk import advance
-from edged.wire import DEFAULT_TOPIC_PREFIX, WIRE_VERSION, Entry, Topics, TxBatch, encode
+from edged.wire import DEFAULT_TOPIC_PREFIX, WIRE_VERSION, Entry, Sig, Topics, TxBatch, encode
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +91,7 @@ class Batch:
     terminal_id: str
     entries: Sequence[Entry]
     message: Message
+    sig: Sig | None = None  # the terminal's signature (pins.py checks it before anything)
 
     @classmethod
     def of(cls, store_id: str, terminal_id: str, entries: Sequence[Entry]) -> Batch:
@@ -109,6 +111,7 @@ class CollectorStore:
         self.path = path
         self.received_by = received_by
         self._files = files
+        self.pins = KeyPins(conn)
 
     @classmethod
     def open(cls, path: str, *, received_by: str = "", init: bool = False) -> CollectorStore:
@@ -223,16 +226,18 @@ class CollectorStore:
         batch: Batch,
         now: str,
     ) -> None:
-        """Store one batch under a savepoint; if its values break the store, quarantine it."""
+        """Store one batch under a savepoint, if its signature passes (pins.py); if its values
+        break the store, quarantine it."""
         key = (batch.store_id, batch.terminal_id)
         before = states.get(key)
         saved = replace(before) if before is not None else None
         conn.execute(f"SAVEPOINT {_SAVEPOINT}")
         try:
-            state = before or load_state(conn, key)
-            states[key] = state
-            state.touched_at = now
-            self._put_entries(conn, key, state, sorted(batch.entries, key=_seq_of), now)
+            if self.pins.admit(key, batch.entries, batch.sig, now):  # a forgery: recorded only
+                state = before or load_state(conn, key)
+                states[key] = state
+                state.touched_at = now
+                self._put_entries(conn, key, state, sorted(batch.entries, key=_seq_of), now)
         except Exception as exc:
             if isinstance(exc, sqlite3.Error) and not isinstance(exc, _DATA_ERRORS):
                 raise  # the database failed (full, locked, I/O): the whole group is retried

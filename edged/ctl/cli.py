@@ -8,7 +8,18 @@ import sys
 
 from edged import __version__
 from edged.config import DEFAULT_CONFIG_PATH
-from edged.ctl import diag, doctor, journalcmd, logs, outbox, receipt, scanwatch, status, sync
+from edged.ctl import (
+    diag,
+    doctor,
+    journalcmd,
+    keys,
+    logs,
+    outbox,
+    receipt,
+    scanwatch,
+    status,
+    sync,
+)
 from edged.ctl.errors import EXIT_INTERRUPTED, EXIT_OK, CtlError
 
 EPILOG = (
@@ -106,6 +117,22 @@ def parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="set the existing journal files aside first"
     )
     cmd.set_defaults(func=journalcmd.init)
+
+    keys_cmd = sub.add_parser(
+        "keys", help="the terminal's signing key and the pinned collector key"
+    )
+    ksub = keys_cmd.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    cmd = ksub.add_parser("show", parents=offline, help="both public keys")
+    cmd.set_defaults(func=keys.show)
+    cmd = ksub.add_parser(
+        "pin-collector", parents=offline, help="trust only this collector key (hex) from now on"
+    )
+    cmd.add_argument("key", metavar="KEY", help="the collector's public key, 64 hex digits")
+    cmd.set_defaults(func=keys.pin_collector)
+    cmd = ksub.add_parser(
+        "forget-collector", parents=offline, help="the next signed ack pins its key again"
+    )
+    cmd.set_defaults(func=keys.forget_collector)
 
     cmd = sub.add_parser("logs", parents=[p["common"]], help="recent daemon events (journalctl)")
     cmd.add_argument("-n", type=int, default=50, help="how many (default 50)")

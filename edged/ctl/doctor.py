@@ -24,6 +24,7 @@ from edged.ctl.broker import broker_checks
 from edged.ctl.checks import Check
 from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, JOIN_EDGED, CtlError, NoPermissionError
 from edged.ctl.forwarding import link_check, outbox_check
+from edged.ctl.keys import key_check
 from edged.ctl.nodes import device_checks
 from edged.errors import ChainError, ConfigError, JournalError
 from edged.journal import readonly
@@ -308,6 +309,7 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
     ):
         if found is not None:
             report(found)
+    report(key_check(journal, status))
     report(_disk(journal))
     report(_clock(journal, status))
 

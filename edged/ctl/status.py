@@ -26,6 +26,8 @@ def render(status: dict[str, Any]) -> str:
     terminal = status["terminal"]
     rows = [
         ("terminal", f"{terminal['store_id']} / {terminal['terminal_id']}"),
+        ("key", terminal.get("key") or "-"),
+        ("collector-key", terminal.get("collector_key") or "not pinned yet"),
         ("version", status.get("version", "?")),
         ("link", f"{link['state']} since {link.get('since') or '-'}"),
     ]

@@ -22,6 +22,8 @@ from edged.errors import JournalFullError
 from edged.events import EventHub
 from edged.journal import Journal, StoredEntry
 from edged.journal.damaged import damaged_event
+from edged.signing import Signer, tx_signed_bytes
+from edged.uplink.ackgate import AckGate
 from edged.uplink.client import Connection
 from edged.uplink.pulse import Pulse
 from edged.uplink.storeclock import StoreClock
@@ -48,8 +50,16 @@ class _InFlight:
     sent_at: float  # monotonic
 
 
-def encode_batch(store: str, terminal: str, entries: list[StoredEntry]) -> bytes:
-    """The tx payload; each entry keeps its own seq, ids and hashes (StoredEntry.wire_sale)."""
+def encode_batch(
+    store: str, terminal: str, entries: list[StoredEntry], signer: Signer | None = None
+) -> bytes:
+    """The tx payload; each entry keeps its own seq, ids and hashes (StoredEntry.wire_sale).
+    Signed by `signer` over the entries' seqs and hashes (edged.signing.tx_signed_bytes)."""
+    sig = None
+    if signer is not None:
+        sig = signer.sign(
+            tx_signed_bytes(store, terminal, [(e.seq, e.hash.hex()) for e in entries])
+        )
     return encode(
         TxBatch(
             v=WIRE_VERSION,
@@ -67,6 +77,7 @@ def encode_batch(store: str, terminal: str, entries: list[StoredEntry]) -> bytes
                 )
                 for e in entries
             ],
+            sig=sig,
         )
     )
 
@@ -99,8 +110,12 @@ class Forwarder:
         window: int,
         ack_timeout_s: float,
         changed: Pulse,
+        signer: Signer,
+        acks: AckGate,
     ) -> None:
         self._journal = journal
+        self._signer = signer
+        self._acks = acks  # which acks to act on: signed by the pinned collector key
         self._events = events
         self._store = store
         self._terminal = terminal
@@ -223,7 +238,7 @@ class Forwarder:
             for entry in entries:
                 if entry.damage is not None:
                     self._damaged(entry)
-            payload = encode_batch(self._store, self._terminal, entries)
+            payload = encode_batch(self._store, self._terminal, entries, self._signer)
             first, last = entries[0].seq, entries[-1].seq
             self._inflight.append(_InFlight(first, last, time.monotonic()))
             self._next_after = last
@@ -260,6 +275,8 @@ class Forwarder:
             ack = decode_ack(payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self._bogus(topic, f"malformed ack: {exc}", payload)
+            return
+        if not self._acks.admit(ack, topic):
             return
         self.store_clock = StoreClock.heard(ack.at) or self.store_clock
         if self._journal.adoption_pending:  # a new journal: the store's seqs come first

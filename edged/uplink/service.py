@@ -10,6 +10,9 @@ from typing import Any
 from edged.config import TerminalSection, UplinkSection
 from edged.events import EventHub
 from edged.journal import Journal
+from edged.keys import collector_pin_path
+from edged.signing import Signer
+from edged.uplink.ackgate import AckGate
 from edged.uplink.forwarder import Forwarder
 from edged.uplink.link import Link, LinkState
 from edged.uplink.pulse import Pulse
@@ -29,6 +32,7 @@ class Uplink:
         events: EventHub,
         version: str,
         *,
+        signer: Signer,
         rng: random.Random | None = None,
     ) -> None:
         self.cfg = cfg
@@ -48,6 +52,13 @@ class Uplink:
             window=cfg.window,
             ack_timeout_s=cfg.ack_timeout_s,
             changed=self._changed,
+            signer=signer,
+            acks=AckGate(
+                collector_pin_path(journal.path),
+                store=terminal.store_id,
+                terminal=terminal.terminal_id,
+                require_signed=cfg.require_signed_acks,
+            ),
         )
         self.link = Link(
             cfg,

@@ -146,6 +146,7 @@ class Terminal:
         self.terminal = terminal
         self.topics = Topics(PREFIX, store, terminal)
         self.acks: list[int] = []
+        self.on_payload: Callable[[bytes], None] = lambda payload: None  # each ack, raw
         self._client = aiomqtt.Client(
             "127.0.0.1",
             port,
@@ -177,6 +178,7 @@ class Terminal:
     async def _read(self) -> None:
         async for message in self._client.messages:
             assert isinstance(message.payload, bytes)
+            self.on_payload(message.payload)
             self.acks.append(decode_ack(message.payload).upto)
 
     async def publish(self, entries: Sequence[Entry]) -> None:

@@ -116,6 +116,8 @@ def test_status_shows_link_backlog_devices_and_journal(till: Till) -> None:
     assert human.returncode == 0, human.stderr
     rows = dict(line.split(None, 1) for line in human.stdout.splitlines() if " " in line)
     assert rows["terminal"].strip() == "S1 / T1"
+    assert len(rows["key"].strip()) == 64  # the terminal's public signing key, hex
+    assert rows["collector-key"].strip() == "not pinned yet"  # no collector runs here
     assert "device printer  ready" in human.stdout
     assert "device scanner  ready" in human.stdout
     assert "device payment  ready" in human.stdout

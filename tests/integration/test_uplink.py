@@ -21,6 +21,7 @@ import pytest
 from edged.config import TerminalSection, UplinkSection
 from edged.events import EventHub
 from edged.journal import Journal
+from edged.signing import Signer
 from edged.uplink import Uplink
 from edged.uplink.client import LinkError, Will, connect
 from edged.wire import Ack, Status, Topics, decode_tx, encode
@@ -44,6 +45,7 @@ def uplink_cfg(broker: Mosquitto, **changes: Any) -> UplinkSection:
         "reconnect_min_s": 0.1,
         "reconnect_max_s": 0.5,
         "ack_timeout_s": 5.0,
+        "require_signed_acks": False,  # the fake collector here signs nothing
     }
     settings.update(changes)
     return UplinkSection(**settings)
@@ -70,7 +72,9 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
 
 def make_uplink(cfg: UplinkSection, journal: Journal, events: EventHub | None = None) -> Uplink:
     terminal = TerminalSection(store_id=STORE, terminal_id=TERMINAL)
-    return Uplink(cfg, terminal, journal, events or EventHub(), "9.9.9-test")
+    return Uplink(
+        cfg, terminal, journal, events or EventHub(), "9.9.9-test", signer=Signer.generate()
+    )
 
 
 @contextlib.asynccontextmanager
@@ -212,12 +216,14 @@ async def test_last_will_says_offline_when_the_process_dies(
         from edged.config import TerminalSection, UplinkSection
         from edged.events import EventHub
         from edged.journal import Journal
+        from edged.signing import Signer
         from edged.uplink import Uplink
 
         async def main():
             j = await Journal.open({str(tmp_path / "j.db")!r}, store_id="s1", terminal_id="t1")
             cfg = UplinkSection(host="127.0.0.1", port={broker.port}, keepalive_s=1)
-            up = Uplink(cfg, TerminalSection(store_id="s1", terminal_id="t1"), j, EventHub(), "x")
+            terminal = TerminalSection(store_id="s1", terminal_id="t1")
+            up = Uplink(cfg, terminal, j, EventHub(), "x", signer=Signer.generate())
             await up.run()
 
         asyncio.run(main())

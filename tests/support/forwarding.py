@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from edged.events import EventHub
 from edged.journal import Journal
+from edged.keys import collector_pin_path
+from edged.signing import Signer
+from edged.uplink.ackgate import AckGate
 from edged.uplink.forwarder import Forwarder
 from edged.uplink.pulse import Pulse
 
 
 def bare_forwarder(
-    journal: Journal, events: EventHub | None = None, *, store: str = "S1", terminal: str = "T1"
+    journal: Journal,
+    events: EventHub | None = None,
+    *,
+    store: str = "S1",
+    terminal: str = "T1",
+    require_signed: bool = False,
 ) -> Forwarder:
+    """Unsigned acks count unless `require_signed` or a collector key is pinned beside the
+    journal (as for a terminal upgraded before its collector)."""
     base = f"edged/v1/{store}/{terminal}"
     return Forwarder(
         journal,
@@ -23,4 +33,11 @@ def bare_forwarder(
         window=2,
         ack_timeout_s=1.0,
         changed=Pulse(),
+        signer=Signer.generate(),
+        acks=AckGate(
+            collector_pin_path(journal.path),
+            store=store,
+            terminal=terminal,
+            require_signed=require_signed,
+        ),
     )

@@ -1,0 +1,101 @@
+"""Ed25519 signatures over the exact bytes that the Contracts section of the README defines.
+
+A tx batch is signed over `["edged-tx-v1", store, terminal, [[seq, hash], ...]]` and an ack
+over `["edged-ack-v1", store, terminal, v, upto, last_seq, last_hash, at]`, each as compact
+JSON (ASCII here: ids are [A-Za-z0-9_-], hashes lowercase hex). The entry hashes chain over
+every entry's content, so one signature covers the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edged.wire import Ack, Sig
+
+ALG = "ed25519"
+KEY_HEX_CHARS = 64
+SIG_HEX_CHARS = 128
+TX_DOMAIN = "edged-tx-v1"
+ACK_DOMAIN = "edged-ack-v1"
+
+
+def tx_signed_bytes(store: str, terminal: str, entries: Iterable[tuple[int, str]]) -> bytes:
+    """The bytes a tx batch's signature covers: store, terminal, each entry's seq and hash."""
+    return msgspec.json.encode([TX_DOMAIN, store, terminal, [[s, h] for s, h in entries]])
+
+
+def ack_signed_bytes(store: str, terminal: str, ack: Ack) -> bytes:
+    """The bytes an ack's signature covers (absent optional fields are null)."""
+    return msgspec.json.encode(
+        [ACK_DOMAIN, store, terminal, ack.v, ack.upto, ack.last_seq, ack.last_hash, ack.at]
+    )
+
+
+class Signer:
+    """One Ed25519 private key; its public key is `public_hex`."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public_hex = raw.hex()
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> Signer:
+        """Load a PKCS#8 PEM Ed25519 key; ValueError if it is not one."""
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (TypeError, UnsupportedAlgorithm) as exc:  # encrypted, or an unknown kind
+            raise ValueError(str(exc)) from exc
+        if not isinstance(key, Ed25519PrivateKey):  # a ValueError like cryptography's own
+            raise ValueError(f"not an Ed25519 key but {type(key).__name__}")  # noqa: TRY004
+        return cls(key)
+
+    def pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM (`openssl pkey` reads it)."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def sign(self, message: bytes) -> Sig:
+        return Sig(alg=ALG, key=self.public_hex, value=self._key.sign(message).hex())
+
+
+def check_key_hex(text: str) -> str:
+    """A public key as 64 lowercase hex digits; ValueError naming the problem otherwise."""
+    key = text.strip().lower()
+    if len(key) != KEY_HEX_CHARS or any(c not in "0123456789abcdef" for c in key):
+        raise ValueError(
+            f"an Ed25519 public key is {KEY_HEX_CHARS} hex digits, got {text.strip()!r}"
+        )
+    return key
+
+
+def verify(sig: Sig, message: bytes) -> str | None:
+    """None if `sig` is a valid Ed25519 signature of `message` by `sig.key`, else the problem."""
+    if sig.alg != ALG:
+        return f"unsupported signature algorithm {sig.alg!r} (only {ALG!r})"
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(sig.key))
+        value = bytes.fromhex(sig.value)
+    except ValueError as exc:
+        return f"malformed key or signature: {exc}"
+    if len(value) != SIG_HEX_CHARS // 2:
+        return f"signature is {len(value)} bytes, not 64"
+    try:
+        key.verify(value, message)
+    except InvalidSignature:
+        return "signature does not verify"
+    return None
