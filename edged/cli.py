@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import signal
 import sys
 
@@ -19,6 +21,7 @@ from edged.errors import ConfigError, EdgedError, JournalError
 from edged.sdnotify import Notifier
 
 EX_FAILURE = 1
+EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_IOERR = 74  # sysexits.h: the journal, or the collector's database, cannot be used
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd should not restart
 
@@ -40,12 +43,15 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "action",
                 nargs="?",
-                choices=("run", "status", "init"),
+                choices=("run", "status", "init", "accept-gap"),
                 default="run",
                 help="run (default); status: print the database's per-terminal report as JSON; "
                 "init: accept the database file as this collector's, creating an empty one if "
-                "there is none (needed only after it was lost or replaced)",
+                "there is none (needed only after it was lost or replaced); accept-gap STORE "
+                "TERMINAL FROM TO: accept a permanent gap (seqs the terminal purged) as lost",
             )
+            cmd.add_argument("gap", nargs="*", help="accept-gap: STORE TERMINAL FROM TO")
+            cmd.add_argument("--by", help="accept-gap: who accepts (default: the login name)")
     return parser
 
 
@@ -72,12 +78,39 @@ async def _collector(cfg: CollectorConfig) -> None:
         notifier.close()
 
 
-def _collector_main(action: str, cfg: CollectorConfig) -> int:
-    """`edged collector run|status|init`; 74 when its database is missing or was replaced."""
+def _accept_gap(cfg: CollectorConfig, gap: list[str], by: str | None) -> str:
+    """`edged collector accept-gap STORE TERMINAL FROM TO [--by NAME]`."""
+    from edged.collector import CollectorStore
+    from edged.collector.rebuild import AcceptGapError
+    from edged.collector.schema import sqlite_path
+
+    if len(gap) != 4 or not all(part.isdigit() for part in gap[2:]):
+        raise AcceptGapError("accept-gap takes STORE TERMINAL FROM TO (FROM and TO are seqs)")
+    store_id, terminal_id, first, to = gap[0], gap[1], int(gap[2]), int(gap[3])
+    if not 1 <= first <= to:
+        raise AcceptGapError(f"accept-gap: FROM {first} must be at least 1 and not above TO {to}")
+    who = by or os.environ.get("SUDO_USER") or getpass.getuser()
+    store = CollectorStore.open(sqlite_path(cfg.collector.db))
+    try:
+        return store.accept_gap((store_id, terminal_id), first, to, who)
+    finally:
+        store.close()
+
+
+def _collector_main(
+    action: str, cfg: CollectorConfig, gap: list[str] | None = None, by: str | None = None
+) -> int:
+    """`edged collector run|status|init|accept-gap`; 74 when its database is missing or was
+    replaced."""
     from edged.collector import CollectorDbChangedError, collector_report, init_collector_db
 
+    if action != "accept-gap" and gap:
+        print(f"edged: collector {action} takes no arguments, got {' '.join(gap)}", file=sys.stderr)
+        return EX_USAGE
     try:
-        if action == "status":
+        if action == "accept-gap":
+            print(_accept_gap(cfg, gap or [], by))
+        elif action == "status":
             print(json.dumps(collector_report(cfg.collector.db), indent=2))
         elif action == "init":
             print(init_collector_db(cfg.collector.db))
@@ -100,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(daemon.run(load_config(args.config)))
         else:
-            return _collector_main(args.action, load_collector_config(args.config))
+            cfg = load_collector_config(args.config)
+            return _collector_main(args.action, cfg, args.gap, args.by)
     except ConfigError as exc:
         print(f"edged: config error: {exc}", file=sys.stderr)
         return EX_CONFIG
