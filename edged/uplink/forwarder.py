@@ -234,9 +234,11 @@ class Forwarder:
         await self._fill_resend(conn, tg)
 
     async def _fill_resend(self, conn: Connection, tg: asyncio.TaskGroup) -> None:
-        """Send the store's resend request in the room the tail leaves in the window."""
+        """Send what the store asked for, at most `window` batches awaiting their PUBACK."""
         while (resend := self._resend) is not None:
-            if len(self._inflight) + resend.publishing >= self._window:
+            # A window of its own: the tail's batches wait for acks that a store rebuilding
+            # gives only once the resend has filled its gap.
+            if resend.publishing >= self._window:
                 return
             entries = await self._journal.retained(resend.after, resend.upto, self._batch_max)
             if not entries:

@@ -1,9 +1,9 @@
 """A resend the store asked for: the terminal's side of DESIGN invariant 11.
 
 The forwarder sends the retained journal from the requested seq, acknowledged entries included,
-alongside its normal tail and within the same window. A resend batch leaves the window when the
-broker has it (PUBACK): the store's ack cannot count it, as a store rebuilding acknowledges only
-up to its first gap. Whatever the store still lacks afterwards, it asks for again.
+alongside its normal tail, with a window of the same size. A resend batch leaves the window when
+the broker has it (PUBACK): the store's ack cannot count it, as a store rebuilding acknowledges
+only up to its first gap. Whatever the store still lacks afterwards, it asks for again.
 """
 
 from __future__ import annotations
