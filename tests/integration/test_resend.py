@@ -151,6 +151,18 @@ async def commit(journal: Journal, n: int) -> None:
         await journal.commit(sale(i))
 
 
+def accept_gap(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
+    """`edged collector --config F accept-gap STORE TERMINAL ...` as a process."""
+    command = [sys.executable, "-m", "edged.cli", "collector", "--config", str(store.config)]
+    return subprocess.run(
+        [*command, "accept-gap", STORE, TERMINAL, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def consistent(journal: Journal, store: Store) -> None:
     result = compare(str(journal.path), str(store.db), STORE, TERMINAL)
     assert result.ok, str(result)
@@ -236,14 +248,7 @@ async def test_a_gap_beyond_retention_is_reported_then_accepted(
         await until(lambda: uplink.status()["store_permanent_gap"] == [31, 70], "terminal")
         assert journal.stats().acked_upto == 70  # the store acknowledges nothing past its gap
 
-        done = subprocess.run(
-            [sys.executable, "-m", "edged.cli", "collector", "--config", str(store.config)]
-            + ["accept-gap", STORE, TERMINAL, "31", "70", "--by", "alice"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        done = accept_gap(store, "31", "70", "--by", "alice")
         assert done.returncode == 0, done.stderr
         assert "accepted seqs 31..70" in done.stdout
         await until(lambda: journal.stats().acked_upto == 75, "acks past the accepted gap")
@@ -258,13 +263,6 @@ async def test_accept_gap_refuses_seqs_that_are_no_reported_gap(
 ) -> None:
     store = Store(broker, tmp_path)
     init_collector_db(store.cfg.collector.db)
-    done = subprocess.run(
-        [sys.executable, "-m", "edged.cli", "collector", "--config", str(store.config)]
-        + ["accept-gap", STORE, TERMINAL, "5", "9"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = accept_gap(store, "5", "9")
     assert done.returncode == 1
     assert "not a permanent gap the terminal reported" in done.stderr
