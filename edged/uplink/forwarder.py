@@ -346,6 +346,9 @@ class Forwarder:
             log.debug("ack_retained", topic=topic, upto=ack.upto, last_seq=ack.last_seq)
             return
         upto = ack.upto
+        if self.store_gap is not None and upto >= self.store_gap[1]:
+            log.info("store_gap_accepted", seq_from=self.store_gap[0], seq_to=self.store_gap[1])
+            self.store_gap = None  # a store admin accepted it: the store acknowledges past it
         acked = self._journal.stats().acked_upto
         if upto <= acked:
             log.debug("ack_stale", topic=topic, upto=ack.upto, acked_upto=acked)

@@ -252,6 +252,7 @@ async def test_a_gap_beyond_retention_is_reported_then_accepted(
         assert done.returncode == 0, done.stderr
         assert "accepted seqs 31..70" in done.stdout
         await until(lambda: journal.stats().acked_upto == 75, "acks past the accepted gap")
+        assert uplink.status()["store_permanent_gap"] is None
     await store.stop()
     (gap,) = store.terminal()["permanent_gaps"]
     assert gap["accepted_by"] == "alice" and gap["accepted_at"]
