@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import signal
 import sys
 
@@ -41,15 +43,19 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "action",
                 nargs="?",
-                choices=("run", "status", "init", "keys"),
+                choices=("run", "status", "init", "keys", "accept-gap"),
                 default="run",
                 help="run (default); status: print the database's per-terminal report as JSON; "
                 "init: accept the database file as this collector's, creating an empty one if "
                 "there is none (needed only after it was lost or replaced); "
                 "keys list | keys pin STORE TERMINAL KEY | keys forget STORE TERMINAL: "
-                "the terminal keys the collector trusts",
+                "the terminal keys the collector trusts; accept-gap STORE TERMINAL FROM TO: "
+                "accept a permanent gap (seqs the terminal purged) as lost",
             )
-            cmd.add_argument("words", nargs="*", metavar="ARG", help="keys: what to do")
+            cmd.add_argument(
+                "words", nargs="*", metavar="ARG", help="keys, accept-gap: their arguments"
+            )
+            cmd.add_argument("--by", help="accept-gap: who accepts (default: the login name)")
     return parser
 
 
@@ -76,18 +82,47 @@ async def _collector(cfg: CollectorConfig) -> None:
         notifier.close()
 
 
-def _collector_main(action: str, words: list[str], cfg: CollectorConfig) -> int:
-    """`edged collector run|status|init|keys`; 74 when its database is missing or was replaced."""
+def _accept_gap(cfg: CollectorConfig, gap: list[str], by: str | None) -> str:
+    """`edged collector accept-gap STORE TERMINAL FROM TO [--by NAME]`."""
+    from edged.collector import CollectorStore
+    from edged.collector.rebuild import AcceptGapError
+    from edged.collector.schema import sqlite_path
+
+    if len(gap) != 4 or not all(part.isdigit() for part in gap[2:]):
+        raise AcceptGapError("accept-gap takes STORE TERMINAL FROM TO (FROM and TO are seqs)")
+    store_id, terminal_id, first, to = gap[0], gap[1], int(gap[2]), int(gap[3])
+    if not 1 <= first <= to:
+        raise AcceptGapError(f"accept-gap: FROM {first} must be at least 1 and not above TO {to}")
+    who = by or os.environ.get("SUDO_USER") or getpass.getuser()
+    store = CollectorStore.open(sqlite_path(cfg.collector.db))
+    try:
+        return store.accept_gap((store_id, terminal_id), first, to, who)
+    finally:
+        store.close()
+
+
+def _collector_main(
+    action: str, cfg: CollectorConfig, words: list[str] | None = None, by: str | None = None
+) -> int:
+    """`edged collector run|status|init|keys|accept-gap`; 74 when its database is missing or
+    was replaced."""
     from edged.collector import CollectorDbChangedError, collector_report, init_collector_db
     from edged.collector.keyadmin import keys_command
 
+    if action not in ("accept-gap", "keys") and words:
+        print(
+            f"edged: collector {action} takes no arguments, got {' '.join(words)}", file=sys.stderr
+        )
+        return EX_USAGE
     try:
         if action == "keys":
             try:
-                print(json.dumps(keys_command(cfg.collector.db, words), indent=2))
+                print(json.dumps(keys_command(cfg.collector.db, words or []), indent=2))
             except ValueError as exc:
                 print(f"edged: {exc}", file=sys.stderr)
                 return EX_USAGE
+        elif action == "accept-gap":
+            print(_accept_gap(cfg, words or [], by))
         elif action == "status":
             print(json.dumps(collector_report(cfg.collector.db), indent=2))
         elif action == "init":
@@ -111,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(daemon.run(load_config(args.config)))
         else:
-            return _collector_main(args.action, args.words, load_collector_config(args.config))
+            cfg = load_collector_config(args.config)
+            return _collector_main(args.action, cfg, args.words, args.by)
     except ConfigError as exc:
         print(f"edged: config error: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -71,6 +71,30 @@ class Status(msgspec.Struct, frozen=True, omit_defaults=True):
     version: str | None = None
 
 
+class ResendRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    """store -> terminal on `{prefix}/{store}/{terminal}/resend`, QoS 1, not retained: send
+    your journal again from seq `from` (to `upto`, or to your last seq), acknowledged entries
+    included. Sent when the store lacks those seqs (a gap, or a database lost or restored)."""
+
+    v: int
+    from_: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)] = msgspec.field(name="from")
+    upto: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)] | None = None
+    reason: str = ""
+
+
+class ResendAnswer(msgspec.Struct, frozen=True, omit_defaults=True):
+    """terminal -> store on `{prefix}/{store}/{terminal}/resend_answer`, QoS 1, not retained:
+    the answer to a ResendRequest. The terminal sends from max(`from`, `retained_from`); seqs
+    `from`..`retained_from`-1 are purged from its journal and can never be sent (a permanent
+    gap at the store). `last_seq` is its journal's last seq."""
+
+    v: int
+    from_: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)] = msgspec.field(name="from")
+    upto: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)] | None = None
+    retained_from: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)] = 1
+    last_seq: Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)] = 0
+
+
 class Topics:
     """Topic names of one terminal under a prefix."""
 
@@ -79,6 +103,8 @@ class Topics:
         self.tx = f"{base}/tx"
         self.ack = f"{base}/ack"
         self.status = f"{base}/status"
+        self.resend = f"{base}/resend"
+        self.resend_answer = f"{base}/resend_answer"
 
 
 def tx_filter(prefix: str) -> str:
@@ -86,12 +112,17 @@ def tx_filter(prefix: str) -> str:
     return f"{prefix}/+/+/tx"
 
 
-def parse_tx_topic(prefix: str, topic: str) -> tuple[str, str] | None:
-    """(store, terminal) of a tx topic under `prefix`, or None if it is not one."""
-    head = prefix + "/"
-    if not topic.startswith(head) or not topic.endswith("/tx"):
+def resend_answer_filter(prefix: str) -> str:
+    """Subscription filter matching every terminal's resend answers."""
+    return f"{prefix}/+/+/resend_answer"
+
+
+def parse_tx_topic(prefix: str, topic: str, kind: str = "tx") -> tuple[str, str] | None:
+    """(store, terminal) of a `kind` topic (tx, resend_answer) under `prefix`, or None."""
+    head, tail = prefix + "/", "/" + kind
+    if not topic.startswith(head) or not topic.endswith(tail):
         return None
-    parts = topic[len(head) : -len("/tx")].split("/")
+    parts = topic[len(head) : -len(tail)].split("/")
     if len(parts) != 2 or not all(parts):
         return None
     return parts[0], parts[1]
@@ -122,3 +153,19 @@ def decode_ack(payload: bytes) -> Ack:
     if ack.v != WIRE_VERSION:
         raise msgspec.ValidationError(f"unsupported version {ack.v} - at `$.v`")
     return ack
+
+
+def decode_resend(payload: bytes) -> ResendRequest:
+    """Decode a resend request; raises msgspec.ValidationError/DecodeError naming the path."""
+    request = _decode(payload, ResendRequest)
+    if request.v != WIRE_VERSION:
+        raise msgspec.ValidationError(f"unsupported version {request.v} - at `$.v`")
+    return request
+
+
+def decode_resend_answer(payload: bytes) -> ResendAnswer:
+    """Decode a resend answer; raises msgspec.ValidationError/DecodeError naming the path."""
+    answer = _decode(payload, ResendAnswer)
+    if answer.v != WIRE_VERSION:
+        raise msgspec.ValidationError(f"unsupported version {answer.v} - at `$.v`")
+    return answer

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edged.collector.rebuild import permanent_gaps, rebuild_report
 from edged.collector.schema import (
     BUSY_TIMEOUT_MS,
     SCHEMA_VERSION,
@@ -36,6 +37,8 @@ class TerminalReport:
     lost: list[tuple[int, int]]
     first_seen_at: str
     last_seen_at: str
+    rebuild: dict[str, Any] | None = None  # the latest resend request and its progress
+    permanent_gaps: list[dict[str, Any]] = field(default_factory=list)  # purged at the terminal
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,8 @@ class TerminalReport:
             "lost": [list(g) for g in self.lost],
             "first_seen_at": self.first_seen_at,
             "last_seen_at": self.last_seen_at,
+            "rebuild": self.rebuild,
+            "permanent_gaps": self.permanent_gaps,
         }
 
 
@@ -100,6 +105,8 @@ def terminal_report(conn: sqlite3.Connection) -> list[TerminalReport]:
             lost=_lost(conn, r[0], r[1]),
             first_seen_at=r[9],
             last_seen_at=r[10],
+            rebuild=rebuild_report(conn, (r[0], r[1]), r[2]),
+            permanent_gaps=permanent_gaps(conn, (r[0], r[1])),
         )
         for r in rows
     ]

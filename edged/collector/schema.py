@@ -13,7 +13,7 @@ from edged.errors import EdgedError
 log = structlog.get_logger(__name__)
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 BUSY_TIMEOUT_MS = 10_000  # several collectors may share one db file
@@ -127,11 +127,40 @@ CREATE TABLE terminal_keys (
     PRIMARY KEY (store_id, terminal_id)
 )
 """
+# Version 5: the store asks terminals to resend what it lacks (rebuild.py). `rebuilds` is the
+# latest request per terminal; `unavailable` holds seqs a terminal answered it has purged (a
+# permanent gap), until a store admin accepts them (`accept-gap`): then acks go past them.
+_SCHEMA_V5 = """
+CREATE TABLE rebuilds (
+    store_id        TEXT NOT NULL,
+    terminal_id     TEXT NOT NULL,
+    from_seq        INTEGER NOT NULL,  -- the first seq asked for
+    upto_seq        INTEGER NOT NULL,  -- the last seq asked for
+    reason          TEXT NOT NULL,
+    requests        INTEGER NOT NULL,  -- requests sent for this range
+    first_at        TEXT NOT NULL,
+    last_at         TEXT NOT NULL,
+    answered_at     TEXT,              -- the terminal's answer, if any
+    retained_from   INTEGER,           -- what it answered: the first seq it still has
+    PRIMARY KEY (store_id, terminal_id)
+);
+CREATE TABLE unavailable (
+    store_id     TEXT NOT NULL,
+    terminal_id  TEXT NOT NULL,
+    seq_from     INTEGER NOT NULL,  -- purged at the terminal, never stored here: seq_from..seq_to
+    seq_to       INTEGER NOT NULL,
+    reported_at  TEXT NOT NULL,
+    accepted_at  TEXT,              -- set by `edged collector accept-gap`
+    accepted_by  TEXT,
+    PRIMARY KEY (store_id, terminal_id, seq_from)
+)
+"""
 _MIGRATIONS = {
     1: _SCHEMA,
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
     4: _SCHEMA_V4,
+    5: _SCHEMA_V5,
 }  # version -> script that makes it
 
 

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import re
 import socket
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn, TypeVar
@@ -27,7 +28,9 @@ import structlog
 
 from edged.clock import utc_now_iso
 from edged.collector.link import BrokerLink, Delivery, LinkError, LinkSettings
+from edged.collector.rebuild import ResendPlan
 from edged.collector.report import TerminalReport
+from edged.collector.resend import ResendTracker
 from edged.collector.schema import CollectorDbChangedError, CollectorStoreError, sqlite_path
 from edged.collector.store import (
     Batch,
@@ -42,7 +45,19 @@ from edged.errors import ConfigError
 from edged.keys import collector_key_path, load_or_create
 from edged.signing import Signer, ack_signed_bytes
 from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task, unwrap
-from edged.wire import WIRE_VERSION, Ack, Topics, decode_tx, encode, parse_tx_topic, tx_filter
+from edged.wire import (
+    WIRE_VERSION,
+    Ack,
+    ResendAnswer,
+    ResendRequest,
+    Topics,
+    decode_resend_answer,
+    decode_tx,
+    encode,
+    parse_tx_topic,
+    resend_answer_filter,
+    tx_filter,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +102,7 @@ async def _supervise(
     """Connect, subscribe and serve; reconnect with backoff after any failure, forever."""
     up = cfg.uplink
     topic_filter = tx_filter(up.topic_prefix)
+    resends = ResendTracker()
 
     async def attempt() -> None:
         settings = LinkSettings(
@@ -98,6 +114,7 @@ async def _supervise(
         )
         async with BrokerLink(settings) as link:
             await link.subscribe(topic_filter)
+            await link.subscribe(resend_answer_filter(up.topic_prefix))
             log.info(
                 "collector_subscribed",
                 broker=f"{up.host}:{up.effective_port}",
@@ -109,7 +126,7 @@ async def _supervise(
             supervisor.healthy()
             if ready is not None:
                 ready.set()
-            await _serve(link, db, signer, up.topic_prefix)
+            await _serve(link, db, signer, up.topic_prefix, resends)
 
     supervisor = Supervisor(
         "collector",
@@ -133,17 +150,87 @@ def _expected(exc: BaseException) -> Fault | None:
     return None  # a bug must not end the collector: logged with its traceback, reconnect
 
 
-async def _serve(link: BrokerLink, db: StoreThread, signer: Signer, prefix: str) -> NoReturn:
-    """Receive, store, settle and acknowledge, group by group, until the link fails."""
-    while True:
-        group = [await link.next()]
-        while len(group) < GROUP_MAX_MESSAGES and link.waiting():
-            group.append(await link.next())
-        log.debug("tx_group_received", messages=len(group))
-        acks = await db.store_batches([parse_delivery(prefix, d) for d in group])
-        for delivery in group:  # only after the commit
-            link.settle(delivery)
-        await _publish_acks(link, prefix, signer, acks)
+async def _serve(
+    link: BrokerLink, db: StoreThread, signer: Signer, prefix: str, resends: ResendTracker
+) -> NoReturn:
+    """Receive, store, settle and acknowledge, group by group, until the link fails; between
+    groups, ask terminals to resend what the store lacks when that is due."""
+    incoming = asyncio.ensure_future(link.next())  # never cancelled mid-receive: no loss
+    try:
+        while True:
+            await asyncio.wait({incoming}, timeout=resends.wait_s(time.monotonic()))
+            if not incoming.done():
+                await _ask_resends(link, db, prefix, resends)
+                continue
+            group = [incoming.result()]
+            while len(group) < GROUP_MAX_MESSAGES and link.waiting():
+                group.append(await link.next())
+            incoming = asyncio.ensure_future(link.next())
+            log.debug("tx_group_received", messages=len(group))
+            txs = [d for d in group if not d.topic.endswith("/resend_answer")]
+            acks = await db.store_batches([parse_delivery(prefix, d) for d in txs])
+            answers = [a for d in group if (a := _parse_answer(prefix, d)) is not None]
+            if answers:
+                await db.record_answers(answers)
+            for delivery in group:  # only after the commit
+                link.settle(delivery)
+            await _publish_acks(link, prefix, signer, acks)
+            now = time.monotonic()
+            for key, done in acks.items():
+                resends.saw(key, done.gap, now)
+            await _ask_resends(link, db, prefix, resends)
+    finally:
+        incoming.cancel()
+
+
+async def _ask_resends(
+    link: BrokerLink, db: StoreThread, prefix: str, resends: ResendTracker
+) -> None:
+    """Publish the resend requests that are due (QoS 1, not retained)."""
+    for key, gap in resends.due(time.monotonic()):
+        plan = await db.plan_resend(key, gap)
+        if plan is None:
+            resends.settled(key)  # the terminal purged all of it: a permanent gap, reported
+            continue
+        await _publish_resend(link, prefix, key, plan)
+        if resends.unanswered(key):
+            log.error(
+                "resend_giving_up",
+                store=key[0],
+                terminal=key[1],
+                seq_from=plan.from_seq,
+                seq_to=plan.upto,
+                requests=resends.attempts_max,
+                hint="the terminal did not fill the gap; it stays in `edged collector status`",
+            )
+
+
+async def _publish_resend(
+    link: BrokerLink, prefix: str, key: TerminalKey, plan: ResendPlan
+) -> None:
+    request = ResendRequest(v=WIRE_VERSION, from_=plan.from_seq, upto=plan.upto, reason=plan.reason)
+    topic = Topics(prefix, *key).resend
+    log.warning(
+        "resend_requested",
+        store=key[0],
+        terminal=key[1],
+        seq_from=plan.from_seq,
+        seq_to=plan.upto,
+        reason=plan.reason,
+    )
+    await in_own_task(link.publish(topic, encode(request)), "collector-resend")
+
+
+def _parse_answer(prefix: str, delivery: Delivery) -> tuple[TerminalKey, ResendAnswer] | None:
+    """A terminal's answer to a resend request; a bad one is logged and dropped."""
+    key = parse_tx_topic(prefix, delivery.topic, "resend_answer")
+    if key is None:
+        return None
+    try:
+        return key, decode_resend_answer(delivery.payload)
+    except msgspec.MsgspecError as exc:
+        log.warning("resend_answer_rejected", topic=delivery.topic, problem=str(exc))
+        return None
 
 
 async def _publish_acks(
@@ -238,6 +325,12 @@ class StoreThread:
     ) -> dict[TerminalKey, Progress]:
         """Store in one transaction; the commit completes even if the caller is cancelled."""
         return await self._call(lambda: self._require().store_batches(items))
+
+    async def plan_resend(self, key: TerminalKey, gap: tuple[int, int]) -> ResendPlan | None:
+        return await self._call(lambda: self._require().plan_resend(key, gap))
+
+    async def record_answers(self, answers: Sequence[tuple[TerminalKey, ResendAnswer]]) -> None:
+        await self._call(lambda: self._require().record_answers(answers))
 
     async def terminal_report(self) -> list[TerminalReport]:
         return await self._call(lambda: self._require().terminal_report())

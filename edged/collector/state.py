@@ -19,6 +19,7 @@ class Progress:
     upto: int
     last_seq: int
     last_hash: str
+    gap: tuple[int, int] | None = None  # the first seqs missing past upto: asked for again
 
 
 @dataclass(slots=True)
@@ -47,7 +48,10 @@ class TerminalState:
 
     def progress(self) -> Progress:
         last_hash = self.max_hash if self.max_seq else GENESIS_HEX
-        return Progress(max(self.contiguous_upto, 0), self.max_seq, last_hash)
+        gap = None
+        if self.gap_from is not None and self.gap_to is not None:
+            gap = (self.gap_from, self.gap_to)
+        return Progress(max(self.contiguous_upto, 0), self.max_seq, last_hash, gap)
 
 
 _COLUMNS = (

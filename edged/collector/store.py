@@ -9,10 +9,10 @@ received holds it back, so the terminal resends and nothing is skipped silently.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -36,6 +36,7 @@ from edged.collector.problems import (
     quarantine,
     record_problem,
 )
+from edged.collector.rebuild import ResendPlan, accept_gap, plan_resend, record_answer
 from edged.collector.report import TerminalReport, recent_problems, terminal_report
 from edged.collector.schema import (
     CollectorDbChangedError,
@@ -48,9 +49,20 @@ from edged.collector.slots import Slot, held_seqs, hold, meet_held
 from edged.collector.state import Progress, TerminalKey, TerminalState, load_state, save_state
 from edged.collector.verify import Rejected, Special, check_entry
 from edged.collector.walk import advance
-from edged.wire import DEFAULT_TOPIC_PREFIX, WIRE_VERSION, Entry, Sig, Topics, TxBatch, encode
+from edged.wire import (
+    DEFAULT_TOPIC_PREFIX,
+    WIRE_VERSION,
+    Entry,
+    ResendAnswer,
+    Sig,
+    Topics,
+    TxBatch,
+    encode,
+)
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 INSERT_ROWS_MAX = 500  # 11 variables a row: well under SQLite's 32766 per statement
 
@@ -406,6 +418,40 @@ class CollectorStore:
             where = f"{other[0]}/{other[1]} seq {other[2]} ({kind})"
         slot = Slot("id_conflict", f"sale id {entry.id} is already stored as {where}", body)
         hold(conn, key, state, entry, slot, now=now, received_by=self.received_by)
+
+    def plan_resend(self, key: TerminalKey, gap: tuple[int, int]) -> ResendPlan | None:
+        """The resend request to send a terminal for `gap` (recorded), or None."""
+        return self._write(lambda conn, now: plan_resend(conn, key, gap, now))
+
+    def record_answers(self, answers: Sequence[tuple[TerminalKey, ResendAnswer]]) -> None:
+        """Record terminals' answers to resend requests (permanent gaps among them)."""
+
+        def record(conn: sqlite3.Connection, now: str) -> None:
+            for key, answer in answers:
+                record_answer(conn, key, answer, now)
+
+        self._write(record)
+
+    def accept_gap(self, key: TerminalKey, first: int, to: int, by: str) -> str:
+        """An admin accepts the permanent gap first..to; acks then go past it."""
+        return self._write(lambda conn, now: accept_gap(conn, key, (first, to), by=by, now=now))
+
+    def _write(self, fn: Callable[[sqlite3.Connection, str], T]) -> T:
+        """Run `fn` in one write transaction on this database file."""
+        conn = self._conn
+        try:
+            self._check_files()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, utc_now_iso())
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise CollectorStoreError(f"collector db {self.path}: cannot write: {exc}") from exc
+        return result
 
     def terminal_report(self) -> list[TerminalReport]:
         """Per terminal: contiguous_upto, gaps, chain problems and counters."""

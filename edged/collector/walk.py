@@ -44,6 +44,11 @@ _JUMP = (
     " WHERE store_id = ? AND terminal_id = ? AND seq >= ? AND gap_from IS NOT NULL"
     " AND gap_from <= ? AND gap_to = seq - 1 ORDER BY seq LIMIT 1"
 )
+# A permanent gap (seqs a terminal purged before the store had them) an admin accepted.
+_ACCEPTED = (
+    "SELECT max(seq_to) FROM unavailable WHERE store_id = ? AND terminal_id = ?"
+    " AND accepted_at IS NOT NULL AND seq_from <= ? AND seq_to >= ? HAVING count(*) > 0"
+)
 
 
 # Held entries whose hash does not verify: their prev_hash is a claim nothing vouches for, and
@@ -88,6 +93,10 @@ def advance(conn: sqlite3.Connection, key: TerminalKey, state: TerminalState, no
             break
         found = conn.execute(_JUMP, (*key, ahead, upto + 1)).fetchone()
         if found is None:
+            accepted = conn.execute(_ACCEPTED, (*key, upto + 1, upto + 1)).fetchone()
+            if accepted is not None and accepted[0] < ahead:
+                upto, last = accepted[0], ""  # an admin accepted the loss: no hash to chain to
+                continue
             gap = (upto + 1, ahead - 1)
             break
         jump = _Row._make(found)
@@ -114,8 +123,8 @@ def _check_link(
         return
     before = row.seq - 1 if row.gap_from is None else row.gap_from - 1
     expected = last if before == upto else _hash_at(conn, key, before)
-    if expected is None or row.prev_hash == expected:
-        return  # the predecessor was lost at the terminal: nothing to compare with
+    if not expected or row.prev_hash == expected:
+        return  # the predecessor was lost (at the terminal, or accepted as lost): no comparison
     if state.chain_broken_at is None:
         state.chain_broken_at = row.seq
     detail = f"prev_hash {row.prev_hash} is not the hash {expected} of seq {before}"

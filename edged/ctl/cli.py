@@ -80,7 +80,9 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--ping", action="store_true", required=True, help="report its state")
     cmd.set_defaults(func=diag.payment)
 
-    cmd = sub.add_parser("outbox", parents=offline, help="pending sales, oldest first")
+    cmd = sub.add_parser(
+        "outbox", parents=[*offline, p["socket"]], help="pending sales, oldest first"
+    )
     cmd.add_argument("--limit", type=int, default=20, help="show at most N (default 20)")
     cmd.set_defaults(func=outbox.run)
 

@@ -43,6 +43,10 @@ def render(status: dict[str, Any]) -> str:
         ("last ack", output.ago(outbox.get("last_ack_at"))),
         ("last seq", str(journal["last_seq"])),
     ]
+    if gap := link.get("store_permanent_gap"):
+        rows.append(("store gap", f"seqs {gap[0]}..{gap[1]} purged here: the store must accept"))
+    if resend := link.get("resend"):
+        rows.append(("resending", f"seq {resend['from']}..{resend['upto']} for the store"))
     size = journal.get("file_bytes")
     shown = output.size(size) if size is not None else "size not readable"
     rows.append(("journal", f"{journal.get('path', '?')} ({shown})"))

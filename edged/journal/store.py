@@ -769,6 +769,23 @@ class Journal:
             )
         return [row_entry(row) for row in rows]
 
+    async def retained(self, after_seq: int, upto: int, limit: int) -> list[StoredEntry]:
+        """Entries after `after_seq` up to `upto`, acknowledged ones included (a resend the
+        store asked for), in seq order."""
+        async with self._sqlite("reading entries to resend"):
+            rows = await self._fetch(
+                f"SELECT {ENTRY_SELECT} FROM entries WHERE seq > ? AND seq <= ?"
+                " ORDER BY seq LIMIT ?",
+                (after_seq, upto, limit),
+            )
+        return [row_entry(row) for row in rows]
+
+    async def retained_from(self) -> int:
+        """The first seq the journal can still send: entries up to the anchor were purged."""
+        async with self._sqlite("reading the purge anchor"):
+            ((anchor_seq,),) = await self._fetch("SELECT anchor_seq FROM outbox")
+        return int(anchor_seq) + 1
+
     def stats(self) -> JournalStats:
         return JournalStats(
             last_seq=self._last_seq,

@@ -4,12 +4,14 @@ Batches of up to batch_max entries, at most `window` batches awaiting the collec
 cumulative acks slide the window, and anything not acked within ack_timeout_s (or across a
 reconnect) is sent again from acked_upto: delivery is at least once, the collector dedupes.
 Woken by new commits (journal.wait_committed), by acks and by its own deadlines; no polling.
+A resend the store asks for (resend.py) shares the window with the tail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -26,8 +28,18 @@ from edged.signing import Signer, tx_signed_bytes
 from edged.uplink.ackgate import AckGate
 from edged.uplink.client import Connection
 from edged.uplink.pulse import Pulse
+from edged.uplink.resend import ResendCursor
 from edged.uplink.storeclock import StoreClock
-from edged.wire import WIRE_VERSION, Ack, Entry, TxBatch, decode_ack, encode
+from edged.wire import (
+    WIRE_VERSION,
+    Ack,
+    Entry,
+    ResendAnswer,
+    TxBatch,
+    decode_ack,
+    decode_resend,
+    encode,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +133,11 @@ class Forwarder:
         self._terminal = terminal
         self._tx_topic = tx_topic
         self._ack_topic = ack_topic
+        base = tx_topic.removesuffix("/tx")
+        self.resend_topic = f"{base}/resend"
+        self._resend_answer_topic = f"{base}/resend_answer"
+        self._resend: ResendCursor | None = None
+        self.store_gap: tuple[int, int] | None = None  # seqs the store asked for, purged here
         self._batch_max = batch_max
         self._window = window
         self._ack_timeout_s = ack_timeout_s
@@ -153,6 +170,8 @@ class Forwarder:
         """Forward until the connection fails (LinkError from a publish) or cancellation."""
         self._inflight.clear()
         self._next_after = self._journal.stats().acked_upto  # resend whatever was unacked
+        if self._resend is not None:  # a fresh cursor: the old connection's publishes are gone
+            self._resend = ResendCursor(self._resend.first, self._resend.after, self._resend.upto)
         self._acked_here, self._early_resends = False, 0
         async with asyncio.TaskGroup() as tg:
             if self._journal.adoption_pending:
@@ -195,6 +214,8 @@ class Forwarder:
         async for msg in conn.messages():
             if msg.topic == self._ack_topic:
                 await self.handle_ack(msg.topic, msg.payload, retained=msg.retain)
+            elif msg.topic == self.resend_topic:
+                await self.handle_resend(conn, msg.payload)
             else:
                 log.warning("mqtt_unexpected_message", topic=msg.topic, size=len(msg.payload))
 
@@ -233,7 +254,7 @@ class Forwarder:
         while len(self._inflight) < self._window:
             entries = await self._journal.unacked(self._next_after, self._batch_max)
             if not entries:
-                return
+                break
             entries = _cap_bytes(entries)
             for entry in entries:
                 if entry.damage is not None:
@@ -248,6 +269,87 @@ class Forwarder:
                 conn.publish(self._tx_topic, payload, timeout=self._ack_timeout_s),
                 name=f"uplink-publish-{first}-{last}",
             )
+        await self._fill_resend(conn, tg)
+
+    async def _fill_resend(self, conn: Connection, tg: asyncio.TaskGroup) -> None:
+        """Send what the store asked for, at most `window` batches awaiting their PUBACK."""
+        while (resend := self._resend) is not None:
+            # A window of its own: the tail's batches wait for acks that a store rebuilding
+            # gives only once the resend has filled its gap.
+            if resend.publishing >= self._window:
+                return
+            entries = await self._journal.retained(resend.after, resend.upto, self._batch_max)
+            if not entries:
+                if not resend.publishing:
+                    log.info("resend_done", seq_from=resend.first, seq_to=resend.upto)
+                    self._resend = None
+                return
+            entries = _cap_bytes(entries)
+            payload = encode_batch(self._store, self._terminal, entries)
+            first, last = entries[0].seq, entries[-1].seq
+            resend.after = last
+            resend.publishing += 1
+            task = tg.create_task(
+                conn.publish(self._tx_topic, payload, timeout=self._ack_timeout_s),
+                name=f"uplink-resend-{first}-{last}",
+            )
+            task.add_done_callback(functools.partial(self._resend_published, resend))
+
+    def _resend_published(self, resend: ResendCursor, _task: asyncio.Task[None]) -> None:
+        resend.publishing -= 1
+        self._wake.set()
+
+    async def handle_resend(self, conn: Connection, payload: bytes) -> None:
+        """Answer a store's resend request and start sending from its `from` (what is purged
+        here cannot be: the answer's `retained_from` says so, and it is logged)."""
+        try:
+            request = decode_resend(payload)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self._bogus(self.resend_topic, f"malformed resend request: {exc}", payload)
+            return
+        retained_from = await self._journal.retained_from()
+        last_seq = self._journal.stats().last_seq
+        upto = min(request.upto or last_seq, last_seq)
+        log.warning(
+            "resend_requested",
+            seq_from=request.from_,
+            seq_to=upto,
+            retained_from=retained_from,
+            reason=request.reason,
+        )
+        if request.from_ < retained_from:
+            self.store_gap = (request.from_, min(retained_from - 1, upto))
+            log.error(
+                "resend_purged",
+                seq_from=self.store_gap[0],
+                seq_to=self.store_gap[1],
+                hint="the store lacks sales this journal purged after their ack: a permanent "
+                "gap there, for a store admin to accept (`edged collector accept-gap`)",
+            )
+        answer = ResendAnswer(
+            v=WIRE_VERSION,
+            from_=request.from_,
+            upto=request.upto,
+            retained_from=retained_from,
+            last_seq=last_seq,
+        )
+        await conn.publish(self._resend_answer_topic, encode(answer), timeout=self._ack_timeout_s)
+        first = max(request.from_, retained_from)
+        if first > upto:
+            return
+        if self._resend is None:
+            self._resend = ResendCursor(first, first - 1, upto)
+        else:
+            self._resend.widen(first, upto)
+        self._wake.set()
+
+    def resend_status(self) -> dict[str, Any]:
+        """The resend under way, and the store's permanent gap if a request told of one."""
+        gap = list(self.store_gap) if self.store_gap else None
+        return {
+            "resend": self._resend.status() if self._resend else None,
+            "store_permanent_gap": gap,
+        }
 
     def _damaged(self, entry: StoredEntry) -> None:
         """A damaged entry goes out flagged, so the store keeps it and acks past it: said once
@@ -287,6 +389,9 @@ class Forwarder:
             log.debug("ack_retained", topic=topic, upto=ack.upto, last_seq=ack.last_seq)
             return
         upto = ack.upto
+        if self.store_gap is not None and upto >= self.store_gap[1]:
+            log.info("store_gap_accepted", seq_from=self.store_gap[0], seq_to=self.store_gap[1])
+            self.store_gap = None  # a store admin accepted it: the store acknowledges past it
         acked = self._journal.stats().acked_upto
         if upto <= acked:
             log.debug("ack_stale", topic=topic, upto=ack.upto, acked_upto=acked)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from enum import StrEnum
 from typing import Any, NoReturn
 
@@ -105,6 +105,7 @@ class Link:
         status_topic: str,
         ack_topic: str,
         probe_topic: str,
+        extra_topics: Sequence[str] = (),
         status_payload: Callable[[str, str, bool], bytes],
         session: Session,
         events: EventHub,
@@ -116,6 +117,7 @@ class Link:
         self._client_id = client_id
         self._status_topic = status_topic
         self._ack_topic = ack_topic
+        self._extra_topics = list(extra_topics)  # subscribed too: the store's resend requests
         self._probe_topic = probe_topic
         # (state, since, is_will) -> retained status bytes
         self._status_payload = status_payload
@@ -171,7 +173,7 @@ class Link:
             self.cfg,
             client_id=self._client_id,
             will=Will(self._status_topic, self._status_payload("offline", utc_now_iso(), True)),
-            subscribe=[self._ack_topic],
+            subscribe=[self._ack_topic, *self._extra_topics],
             probe_topic=self._probe_topic,
         ) as conn:
             self._connected_now = True

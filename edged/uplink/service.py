@@ -65,6 +65,7 @@ class Uplink:
             client_id=cfg.client_id or f"edged-{terminal.store_id}-{terminal.terminal_id}",
             status_topic=topics.status,
             ack_topic=topics.ack,
+            extra_topics=[topics.resend],
             probe_topic=topics.status.removesuffix("/status") + "/probe",
             status_payload=self._status_payload,
             session=self.forwarder.run,
@@ -79,7 +80,11 @@ class Uplink:
 
     def status(self) -> dict[str, Any]:
         """{"state", "since", "last_ack_at", "peer"} of the link, as reported."""
-        return {**self.link.status(), "last_ack_at": self._journal.stats().last_ack_at}
+        return {
+            **self.link.status(),
+            "last_ack_at": self._journal.stats().last_ack_at,
+            **self.forwarder.resend_status(),
+        }
 
     async def sync_now(self) -> dict[str, Any]:
         """Try the link at once and flush; returns {"link", "pending"} after a bounded wait.

@@ -25,7 +25,16 @@ from edged.chain import GENESIS_HASH
 from edged.collector import collector_report, run_collector
 from edged.collector import schema as schema_module
 from edged.config import CollectorConfig, load_collector_config
-from edged.wire import Entry, Topics, TxBatch, decode_ack, encode
+from edged.wire import (
+    Entry,
+    ResendAnswer,
+    ResendRequest,
+    Topics,
+    TxBatch,
+    decode_ack,
+    decode_resend,
+    encode,
+)
 from tests.support.entries import make_chain as support_chain
 from tests.support.faultproxy import FaultProxy
 from tests.support.mosquitto import Mosquitto
@@ -147,6 +156,7 @@ class Terminal:
         self.topics = Topics(PREFIX, store, terminal)
         self.acks: list[int] = []
         self.on_payload: Callable[[bytes], None] = lambda payload: None  # each ack, raw
+        self.resends: list[ResendRequest] = []
         self._client = aiomqtt.Client(
             "127.0.0.1",
             port,
@@ -159,6 +169,7 @@ class Terminal:
     async def __aenter__(self) -> Self:
         await self._client.__aenter__()
         await self._client.subscribe(self.topics.ack, qos=1)
+        await self._client.subscribe(self.topics.resend, qos=1)
         self._reader = asyncio.create_task(self._read(), name=f"acks {self.terminal}")
         return self
 
@@ -178,8 +189,11 @@ class Terminal:
     async def _read(self) -> None:
         async for message in self._client.messages:
             assert isinstance(message.payload, bytes)
-            self.on_payload(message.payload)
-            self.acks.append(decode_ack(message.payload).upto)
+            if str(message.topic) == self.topics.resend:
+                self.resends.append(decode_resend(message.payload))
+            else:
+                self.on_payload(message.payload)
+                self.acks.append(decode_ack(message.payload).upto)
 
     async def publish(self, entries: Sequence[Entry]) -> None:
         batch = TxBatch(v=1, store=self.store, terminal=self.terminal, entries=list(entries))
@@ -378,11 +392,15 @@ user edged-collector
 topic read edged/v1/+/+/tx
 topic write edged/v1/+/+/ack
 topic read edged/v1/+/+/status
+topic write edged/v1/+/+/resend
+topic read edged/v1/+/+/resend_answer
 
 user s1-t1
 topic write edged/v1/s1/t1/tx
 topic write edged/v1/s1/t1/status
 topic read edged/v1/s1/t1/ack
+topic read edged/v1/s1/t1/resend
+topic write edged/v1/s1/t1/resend_answer
 """
 
 
@@ -425,6 +443,22 @@ async def test_collector_authenticates_and_works_under_the_readme_acl(
         ):
             await term.publish(chain)
             await term.wait_ack(3)
+            # Resend on demand under the same ACL: the store asks for 4..5, the till answers.
+            more = make_chain("t1", 3, start=4, prev=bytes.fromhex(chain[-1].hash))
+            await term.publish(more[2:])
+            await until(lambda: [(r.from_, r.upto) for r in term.resends] == [(4, 5)])
+            answer = ResendAnswer(v=1, from_=4, upto=5, retained_from=1, last_seq=6)
+            await term._client.publish(term.topics.resend_answer, encode(answer), qos=1)
+            await term.publish(more[:2])
+            await term.wait_ack(6)
+            db = db_of(cfg)
+            await until(
+                lambda: (
+                    collector_report(cfg.collector.db)["terminals"][0]["rebuild"]["answered_at"]
+                    is not None
+                )
+            )
+            assert len(stored(db)) == 6
         bad = 'username = "edged-collector"\npassword_file = "wrong.pw"\n'
         cfg_bad = config(tmp_path, broker.port, client_id="c2", db="other.db", uplink_extra=bad)
         with structlog.testing.capture_logs() as logs:

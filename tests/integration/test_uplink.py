@@ -201,7 +201,7 @@ async def test_reports_online_after_hysteresis_and_publishes_presence(
     assert online.pending == 0
     status = uplink.status()
     assert status["peer"] == f"mqtt://127.0.0.1:{broker.port}"
-    assert set(status) == {"state", "since", "peer", "last_ack_at"}
+    assert set(status) == {"state", "since", "peer", "last_ack_at", "resend", "store_permanent_gap"}
     first = await anext(aiter(sub))
     assert first.type == "link"
     assert first.data["state"] == "online"

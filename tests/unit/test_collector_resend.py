@@ -1,0 +1,63 @@
+"""Resend requests at the store: when to ask (ResendTracker), what to ask for, what a terminal's
+answer makes a permanent gap, and how accepting one lets acks go past it (real SQLite files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edged.collector.rebuild import AcceptGapError
+from edged.collector.report import collector_report
+from edged.collector.resend import ResendTracker
+from edged.collector.store import CollectorStore
+from edged.wire import ResendAnswer
+from tests.support.entries import make_chain
+
+KEY = ("s1", "t1")
+
+
+def test_a_gap_is_asked_for_once_then_again_after_the_timeout_a_bounded_number_of_times() -> None:
+    tracker = ResendTracker(retry_s=10.0, attempts_max=3)
+    tracker.saw(KEY, (1, 50), now=0.0)
+    assert tracker.due(0.0) == [(KEY, (1, 50))]
+    assert tracker.due(0.0) == []
+    tracker.saw(KEY, (20, 50), now=1.0)  # progress within the gap asked for: the same gap
+    assert tracker.due(5.0) == []
+    assert tracker.wait_s(5.0) == pytest.approx(5.0)
+    assert tracker.due(10.0) == [(KEY, (20, 50))]  # still there after the timeout: again
+    assert tracker.due(20.0) == [(KEY, (20, 50))]
+    assert tracker.unanswered(KEY)
+    assert tracker.due(1000.0) == []  # bounded
+    assert tracker.wait_s(1000.0) is None
+    tracker.saw(KEY, (60, 70), now=1000.0)  # another gap: asked for at once
+    assert tracker.due(1000.0) == [(KEY, (60, 70))]
+    tracker.saw(KEY, None, now=1001.0)
+    assert tracker.wait_s(1001.0) is None
+
+
+def test_a_purged_range_becomes_a_permanent_gap_that_an_admin_can_accept(tmp_path: Path) -> None:
+    store = CollectorStore.open(str(tmp_path / "c.db"))
+    try:
+        chain = make_chain("s1", "t1", 12)
+        store.store_batch("s1", "t1", chain[:5])
+        assert store.store_batch("s1", "t1", chain[10:]) == 5  # gap 6..10
+        plan = store.plan_resend(KEY, (6, 10))
+        assert plan is not None and (plan.from_seq, plan.upto) == (6, 10)
+        answer = ResendAnswer(v=1, from_=6, upto=10, retained_from=9, last_seq=12)
+        store.record_answers([(KEY, answer)])
+        plan = store.plan_resend(KEY, (6, 10))  # only what the terminal still has
+        assert plan is not None and (plan.from_seq, plan.upto) == (9, 10)
+        with pytest.raises(AcceptGapError, match="known permanent gaps: 6..8"):
+            store.accept_gap(KEY, 6, 10, "bob")
+        assert "up to seq 8 (was 5)" in store.accept_gap(KEY, 6, 8, "bob")
+        assert store.store_batch("s1", "t1", chain[8:10]) == 12  # the rest arrives: all acked
+    finally:
+        store.close()
+    report = collector_report(f"sqlite:///{tmp_path / 'c.db'}")
+    (terminal,) = report["terminals"]
+    (gap,) = terminal["permanent_gaps"]
+    assert (gap["from"], gap["to"], gap["accepted_by"]) == (6, 8, "bob")
+    assert terminal["rebuild"]["remaining"] == 0
+    assert terminal["chain_broken_at"] is None
+    assert [p["kind"] for p in report["problems"]] == ["unavailable"]
