@@ -255,14 +255,17 @@ async def _publish_ack_group(
         async with asyncio.TaskGroup() as tg:
             for (store_id, terminal_id), done in acks.items():
                 topic = Topics(prefix, store_id, terminal_id).ack
-                ack = Ack(
-                    v=WIRE_VERSION,
-                    upto=done.upto,
-                    at=at,
-                    last_seq=done.last_seq,
-                    last_hash=done.last_hash,
-                )
-                ack = signed_ack(signer, store_id, terminal_id, ack)
+                if done.plain:  # an edged before signatures decodes only `{v, upto}`
+                    ack = Ack(v=WIRE_VERSION, upto=done.upto)
+                else:
+                    ack = Ack(
+                        v=WIRE_VERSION,
+                        upto=done.upto,
+                        at=at,
+                        last_seq=done.last_seq,
+                        last_hash=done.last_hash,
+                    )
+                    ack = signed_ack(signer, store_id, terminal_id, ack)
                 publish = link.publish(topic, encode(ack), retain=True)
                 tg.create_task(publish, name=f"ack {store_id}/{terminal_id}")
     except ExceptionGroup as group:

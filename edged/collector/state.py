@@ -20,6 +20,9 @@ class Progress:
     last_seq: int
     last_hash: str
     gap: tuple[int, int] | None = None  # the first seqs missing past upto: asked for again
+    # A terminal with no pinned key (edged before signatures): it gets the v1 ack `{v, upto}`,
+    # which it can decode (it rejects fields it does not know), unsigned.
+    plain: bool = False
 
 
 @dataclass(slots=True)

@@ -198,7 +198,7 @@ class CollectorStore:
                     if state.inserted or state.new:
                         advance(conn, key, state, now)
                     save_state(conn, key, state)
-                    result[key] = state.progress()
+                    result[key] = replace(state.progress(), plain=self.pins.get(key) is None)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

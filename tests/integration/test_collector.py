@@ -25,6 +25,7 @@ from edged.chain import GENESIS_HASH
 from edged.collector import collector_report, run_collector
 from edged.collector import schema as schema_module
 from edged.config import CollectorConfig, load_collector_config
+from edged.signing import Signer, tx_signed_bytes
 from edged.wire import (
     Entry,
     ResendAnswer,
@@ -149,8 +150,10 @@ class Terminal:
         *,
         username: str | None = None,
         password: str | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.port = port
+        self.signer = signer  # signs each batch, as edged does; None: an edged before keys
         self.store = store
         self.terminal = terminal
         self.topics = Topics(PREFIX, store, terminal)
@@ -196,7 +199,13 @@ class Terminal:
                 self.acks.append(decode_ack(message.payload).upto)
 
     async def publish(self, entries: Sequence[Entry]) -> None:
-        batch = TxBatch(v=1, store=self.store, terminal=self.terminal, entries=list(entries))
+        sig = None
+        if self.signer is not None:
+            signed = tx_signed_bytes(self.store, self.terminal, [(e.seq, e.hash) for e in entries])
+            sig = self.signer.sign(signed)
+        batch = TxBatch(
+            v=1, store=self.store, terminal=self.terminal, entries=list(entries), sig=sig
+        )
         await self.publish_raw(self.topics.tx, encode(batch))
 
     async def publish_raw(self, topic: str, payload: bytes) -> None:

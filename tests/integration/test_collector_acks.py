@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from edged.signing import Signer
 from edged.wire import Ack, Topics, decode_ack
 from tests.integration.test_collector import PREFIX, S, Terminal, config, make_chain, running
 from tests.support.mosquitto import Mosquitto
@@ -37,7 +38,8 @@ async def test_a_fresh_subscriber_gets_the_last_ack_with_the_stores_view(
 ) -> None:
     cfg = config(tmp_path, broker.port, client_id="c1")
     chain = make_chain("t1", 5)
-    async with running(cfg), Terminal(broker.port, "t1") as term:
+    signer = Signer.generate()
+    async with running(cfg), Terminal(broker.port, "t1", signer=signer) as term:
         await term.publish(chain[:3])
         await term.wait_ack(3)
         await term.publish(chain[4:])  # seq 4 missing: the store holds 5 past a gap
@@ -49,3 +51,16 @@ async def test_a_fresh_subscriber_gets_the_last_ack_with_the_stores_view(
     at = datetime.datetime.fromisoformat(ack.at)
     assert at.utcoffset() == datetime.timedelta(0)
     assert len(ack.at) == len("2026-11-23T09:41:00.123Z")  # RFC 3339, milliseconds
+
+
+async def test_a_terminal_without_a_key_gets_the_v1_ack(broker: Mosquitto, tmp_path: Path) -> None:
+    """An edged from before signatures decodes `{v, upto}` only (it refuses unknown fields):
+    upgrading the collector first must not stop its acknowledgements."""
+    cfg = config(tmp_path, broker.port, client_id="c1")
+    chain = make_chain("t1", 2)
+    payloads: list[bytes] = []
+    async with running(cfg), Terminal(broker.port, "t1") as term:
+        term.on_payload = payloads.append
+        await term.publish(chain)
+        await term.wait_ack(2)
+    assert payloads[-1] == b'{"v":1,"upto":2}'
