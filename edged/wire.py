@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 import msgspec
 
@@ -139,33 +139,34 @@ def _decode(payload: bytes, kind: type[T]) -> T:
         raise msgspec.DecodeError("JSON nested too deeply") from None
 
 
+class _Versioned(Protocol):
+    @property
+    def v(self) -> int: ...
+
+
+V = TypeVar("V", bound=_Versioned)
+
+
+def _decode_v1(payload: bytes, kind: type[V]) -> V:
+    """Decode a payload of this wire version; raises msgspec.ValidationError/DecodeError
+    naming the JSON path."""
+    message = _decode(payload, kind)
+    if message.v != WIRE_VERSION:
+        raise msgspec.ValidationError(f"unsupported version {message.v} - at `$.v`")
+    return message
+
+
 def decode_tx(payload: bytes) -> TxBatch:
-    """Decode a tx payload; raises msgspec.ValidationError/DecodeError naming the JSON path."""
-    batch = _decode(payload, TxBatch)
-    if batch.v != WIRE_VERSION:
-        raise msgspec.ValidationError(f"unsupported version {batch.v} - at `$.v`")
-    return batch
+    return _decode_v1(payload, TxBatch)
 
 
 def decode_ack(payload: bytes) -> Ack:
-    """Decode an ack payload; raises msgspec.ValidationError/DecodeError naming the JSON path."""
-    ack = _decode(payload, Ack)
-    if ack.v != WIRE_VERSION:
-        raise msgspec.ValidationError(f"unsupported version {ack.v} - at `$.v`")
-    return ack
+    return _decode_v1(payload, Ack)
 
 
 def decode_resend(payload: bytes) -> ResendRequest:
-    """Decode a resend request; raises msgspec.ValidationError/DecodeError naming the path."""
-    request = _decode(payload, ResendRequest)
-    if request.v != WIRE_VERSION:
-        raise msgspec.ValidationError(f"unsupported version {request.v} - at `$.v`")
-    return request
+    return _decode_v1(payload, ResendRequest)
 
 
 def decode_resend_answer(payload: bytes) -> ResendAnswer:
-    """Decode a resend answer; raises msgspec.ValidationError/DecodeError naming the path."""
-    answer = _decode(payload, ResendAnswer)
-    if answer.v != WIRE_VERSION:
-        raise msgspec.ValidationError(f"unsupported version {answer.v} - at `$.v`")
-    return answer
+    return _decode_v1(payload, ResendAnswer)
