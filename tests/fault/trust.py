@@ -122,7 +122,7 @@ async def replace_till(store: Store, seller: Seller, problems: list[str]) -> str
         seller.epoch += 1
         await store.restart_daemon()
         shown = await asyncio.to_thread(
-            _run, [*EDGECTL, "--config", config, "--json", "keys", "show"], "keys show", problems
+            _run, [*EDGECTL, "--config", config, "keys", "show", "--json"], "keys show", problems
         )
         till_key = json.loads(shown or "{}").get("terminal_key") or ""
         await asyncio.to_thread(
@@ -180,6 +180,10 @@ async def rogue_forger(store: Store, rng: random.Random, hold_s: float, problems
 
     Afterwards nothing forged is stored, and the till's acked_upto never passed the store.
     """
+    # Only after the store has acknowledged the till, so its key is pinned: before that, trust
+    # on first use trusts whoever speaks first (README "Keys": pre-register keys on such a
+    # broker), and a new journal stays silent until it adopted (up to ADOPTION_WAIT_S).
+    await store.wait("the till's key pinned", lambda s: s["outbox"]["acked_upto"] > 0)
     topics = Topics(DEFAULT_TOPIC_PREFIX, store.till.store, store.till.terminal)
     rogue = Signer.generate()
     forged_ids: set[str] = set()
