@@ -285,7 +285,7 @@ class Forwarder:
                     self._resend = None
                 return
             entries = _cap_bytes(entries)
-            payload = encode_batch(self._store, self._terminal, entries)
+            payload = encode_batch(self._store, self._terminal, entries, self._signer)
             first, last = entries[0].seq, entries[-1].seq
             resend.after = last
             resend.publishing += 1

@@ -24,6 +24,7 @@ from edged.collector import collector_report, init_collector_db, run_collector
 from edged.config import CollectorConfig, CollectorSection, TerminalSection, UplinkSection
 from edged.events import EventHub
 from edged.journal import Journal
+from edged.keys import load_or_create, terminal_key_path
 from edged.uplink import Uplink
 from tests.support.checker import compare
 from tests.support.mosquitto import Mosquitto
@@ -136,7 +137,8 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
 @contextlib.asynccontextmanager
 async def till(broker: Mosquitto, journal: Journal) -> AsyncIterator[Uplink]:
     terminal = TerminalSection(store_id=STORE, terminal_id=TERMINAL)
-    uplink = Uplink(uplink_cfg(broker), terminal, journal, EventHub(), "9.9.9-test")
+    signer = load_or_create(terminal_key_path(journal.path))
+    uplink = Uplink(uplink_cfg(broker), terminal, journal, EventHub(), "9.9.9-test", signer=signer)
     task = asyncio.create_task(uplink.run(), name="uplink")
     try:
         yield uplink
