@@ -1,9 +1,10 @@
 """Ed25519 signatures over the exact bytes that the Contracts section of the README defines.
 
-A tx batch is signed over `["edged-tx-v1", store, terminal, [[seq, hash], ...]]` and an ack
-over `["edged-ack-v1", store, terminal, v, upto, last_seq, last_hash, at]`, each as compact
-JSON (ASCII here: ids are [A-Za-z0-9_-], hashes lowercase hex). The entry hashes chain over
-every entry's content, so one signature covers the whole batch.
+A tx batch is signed over `["edged-tx-v1", store, terminal, [[seq, hash], ...]]`, an ack
+over `["edged-ack-v1", store, terminal, v, upto, last_seq, last_hash, at]` and a resend request
+over `["edged-resend-v1", store, terminal, v, from, upto, reason]`, each as compact JSON
+(UTF-8; ids are [A-Za-z0-9_-], hashes lowercase hex). The entry hashes chain over every
+entry's content, so one signature covers the whole batch.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.wire import Ack, Sig
+from edged.wire import Ack, ResendRequest, Sig
 
 ALG = "ed25519"
 KEY_HEX_CHARS = 64
 SIG_HEX_CHARS = 128
 TX_DOMAIN = "edged-tx-v1"
 ACK_DOMAIN = "edged-ack-v1"
+RESEND_DOMAIN = "edged-resend-v1"
 
 
 def tx_signed_bytes(store: str, terminal: str, entries: Iterable[tuple[int, str]]) -> bytes:
@@ -33,6 +35,13 @@ def ack_signed_bytes(store: str, terminal: str, ack: Ack) -> bytes:
     """The bytes an ack's signature covers (absent optional fields are null)."""
     return msgspec.json.encode(
         [ACK_DOMAIN, store, terminal, ack.v, ack.upto, ack.last_seq, ack.last_hash, ack.at]
+    )
+
+
+def resend_signed_bytes(store: str, terminal: str, request: ResendRequest) -> bytes:
+    """The bytes a resend request's signature covers (an absent `upto` is null)."""
+    return msgspec.json.encode(
+        [RESEND_DOMAIN, store, terminal, request.v, request.from_, request.upto, request.reason]
     )
 
 

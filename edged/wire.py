@@ -80,6 +80,7 @@ class ResendRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     from_: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)] = msgspec.field(name="from")
     upto: Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)] | None = None
     reason: str = ""
+    sig: Sig | None = None  # the collector's signature, checked like an ack's
 
 
 class ResendAnswer(msgspec.Struct, frozen=True, omit_defaults=True):

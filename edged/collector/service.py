@@ -43,7 +43,7 @@ from edged.collector.store import (
 from edged.config import CollectorConfig, read_password
 from edged.errors import ConfigError
 from edged.keys import collector_key_path, load_or_create
-from edged.signing import Signer, ack_signed_bytes
+from edged.signing import Signer, ack_signed_bytes, resend_signed_bytes
 from edged.supervise import Fault, RestartPolicy, Supervisor, in_own_task, unwrap
 from edged.wire import (
     WIRE_VERSION,
@@ -160,7 +160,7 @@ async def _serve(
         while True:
             await asyncio.wait({incoming}, timeout=resends.wait_s(time.monotonic()))
             if not incoming.done():
-                await _ask_resends(link, db, prefix, resends)
+                await _ask_resends(link, db, signer, prefix, resends)
                 continue
             group = [incoming.result()]
             while len(group) < GROUP_MAX_MESSAGES and link.waiting():
@@ -178,21 +178,21 @@ async def _serve(
             now = time.monotonic()
             for key, done in acks.items():
                 resends.saw(key, done.gap, now)
-            await _ask_resends(link, db, prefix, resends)
+            await _ask_resends(link, db, signer, prefix, resends)
     finally:
         incoming.cancel()
 
 
 async def _ask_resends(
-    link: BrokerLink, db: StoreThread, prefix: str, resends: ResendTracker
+    link: BrokerLink, db: StoreThread, signer: Signer, prefix: str, resends: ResendTracker
 ) -> None:
-    """Publish the resend requests that are due (QoS 1, not retained)."""
+    """Publish the resend requests that are due (QoS 1, not retained), signed like acks."""
     for key, gap in resends.due(time.monotonic()):
         plan = await db.plan_resend(key, gap)
         if plan is None:
             resends.settled(key)  # the terminal purged all of it: a permanent gap, reported
             continue
-        await _publish_resend(link, prefix, key, plan)
+        await _publish_resend(link, signer, prefix, key, plan)
         if resends.unanswered(key):
             log.error(
                 "resend_giving_up",
@@ -206,9 +206,11 @@ async def _ask_resends(
 
 
 async def _publish_resend(
-    link: BrokerLink, prefix: str, key: TerminalKey, plan: ResendPlan
+    link: BrokerLink, signer: Signer, prefix: str, key: TerminalKey, plan: ResendPlan
 ) -> None:
     request = ResendRequest(v=WIRE_VERSION, from_=plan.from_seq, upto=plan.upto, reason=plan.reason)
+    sig = signer.sign(resend_signed_bytes(*key, request))
+    request = msgspec.structs.replace(request, sig=sig)
     topic = Topics(prefix, *key).resend
     log.warning(
         "resend_requested",

@@ -127,7 +127,7 @@ class Forwarder:
     ) -> None:
         self._journal = journal
         self._signer = signer
-        self._acks = acks  # which acks to act on: signed by the pinned collector key
+        self._acks = acks  # which acks and resend requests to act on: the pinned key's
         self._events = events
         self._store = store
         self._terminal = terminal
@@ -285,7 +285,7 @@ class Forwarder:
                     self._resend = None
                 return
             entries = _cap_bytes(entries)
-            payload = encode_batch(self._store, self._terminal, entries)
+            payload = encode_batch(self._store, self._terminal, entries, self._signer)
             first, last = entries[0].seq, entries[-1].seq
             resend.after = last
             resend.publishing += 1
@@ -301,12 +301,15 @@ class Forwarder:
 
     async def handle_resend(self, conn: Connection, payload: bytes) -> None:
         """Answer a store's resend request and start sending from its `from` (what is purged
-        here cannot be: the answer's `retained_from` says so, and it is logged)."""
+        here cannot be: the answer's `retained_from` says so, and it is logged). Only a request
+        the ack gate admits counts: signed by the pinned collector key."""
         try:
             request = decode_resend(payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self._bogus(self.resend_topic, f"malformed resend request: {exc}", payload)
             return
+        if not self._acks.admit_resend(request, self.resend_topic):
+            return  # not the pinned collector's: no answer, nothing resent
         retained_from = await self._journal.retained_from()
         last_seq = self._journal.stats().last_seq
         upto = min(request.upto or last_seq, last_seq)

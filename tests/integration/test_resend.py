@@ -18,13 +18,25 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from edged.collector import collector_report, init_collector_db, run_collector
 from edged.config import CollectorConfig, CollectorSection, TerminalSection, UplinkSection
 from edged.events import EventHub
 from edged.journal import Journal
+from edged.keys import (
+    collector_key_path,
+    collector_pin_path,
+    load_or_create,
+    read_pin,
+    terminal_key_path,
+)
+from edged.signing import Signer, resend_signed_bytes
 from edged.uplink import Uplink
+from edged.wire import ResendRequest, Topics, decode_resend_answer, decode_tx, encode
 from tests.support.checker import compare
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import until
@@ -136,7 +148,8 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
 @contextlib.asynccontextmanager
 async def till(broker: Mosquitto, journal: Journal) -> AsyncIterator[Uplink]:
     terminal = TerminalSection(store_id=STORE, terminal_id=TERMINAL)
-    uplink = Uplink(uplink_cfg(broker), terminal, journal, EventHub(), "9.9.9-test")
+    signer = load_or_create(terminal_key_path(journal.path))
+    uplink = Uplink(uplink_cfg(broker), terminal, journal, EventHub(), "9.9.9-test", signer=signer)
     task = asyncio.create_task(uplink.run(), name="uplink")
     try:
         yield uplink
@@ -267,3 +280,58 @@ async def test_accept_gap_refuses_seqs_that_are_no_reported_gap(
     done = accept_gap(store, "5", "9")
     assert done.returncode == 1
     assert "not a permanent gap the terminal reported" in done.stderr
+
+
+def resend_request(signer: Signer | None, seq_from: int, upto: int) -> bytes:
+    request = ResendRequest(v=1, from_=seq_from, upto=upto, reason="test")
+    if signer is not None:
+        sig = signer.sign(resend_signed_bytes(STORE, TERMINAL, request))
+        request = msgspec.structs.replace(request, sig=sig)
+    return encode(request)
+
+
+async def test_only_the_pinned_collectors_resend_requests_are_honoured(
+    broker: Mosquitto, journal: Journal, tmp_path: Path
+) -> None:
+    """On a broker without ACLs, a rogue asking a till for its whole journal gets nothing sent."""
+    store = Store(broker, tmp_path)
+    await store.start()
+    topics = Topics("edged/v1", STORE, TERMINAL)
+    answers: list[tuple[int, int]] = []
+    resent: list[int] = []
+
+    async def spy(client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            assert isinstance(message.payload, bytes)
+            if str(message.topic) == topics.tx:
+                resent.extend(e.seq for e in decode_tx(message.payload).entries)
+            else:
+                answer = decode_resend_answer(message.payload)
+                answers.append((answer.from_, answer.upto or 0))
+
+    async with till(broker, journal):
+        await commit(journal, 30)
+        await until(lambda: journal.stats().acked_upto == 30, "drained")
+        await store.stop()  # nothing but the till and the rogue on the broker now
+        collector = load_or_create(collector_key_path(store.db))
+        assert read_pin(collector_pin_path(journal.path)) == collector.public_hex
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="rogue") as rogue:
+            await rogue.subscribe(topics.tx, qos=1)
+            await rogue.subscribe(topics.resend_answer, qos=1)
+            reader = asyncio.create_task(spy(rogue), name="spy")
+            with capture_logs() as logs:
+                await rogue.publish(topics.resend, resend_request(None, 1, 30), qos=1)
+                rogue_key = Signer.generate()
+                await rogue.publish(topics.resend, resend_request(rogue_key, 1, 30), qos=1)
+                # The till handles requests in order: this answer comes after the forged ones.
+                await rogue.publish(topics.resend, resend_request(collector, 21, 25), qos=1)
+                await until(
+                    lambda: (21, 25) in answers and set(range(21, 26)) <= set(resent), "resent"
+                )
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    assert answers == [(21, 25)]
+    assert min(resent) == 21  # nothing from the forged requests' seq 1
+    kinds = [(e["log_level"], e["kind"]) for e in logs if e["event"] == "resend_ignored"]
+    assert kinds == [("error", "unsigned"), ("error", "wrong_key")]

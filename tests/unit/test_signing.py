@@ -10,8 +10,8 @@ import pytest
 
 from edged.errors import KeyFileError
 from edged.keys import load_or_create, read_pin, write_pin
-from edged.signing import Signer, ack_signed_bytes, tx_signed_bytes, verify
-from edged.wire import Ack, Sig, TxBatch, decode_tx, encode
+from edged.signing import Signer, ack_signed_bytes, resend_signed_bytes, tx_signed_bytes, verify
+from edged.wire import Ack, ResendRequest, Sig, TxBatch, decode_resend, decode_tx, encode
 
 H1, H2 = "ab" * 32, "cd" * 32
 
@@ -29,6 +29,22 @@ def test_ack_signed_bytes_are_the_documented_json_array() -> None:
     )
     bare = ack_signed_bytes("S1", "T1", Ack(v=1, upto=3))
     assert bare == b'["edged-ack-v1","S1","T1",1,3,null,null,null]'
+
+
+def test_resend_signed_bytes_are_the_documented_json_array() -> None:
+    request = ResendRequest(v=1, from_=51, upto=150, reason="database restored")
+    assert resend_signed_bytes("S1", "T1", request) == (
+        b'["edged-resend-v1","S1","T1",1,51,150,"database restored"]'
+    )
+    bare = resend_signed_bytes("S1", "T1", ResendRequest(v=1, from_=7))
+    assert bare == b'["edged-resend-v1","S1","T1",1,7,null,""]'
+
+
+def test_a_signed_resend_request_round_trips_and_an_unsigned_one_is_as_before() -> None:
+    request = ResendRequest(v=1, from_=7)
+    assert encode(request) == b'{"v":1,"from":7}'
+    sig = Signer.generate().sign(resend_signed_bytes("S1", "T1", request))
+    assert decode_resend(encode(ResendRequest(v=1, from_=7, sig=sig))).sig == sig
 
 
 def test_a_signature_verifies_and_any_change_breaks_it() -> None:
