@@ -781,10 +781,14 @@ class Journal:
         return [row_entry(row) for row in rows]
 
     async def retained_from(self) -> int:
-        """The first seq the journal can still send: entries up to the anchor were purged."""
+        """The first seq from which the journal can send every entry: entries up to the anchor
+        were purged, and seqs a journal_gap declared (a lost tail, an adoption) it never held.
+        Entries between two older gaps are then said to be unavailable too: an undercount the
+        store reports, never a claim to hold what it lacks."""
         async with self._sqlite("reading the purge anchor"):
             ((anchor_seq,),) = await self._fetch("SELECT anchor_seq FROM outbox")
-        return int(anchor_seq) + 1
+            ((gap_last,),) = await self._fetch("SELECT coalesce(max(last), 0) FROM journal_gaps")
+        return max(int(anchor_seq), int(gap_last)) + 1
 
     def stats(self) -> JournalStats:
         return JournalStats(

@@ -2,7 +2,8 @@
 
 The faults are dealt from a shuffled deck, so each kind comes once in every len(FAULTS)
 steps, in an order the seed decides. The storage faults (tests/fault/storage.py) need the
-journal on its own small disk: Store(..., journal_disk_kib=CHAOS_DISK_KIB).
+journal on its own small disk: Store(..., journal_disk_kib=CHAOS_DISK_KIB); the trust faults
+(tests/fault/trust.py) lose the store's database, replace the till, and forge.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from tests.fault.rig import Seller, Store
 from tests.fault.storage import STORAGE_FAULTS, storage_fault
+from tests.fault.trust import TRUST_FAULTS, trust_fault
 from tests.support.checker import Consistency, Reconciliation
 
 NETWORK_AND_PROCESS_FAULTS = (
@@ -26,7 +28,7 @@ NETWORK_AND_PROCESS_FAULTS = (
     "daemon_kill",
     "collector_kill",
 )
-FAULTS = NETWORK_AND_PROCESS_FAULTS + STORAGE_FAULTS
+FAULTS = NETWORK_AND_PROCESS_FAULTS + STORAGE_FAULTS + TRUST_FAULTS
 CHAOS_DISK_KIB = 64 * 1024  # the journal's tmpfs: far more than a schedule sells
 DRAIN_TIMEOUT_S = 90.0  # a hang detector: a stream that never drains is stuck
 
@@ -52,12 +54,27 @@ class ChaosResult:
         )
 
 
+# After one of these, the till's journal no longer holds every seq the store once had: a store
+# that then loses its database asks for them in vain and waits for an admin's `accept-gap`
+# (README "Rebuilding from the terminals"), which the schedule does not play.
+JOURNAL_LOSSES = frozenset({"wal_lost", "wal_damaged", "till_replaced"})
+NEEDS_WHOLE_JOURNAL = "collector_db_lost"
+
+
 def plan(rng: random.Random, steps: int) -> list[str]:
-    """`steps` fault names dealt from a deck of FAULTS, reshuffled whenever it runs out."""
+    """`steps` fault names dealt from a deck of FAULTS, reshuffled whenever it runs out.
+
+    The first deck puts NEEDS_WHOLE_JOURNAL before every JOURNAL_LOSSES fault; later decks
+    leave it out (see JOURNAL_LOSSES).
+    """
     names: list[str] = []
     while len(names) < steps:
-        deck = list(FAULTS)
+        deck = [name for name in FAULTS if name != NEEDS_WHOLE_JOURNAL or not names]
         rng.shuffle(deck)
+        if NEEDS_WHOLE_JOURNAL in deck:
+            deck.remove(NEEDS_WHOLE_JOURNAL)
+            first_loss = min(i for i, name in enumerate(deck) if name in JOURNAL_LOSSES)
+            deck.insert(rng.randint(0, first_loss), NEEDS_WHOLE_JOURNAL)
         names.extend(deck)
     return names[:steps]
 
@@ -67,6 +84,8 @@ async def _fault(
 ) -> str:
     if name in STORAGE_FAULTS:
         return await storage_fault(store, seller, name, rng, problems)
+    if name in TRUST_FAULTS:
+        return await trust_fault(store, seller, name, rng, problems)
     hold_s = rng.uniform(0.2, 2.5)
     if name == "broker_restart":
         store.broker.stop()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -60,6 +61,7 @@ class Seller:
         self.committed: list[Committed] = []  # the same, with the sale and its journal's epoch
         self.epoch = 0  # the journal's: one more after each `edgectl journal init --force`
         self.retries = 0
+        self._turn = asyncio.Lock()  # held for each sale: `paused()` waits for the one ringing
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -79,16 +81,23 @@ class Seller:
 
     async def _run(self) -> None:
         for n in itertools.count():
-            if self._stop.is_set():
-                return
-            body = sale(n)
-            seq = await self._commit(body)
-            self.confirmed[body["id"]] = seq
-            self.committed.append(Committed(body["id"], seq, body, self.epoch))
+            async with self._turn:
+                if self._stop.is_set():
+                    return
+                body = sale(n)
+                seq = await self._commit(body)
+                self.confirmed[body["id"]] = seq
+                self.committed.append(Committed(body["id"], seq, body, self.epoch))
             await asyncio.sleep(self.pause_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="seller")
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """No sale is rung inside this block (the one being rung is finished first)."""
+        async with self._turn:
+            yield
 
     async def stop(self) -> None:
         self._stop.set()
@@ -104,6 +113,7 @@ class Store:
         self.disk = workdir / "disk" if journal_disk_kib else None
         self.journal_disk_kib = journal_disk_kib
         self.refusals: list[Refusal] = []  # lost -wal refusals overridden with init --force
+        self.retired_journals: list[str] = []  # of replaced tills: their sales are at the store
         self.broker = Mosquitto(workdir)
         self.proxy = FaultProxy(self.broker.port)
         self.collector = CollectorProcess(workdir / "store", uplink_section(self.broker.port))
@@ -177,7 +187,14 @@ class Store:
         )
 
     def consistency(self) -> Consistency:
-        return compare(self.till.journal, self.collector.db, self.till.store, self.till.terminal)
+        """The journal against the store; a replaced till's journal must be in the store too."""
+        ids = (self.collector.db, self.till.store, self.till.terminal)
+        report = compare(self.till.journal, *ids)
+        for journal in self.retired_journals:
+            old = compare(journal, *ids)
+            report.lost = sorted({*report.lost, *old.lost})
+            report.mismatched = sorted({*report.mismatched, *old.mismatched})
+        return report
 
     def reconcile(self, seller: Seller) -> Reconciliation:
         """Each sale `seller` was told was committed: stored once, lost, ... (checker.py)."""

@@ -183,8 +183,12 @@ def reconcile(
     gaps: list[JournalGap],
     refusals: list[Refusal],
 ) -> Reconciliation:
-    """Classify each sale the seller was told was committed (see the module docstring)."""
-    declared = [*gaps, *view.gaps]
+    """Classify each sale the seller was told was committed (see the module docstring).
+
+    An adopted gap declares no loss (a replaced till's seqs are the store's): a sale of the
+    old journal that is not at the store is lost, not reported lost.
+    """
+    declared = [gap for gap in (*gaps, *view.gaps) if not gap.adopted]
     result = Reconciliation(committed=len(committed))
     for sale in committed:
         seqs = view.rows_by_id.get(sale.sale_id, [])

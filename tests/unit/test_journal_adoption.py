@@ -80,3 +80,14 @@ async def test_a_pending_adoption_survives_a_restart(tmp_path: Path) -> None:
     j.resolve_adoption(2)
     await until(lambda: j.last_seq == 4, "renumbered after a restart")
     await j.close()
+
+
+async def test_seqs_an_adoption_declared_are_not_offered_for_a_resend(tmp_path: Path) -> None:
+    """A store that lost its database asks for everything; the seqs this journal took over
+    from the store (or lost) were never in it: it must say so, not send nothing silently."""
+    j = await new_journal(tmp_path / "j.db")
+    assert await j.retained_from() == 1
+    j.resolve_adoption(5)
+    await until(lambda: not j.adoption_pending, "adopted")
+    assert await j.retained_from() == 6  # 6 is the adoption entry itself, which it holds
+    await j.close()
