@@ -261,10 +261,13 @@ class Layout:
     def _tab(self) -> None:
         stop = FONTS[0][0] * TAB_COLUMNS
         used = sum(item.width for item in self._line)
-        target = (used // stop + 1) * stop
-        while used < min(target, self.width):
+        target = min((used // stop + 1) * stop, self.width)
+        while used < target:
             self._glyph(" ")
-            used = sum(item.width for item in self._line)
+            now = sum(item.width for item in self._line)
+            if now <= used:  # the line wrapped, or a space takes no room: the tab ends here
+                return
+            used = now
 
     def _place(self, item: Glyph | InlineImage) -> None:
         if not self._line:
