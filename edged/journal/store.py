@@ -701,14 +701,10 @@ class Journal:
             stored[item.sale_id] = (result, _Mark(seq, receipt_no, created_at, prev, digest))
             prev = digest
         rows = ",".join(["(?,?,?,?,?,?,?)"] * (len(items) + (gap is not None)))
-        marking = asyncio.ensure_future(asyncio.to_thread(self._write_seq_mark, seq, prev))
-        try:
-            await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {rows}", params)
-        except Exception:
-            await asyncio.wait([marking])  # then put the mark back: these seqs were not taken
-            await asyncio.to_thread(self._write_seq_mark, self._last_seq, bytes(self._last_hash))
-            raise
-        await marking
+        await self._fetch(f"INSERT INTO entries ({_COLUMNS}) VALUES {rows}", params)
+        # After the commit, never before: a mark ahead of the journal would declare sales lost
+        # that were never confirmed (a kill -9 between the two).
+        await asyncio.to_thread(self._write_seq_mark, seq, prev)
         self._transactions += 1
         if self._oldest_pending is None:
             self._oldest_pending = gap.record.found_at if gap else created_at
