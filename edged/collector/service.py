@@ -79,7 +79,11 @@ def derive_client_id(cfg: CollectorConfig) -> str:
 async def run_collector(cfg: CollectorConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run the collector until cancelled; `ready` is set once it is first subscribed."""
     client_id = cfg.uplink.client_id or derive_client_id(cfg)
-    db = StoreThread(sqlite_path(cfg.collector.db), received_by=client_id)
+    db = StoreThread(
+        sqlite_path(cfg.collector.db),
+        received_by=client_id,
+        trust_on_first_use=cfg.collector.trust_on_first_use,
+    )
     try:
         await db.open()
         signer = load_or_create(collector_key_path(db.path))  # signs every ack
@@ -300,9 +304,10 @@ def parse_delivery(prefix: str, delivery: Delivery) -> Batch | Quarantine:
 class StoreThread:
     """The collector store on its own thread, so SQLite's fsync never blocks the event loop."""
 
-    def __init__(self, path: str, *, received_by: str) -> None:
+    def __init__(self, path: str, *, received_by: str, trust_on_first_use: bool = True) -> None:
         self.path = path
         self.received_by = received_by
+        self._trust_on_first_use = trust_on_first_use
         self._store: CollectorStore | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collector-db")
 
@@ -310,7 +315,9 @@ class StoreThread:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def _open(self) -> None:
-        self._store = CollectorStore.open(self.path, received_by=self.received_by)
+        self._store = CollectorStore.open(
+            self.path, received_by=self.received_by, trust_on_first_use=self._trust_on_first_use
+        )
 
     def _require(self) -> CollectorStore:
         if self._store is None:

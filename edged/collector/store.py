@@ -117,16 +117,29 @@ class CollectorStore:
     """SQLite store of forwarded journal entries. Not thread-safe: use it from one thread."""
 
     def __init__(
-        self, conn: sqlite3.Connection, path: str, received_by: str, files: FileIdentity
+        self,
+        conn: sqlite3.Connection,
+        path: str,
+        received_by: str,
+        files: FileIdentity,
+        *,
+        trust_on_first_use: bool = True,
     ) -> None:
         self._conn = conn
         self.path = path
         self.received_by = received_by
         self._files = files
-        self.pins = KeyPins(conn)
+        self.pins = KeyPins(conn, first_use=trust_on_first_use)
 
     @classmethod
-    def open(cls, path: str, *, received_by: str = "", init: bool = False) -> CollectorStore:
+    def open(
+        cls,
+        path: str,
+        *,
+        received_by: str = "",
+        init: bool = False,
+        trust_on_first_use: bool = True,
+    ) -> CollectorStore:
         """Open the store at `path`, creating it only on a first start or with `init`.
 
         WAL, synchronous=FULL. A database that the marker says existed but is missing or was
@@ -160,7 +173,7 @@ class CollectorStore:
         if found != had:
             write_marker(path, found)
             log.info("collector_db_adopted", db=path, db_id=found, previous=had)
-        return cls(conn, path, received_by, files)
+        return cls(conn, path, received_by, files, trust_on_first_use=trust_on_first_use)
 
     def close(self) -> None:
         self._conn.close()
