@@ -62,6 +62,7 @@ from edged.wire import (
 log = structlog.get_logger(__name__)
 
 GROUP_MAX_MESSAGES = 200  # messages stored in one transaction
+ACKS_REPUBLISHED_AT_ONCE = 100  # retained acks in flight while republishing them at a connect
 MAX_TX_PAYLOAD_BYTES = 16 * 1024 * 1024
 CLIENT_ID_HOST_CHARS = 24
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_-]")
@@ -127,6 +128,7 @@ async def _supervise(
                 shared_group=cfg.collector.shared_group,
                 after_failures=supervisor.backoff.failures,
             )
+            await _republish_acks(link, db, signer, up.topic_prefix)
             supervisor.healthy()
             if ready is not None:
                 ready.set()
@@ -185,6 +187,17 @@ async def _serve(
             await _ask_resends(link, db, signer, prefix, resends)
     finally:
         incoming.cancel()
+
+
+async def _republish_acks(link: BrokerLink, db: StoreThread, signer: Signer, prefix: str) -> None:
+    """Publish every terminal's current ack again, retained: a broker restarted without
+    persistence forgot them, and a replaced till adopts only what its broker retained."""
+    acks = await db.current_acks()
+    keys = list(acks)
+    for start in range(0, len(keys), ACKS_REPUBLISHED_AT_ONCE):
+        chunk = {key: acks[key] for key in keys[start : start + ACKS_REPUBLISHED_AT_ONCE]}
+        await _publish_acks(link, prefix, signer, chunk)
+    log.info("acks_republished", terminals=len(keys))
 
 
 async def _ask_resends(
@@ -343,6 +356,9 @@ class StoreThread:
 
     async def record_answers(self, answers: Sequence[tuple[TerminalKey, ResendAnswer]]) -> None:
         await self._call(lambda: self._require().record_answers(answers))
+
+    async def current_acks(self) -> dict[TerminalKey, Progress]:
+        return await self._call(lambda: self._require().current_acks())
 
     async def terminal_report(self) -> list[TerminalReport]:
         return await self._call(lambda: self._require().terminal_report())

@@ -46,7 +46,14 @@ from edged.collector.schema import (
     sqlite_path,
 )
 from edged.collector.slots import Slot, held_seqs, hold, meet_held
-from edged.collector.state import Progress, TerminalKey, TerminalState, load_state, save_state
+from edged.collector.state import (
+    Progress,
+    TerminalKey,
+    TerminalState,
+    all_progress,
+    load_state,
+    save_state,
+)
 from edged.collector.verify import Rejected, Special, check_entry
 from edged.collector.walk import advance
 from edged.wire import (
@@ -465,6 +472,13 @@ class CollectorStore:
         except sqlite3.Error as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot write: {exc}") from exc
         return result
+
+    def current_acks(self) -> dict[TerminalKey, Progress]:
+        """The ack every terminal in the database would get now (republished at each connect)."""
+        try:
+            return all_progress(self._conn)
+        except sqlite3.Error as exc:
+            raise CollectorStoreError(f"collector db {self.path}: cannot read: {exc}") from exc
 
     def terminal_report(self) -> list[TerminalReport]:
         """Per terminal: contiguous_upto, gaps, chain problems and counters."""
