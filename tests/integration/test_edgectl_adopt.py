@@ -1,4 +1,4 @@
-"""`edgectl journal adopt` as a technician runs it: the real command, a real collector and broker."""
+"""`edgectl journal adopt` as a technician runs it: the real command, collector and broker."""
 
 from __future__ import annotations
 
