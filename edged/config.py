@@ -144,6 +144,9 @@ class CollectorSection(_Section, frozen=True):
     db: str
     # MQTT v5 shared subscription group; several collectors with the same group share the load.
     shared_group: Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN)] | None = None
+    # A terminal with no pinned key: its first batch pins it (true), or it is refused until
+    # an admin pins its key (false: nobody wins a pin by speaking first).
+    trust_on_first_use: bool = True
 
 
 class Config(_Section, frozen=True):

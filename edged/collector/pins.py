@@ -5,6 +5,10 @@ beforehand (`edged collector keys pin`). After that a batch whose signature is m
 another key, or wrong is a forgery: each entry is kept in `problems` as evidence (ERROR
 `entry_forged`), none is stored, and nothing is acknowledged for it. An unsigned batch from a
 terminal with no pinned key (edged older than signing) is stored, with a WARNING once.
+
+With `[collector] trust_on_first_use = false` nothing pins itself: a batch from a terminal
+with no pinned key, signed or not, is kept in `problems` (kind `unpinned`) and neither stored
+nor acknowledged, until an admin pins the terminal's key; the terminal resends by itself.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from edged.wire import Entry, Sig
 log = structlog.get_logger(__name__)
 
 FORGED_KINDS = ("unsigned", "wrong_key", "bad_signature")  # problems.kind of a forgery
+UNPINNED_KIND = "unpinned"  # problems.kind of a batch refused for want of a pinned key
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +43,17 @@ class PinnedKey:
 class KeyPins:
     """The `terminal_keys` table over the store's connection (inside its transactions)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, first_use: bool = True) -> None:
         self._conn = conn
+        self._first_use = first_use  # an unknown terminal's first signed batch pins its key
         self._unsigned_said: set[TerminalKey] = set()
+        self._unpinned_said: set[TerminalKey] = set()
 
     def admit(self, key: TerminalKey, entries: Sequence[Entry], sig: Sig | None, now: str) -> bool:
         """True if the batch may be stored; a forgery is recorded and False returned."""
         pinned = self.get(key)
+        if pinned is None and not self._first_use:
+            return self._unpinned(key, entries, sig, now)
         if sig is None:
             if pinned is None:
                 if key not in self._unsigned_said:
@@ -69,6 +78,38 @@ class KeyPins:
         if pinned is None:
             self.pin(key, sig.key, by="first_use", now=now)
         return True
+
+    def _unpinned(
+        self, key: TerminalKey, entries: Sequence[Entry], sig: Sig | None, now: str
+    ) -> bool:
+        """Refuse a batch of a terminal nobody pinned: evidence in `problems`, ERROR once."""
+        offered = "unsigned" if sig is None else f"signed by key {sig.key}"
+        detail = f"not stored: no key is pinned for this terminal ({offered})"
+        for entry in entries:
+            record_problem(
+                self._conn,
+                key,
+                seq=entry.seq,
+                hash_hex=entry.hash,
+                kind=UNPINNED_KIND,
+                detail=detail,
+                body=as_received(entry),
+                now=now,
+                event=None,
+            )
+        if key not in self._unpinned_said:
+            self._unpinned_said.add(key)
+            log.error(
+                "terminal_unpinned",
+                store=key[0],
+                terminal=key[1],
+                key=sig.key if sig is not None else None,
+                seq_from=min(e.seq for e in entries) if entries else None,
+                hint="trust_on_first_use is off: compare the key with `edgectl keys show` on the "
+                "till, then `edged collector --config F keys pin STORE TERMINAL KEY`; the till "
+                "resends by itself",
+            )
+        return False
 
     def _forged(
         self, key: TerminalKey, entries: Sequence[Entry], kind: str, detail: str, now: str
@@ -123,6 +164,7 @@ class KeyPins:
             (*key, public_hex, by, now),
         )
         log.warning("terminal_key_pinned", store=key[0], terminal=key[1], key=public_hex, by=by)
+        self._unpinned_said.discard(key)
 
     def forget(self, key: TerminalKey) -> bool:
         """Unpin: the terminal's next signed batch pins its key. True if one was pinned."""

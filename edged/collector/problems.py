@@ -52,9 +52,9 @@ def record_problem(
     detail: str,
     body: str,
     now: str,
-    event: str,
+    event: str | None,
 ) -> None:
-    """Keep one problem as evidence; the first time it is seen, log `event` at ERROR.
+    """Keep one problem as evidence; the first time it is seen, log `event` (if any) at ERROR.
 
     The same (seq, kind, hash) again only counts up: a terminal resending is not news.
     """
@@ -65,7 +65,7 @@ def record_problem(
         " DO UPDATE SET last_at = excluded.last_at, count = count + 1 RETURNING count",
         (*key, seq, kind, _printable(hash_hex), _printable(detail), body, now, now),
     ).fetchone()
-    if count == 1:
+    if count == 1 and event is not None:
         log.error(event, store=key[0], terminal=key[1], seq=seq, kind=kind, problem=detail)
 
 

@@ -62,6 +62,7 @@ from edged.wire import (
 log = structlog.get_logger(__name__)
 
 GROUP_MAX_MESSAGES = 200  # messages stored in one transaction
+ACKS_REPUBLISHED_AT_ONCE = 100  # retained acks in flight while republishing them at a connect
 MAX_TX_PAYLOAD_BYTES = 16 * 1024 * 1024
 CLIENT_ID_HOST_CHARS = 24
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_-]")
@@ -79,7 +80,11 @@ def derive_client_id(cfg: CollectorConfig) -> str:
 async def run_collector(cfg: CollectorConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run the collector until cancelled; `ready` is set once it is first subscribed."""
     client_id = cfg.uplink.client_id or derive_client_id(cfg)
-    db = StoreThread(sqlite_path(cfg.collector.db), received_by=client_id)
+    db = StoreThread(
+        sqlite_path(cfg.collector.db),
+        received_by=client_id,
+        trust_on_first_use=cfg.collector.trust_on_first_use,
+    )
     try:
         await db.open()
         signer = load_or_create(collector_key_path(db.path))  # signs every ack
@@ -123,6 +128,7 @@ async def _supervise(
                 shared_group=cfg.collector.shared_group,
                 after_failures=supervisor.backoff.failures,
             )
+            await _republish_acks(link, db, signer, up.topic_prefix)
             supervisor.healthy()
             if ready is not None:
                 ready.set()
@@ -181,6 +187,17 @@ async def _serve(
             await _ask_resends(link, db, signer, prefix, resends)
     finally:
         incoming.cancel()
+
+
+async def _republish_acks(link: BrokerLink, db: StoreThread, signer: Signer, prefix: str) -> None:
+    """Publish every terminal's current ack again, retained: a broker restarted without
+    persistence forgot them, and a replaced till adopts only what its broker retained."""
+    acks = await db.current_acks()
+    keys = list(acks)
+    for start in range(0, len(keys), ACKS_REPUBLISHED_AT_ONCE):
+        chunk = {key: acks[key] for key in keys[start : start + ACKS_REPUBLISHED_AT_ONCE]}
+        await _publish_acks(link, prefix, signer, chunk)
+    log.info("acks_republished", terminals=len(keys))
 
 
 async def _ask_resends(
@@ -300,9 +317,10 @@ def parse_delivery(prefix: str, delivery: Delivery) -> Batch | Quarantine:
 class StoreThread:
     """The collector store on its own thread, so SQLite's fsync never blocks the event loop."""
 
-    def __init__(self, path: str, *, received_by: str) -> None:
+    def __init__(self, path: str, *, received_by: str, trust_on_first_use: bool = True) -> None:
         self.path = path
         self.received_by = received_by
+        self._trust_on_first_use = trust_on_first_use
         self._store: CollectorStore | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collector-db")
 
@@ -310,7 +328,9 @@ class StoreThread:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def _open(self) -> None:
-        self._store = CollectorStore.open(self.path, received_by=self.received_by)
+        self._store = CollectorStore.open(
+            self.path, received_by=self.received_by, trust_on_first_use=self._trust_on_first_use
+        )
 
     def _require(self) -> CollectorStore:
         if self._store is None:
@@ -336,6 +356,9 @@ class StoreThread:
 
     async def record_answers(self, answers: Sequence[tuple[TerminalKey, ResendAnswer]]) -> None:
         await self._call(lambda: self._require().record_answers(answers))
+
+    async def current_acks(self) -> dict[TerminalKey, Progress]:
+        return await self._call(lambda: self._require().current_acks())
 
     async def terminal_report(self) -> list[TerminalReport]:
         return await self._call(lambda: self._require().terminal_report())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from edged.collector.verify import GENESIS_HEX
 
@@ -63,12 +64,33 @@ _COLUMNS = (
 )
 
 
+def all_progress(conn: sqlite3.Connection) -> dict[TerminalKey, Progress]:
+    """What an ack tells each terminal the store knows, in one pass over `terminals`; `plain`
+    for those with no pinned key, as when their batches are stored."""
+    pinned = set(conn.execute("SELECT store_id, terminal_id FROM terminal_keys"))
+    found: dict[TerminalKey, Progress] = {}
+    for row in conn.execute(
+        f"SELECT {_COLUMNS}, store_id, terminal_id FROM terminals ORDER BY store_id, terminal_id"
+    ):
+        key = (row[-2], row[-1])
+        progress = _state_of(row[:-2]).progress()
+        found[key] = Progress(
+            progress.upto, progress.last_seq, progress.last_hash, plain=key not in pinned
+        )
+    return found
+
+
 def load_state(conn: sqlite3.Connection, key: TerminalKey) -> TerminalState:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM terminals WHERE store_id = ? AND terminal_id = ?", key
     ).fetchone()
     if row is None:
         return TerminalState(0, GENESIS_HEX, 0, "", None, None, None, 0, 0, 0, 0, new=True)
+    return _state_of(row)
+
+
+def _state_of(row: tuple[Any, ...]) -> TerminalState:
+    """The state of an existing `terminals` row (its _COLUMNS, in order)."""
     upto, last_hash, max_seq, max_hash, gap_from, gap_to, broken, entries, dups, problems, held = (
         row
     )

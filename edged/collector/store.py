@@ -46,7 +46,14 @@ from edged.collector.schema import (
     sqlite_path,
 )
 from edged.collector.slots import Slot, held_seqs, hold, meet_held
-from edged.collector.state import Progress, TerminalKey, TerminalState, load_state, save_state
+from edged.collector.state import (
+    Progress,
+    TerminalKey,
+    TerminalState,
+    all_progress,
+    load_state,
+    save_state,
+)
 from edged.collector.verify import Rejected, Special, check_entry
 from edged.collector.walk import advance
 from edged.wire import (
@@ -117,16 +124,29 @@ class CollectorStore:
     """SQLite store of forwarded journal entries. Not thread-safe: use it from one thread."""
 
     def __init__(
-        self, conn: sqlite3.Connection, path: str, received_by: str, files: FileIdentity
+        self,
+        conn: sqlite3.Connection,
+        path: str,
+        received_by: str,
+        files: FileIdentity,
+        *,
+        trust_on_first_use: bool = True,
     ) -> None:
         self._conn = conn
         self.path = path
         self.received_by = received_by
         self._files = files
-        self.pins = KeyPins(conn)
+        self.pins = KeyPins(conn, first_use=trust_on_first_use)
 
     @classmethod
-    def open(cls, path: str, *, received_by: str = "", init: bool = False) -> CollectorStore:
+    def open(
+        cls,
+        path: str,
+        *,
+        received_by: str = "",
+        init: bool = False,
+        trust_on_first_use: bool = True,
+    ) -> CollectorStore:
         """Open the store at `path`, creating it only on a first start or with `init`.
 
         WAL, synchronous=FULL. A database that the marker says existed but is missing or was
@@ -160,7 +180,7 @@ class CollectorStore:
         if found != had:
             write_marker(path, found)
             log.info("collector_db_adopted", db=path, db_id=found, previous=had)
-        return cls(conn, path, received_by, files)
+        return cls(conn, path, received_by, files, trust_on_first_use=trust_on_first_use)
 
     def close(self) -> None:
         self._conn.close()
@@ -452,6 +472,13 @@ class CollectorStore:
         except sqlite3.Error as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot write: {exc}") from exc
         return result
+
+    def current_acks(self) -> dict[TerminalKey, Progress]:
+        """The ack every terminal in the database would get now (republished at each connect)."""
+        try:
+            return all_progress(self._conn)
+        except sqlite3.Error as exc:
+            raise CollectorStoreError(f"collector db {self.path}: cannot read: {exc}") from exc
 
     def terminal_report(self) -> list[TerminalReport]:
         """Per terminal: contiguous_upto, gaps, chain problems and counters."""

@@ -9,6 +9,7 @@ import sys
 from edged import __version__
 from edged.config import DEFAULT_CONFIG_PATH
 from edged.ctl import (
+    adopt,
     diag,
     doctor,
     journalcmd,
@@ -119,6 +120,19 @@ def parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="set the existing journal files aside first"
     )
     cmd.set_defaults(func=journalcmd.init)
+    cmd = jsub.add_parser(
+        "adopt",
+        parents=[*offline, p["socket"]],
+        help="a replaced till takes over the store's seqs now (edged stopped)",
+    )
+    cmd.add_argument(
+        "--wait",
+        type=float,
+        default=adopt.DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help=f"wait this long for the store's ack (default {adopt.DEFAULT_WAIT_S:g})",
+    )
+    cmd.set_defaults(func=adopt.run)
 
     keys_cmd = sub.add_parser(
         "keys", help="the terminal's signing key and the pinned collector key"

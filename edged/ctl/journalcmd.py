@@ -255,7 +255,7 @@ def init(args: argparse.Namespace) -> int:
             "starts a new journal over one. To give it up (it is set aside, not deleted), "
             "add --force"
         )
-    _refuse_while_running(paths.socket_path(args))
+    refuse_while_running(paths.socket_path(args))
     try:
         moved = set_aside(journal) if present else []
         for old, new in moved:
@@ -278,7 +278,7 @@ def init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refuse_while_running(socket_path: str) -> None:
+def refuse_while_running(socket_path: str) -> None:
     """A journal is replaced only with the daemon stopped: its API socket must not answer."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(PROBE_TIMEOUT_S)

@@ -74,6 +74,7 @@ def connect_readonly(path: str | Path) -> sqlite3.Connection:
 
 
 STORE_CLOCK_SCHEMA = 5  # the journal schema that keeps the store's clock at the last ack
+ADOPTION_SCHEMA = 6  # the journal schema with the `adoption` table
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,15 @@ class JournalReader:
         if version >= STORE_CLOCK_SCHEMA:
             ((store_at,),) = self._rows("SELECT last_ack_store_at FROM outbox")
         return OutboxState(acked, last_ack_at, anchor, store_at)
+
+    def adoption(self) -> tuple[str, int | None] | None:
+        """(state, store_upto) of a journal made pending adoption (state `pending`, `adopted`
+        or `none`); None for a journal that never was (edged.journal.adoption)."""
+        ((version,),) = self._rows("PRAGMA user_version")
+        if version < ADOPTION_SCHEMA:
+            return None
+        rows = self._rows("SELECT state, store_upto FROM adoption")
+        return (str(rows[0][0]), rows[0][1]) if rows else None
 
     def last_seq(self) -> int:
         """The newest seq, counting purged entries (0 for an empty journal)."""

@@ -74,6 +74,11 @@ class Incoming:
     retain: bool
 
 
+def terminal_client_id(cfg: UplinkSection, store_id: str, terminal_id: str) -> str:
+    """The MQTT client id a terminal connects with: `client_id`, else edged-STORE-TERMINAL."""
+    return cfg.client_id or f"edged-{store_id}-{terminal_id}"
+
+
 def peer_of(cfg: UplinkSection) -> str:
     """How logs and status name the broker, e.g. `mqtts://store-broker:8883`."""
     return f"{'mqtts' if cfg.tls else 'mqtt'}://{cfg.host}:{cfg.effective_port}"
@@ -239,11 +244,13 @@ async def connect(
     cfg: UplinkSection,
     *,
     client_id: str,
-    will: Will,
+    will: Will | None,
     subscribe: Sequence[str],
     probe_topic: str,
 ) -> AsyncIterator[Connection]:
-    """Connect, subscribe QoS 1 to `subscribe`, yield the connection; LinkError on failure."""
+    """Connect, subscribe QoS 1 to `subscribe`, yield the connection; LinkError on failure.
+
+    `will` None: no Last Will (edgectl's short visit, with the daemon stopped)."""
     peer = peer_of(cfg)
     secrets = await asyncio.to_thread(_load_secrets, cfg, peer)
     client = aiomqtt.Client(
@@ -254,7 +261,7 @@ async def connect(
         identifier=client_id,
         logger=_mqtt_logger,
         clean_session=True,
-        will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
+        will=None if will is None else aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
         keepalive=cfg.keepalive_s,
         timeout=CONNECT_TIMEOUT_S,
         tls_context=secrets.tls,

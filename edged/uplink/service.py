@@ -13,6 +13,7 @@ from edged.journal import Journal
 from edged.keys import collector_pin_path
 from edged.signing import Signer
 from edged.uplink.ackgate import AckGate
+from edged.uplink.client import terminal_client_id
 from edged.uplink.forwarder import Forwarder
 from edged.uplink.link import Link, LinkState
 from edged.uplink.pulse import Pulse
@@ -62,7 +63,7 @@ class Uplink:
         )
         self.link = Link(
             cfg,
-            client_id=cfg.client_id or f"edged-{terminal.store_id}-{terminal.terminal_id}",
+            client_id=terminal_client_id(cfg, terminal.store_id, terminal.terminal_id),
             status_topic=topics.status,
             ack_topic=topics.ack,
             extra_topics=[topics.resend],
