@@ -56,8 +56,9 @@ _STRICT_GROUPINGS = ((4, 6, 4),)  # Diners' 14 digits, inside payments only
 _TRACK1 = re.compile(r"(%?)B(\d{12,19})\^[^^]{0,26}\^\d{4}")  # with its % sentinel: any digits
 _TRACK2 = re.compile(r";(\d{12,19})=\d{4}")
 _TRACK2_BARE = re.compile(r"(?<!\d)(\d{12,19})=\d{4}")
-# tag 57 as hex text: PAN, a D nibble, YYMM; alone or right after its tag and length ("5713")
-_TAG57 = re.compile(r"(?:(?<![0-9A-Fa-f])|(?<=57[0-9A-Fa-f]{2}))(\d{12,19}) ?[Dd] ?\d{4}")
+# tag 57 as hex text: PAN, a D nibble, YYMM; alone or right after its tag and length ("5713");
+# a lookahead, so that both starts are tried
+_TAG57 = re.compile(r"(?:(?<![0-9A-Fa-f])|(?<=57[0-9A-Fa-f]{2}))(?=(\d{12,19}) ?[Dd] ?\d{4})")
 _HEX_BYTES = re.compile(r"[0-9A-Fa-f]{2}(?: [0-9A-Fa-f]{2}){7,}")
 _REDACT = re.compile(r"\d(?:[ -]?\d){11,}")
 _DIGIT = re.compile(r"\d")
@@ -96,9 +97,10 @@ def find_card_data(text: str, *, strict: bool = False) -> str | None:
         return None
     if "^" in text and any(m[1] or is_pan(m[2]) for m in _TRACK1.finditer(text)):
         return "magnetic stripe track 1 data"
-    if "=" in text:
-        if _TRACK2.search(text) or any(is_pan(m[1]) for m in _TRACK2_BARE.finditer(text)):
-            return "magnetic stripe track 2 data"
+    if "=" in text and (
+        _TRACK2.search(text) or any(is_pan(m[1]) for m in _TRACK2_BARE.finditer(text))
+    ):
+        return "magnetic stripe track 2 data"
     if ("D" in text or "d" in text) and _has_tag57(text):
         return "EMV tag 57 (track 2 equivalent) data"
     for block in _BLOCK.finditer(text):
@@ -144,9 +146,9 @@ def _block_has_pan(block: str, strict: bool) -> bool:
                 continue
             if _group_is_pan("".join(groups[start:end]), strict):
                 return True
-            if layout[0] == 4 and len(layout) == 4 and end < len(groups) and sizes[end] <= 3:
-                if _group_is_pan("".join(groups[start : end + 1]), strict):
-                    return True
+            longer = layout == (4, 4, 4, 4) and end < len(groups) and sizes[end] <= 3
+            if longer and _group_is_pan("".join(groups[start : end + 1]), strict):
+                return True
     return False
 
 

@@ -106,9 +106,7 @@ class _Checker:
             self.add(path, f"nested deeper than {MAX_DEPTH} levels")
         elif isinstance(value, dict):
             for key, item in value.items():
-                if len(key) >= SCAN_MIN_CHARS and (
-                    found := find_card_data(key, strict=in_payment)
-                ):
+                if len(key) >= SCAN_MIN_CHARS and (found := find_card_data(key, strict=in_payment)):
                     self.add(path, f"has a key that looks like {found}; {_NO_CARD_DATA}")
                     continue  # the path must not carry the key
                 lowered = key.lower()
