@@ -47,20 +47,24 @@ def _lengths_by_prefix() -> dict[str, frozenset[int]]:
 
 _LENGTHS = _lengths_by_prefix()
 SCAN_MIN_CHARS = 13  # shorter text holds no card data (a PAN with its expiry has 16+ digits)
-_THIRTEEN_DIGITS = re.compile(r"(?:\d\D*){13}")
+_THIRTEEN_DIGITS = re.compile(r"(?:\d\D*){13}", re.ASCII)
 # digits in groups separated by one space or dash; each group is checked on its own and with
 # its neighbours in the printed card layouts below
-_BLOCK = re.compile(r"\d+(?:[ -]\d+)*")
+_BLOCK = re.compile(r"\d+(?:[ -]\d+)*", re.ASCII)
 _GROUPINGS = ((4, 4, 4, 4), (4, 6, 5))  # 4-4-4-4 may end in a fifth group of 1 to 3 digits
 _STRICT_GROUPINGS = ((4, 6, 4),)  # Diners' 14 digits, inside payments only
-_TRACK1 = re.compile(r"(%?)B(\d{12,19})\^[^^]{0,26}\^\d{4}")  # with its % sentinel: any digits
-_TRACK2 = re.compile(r";(\d{12,19})=\d{4}")
-_TRACK2_BARE = re.compile(r"(?<!\d)(\d{12,19})=\d{4}")
+_TRACK1 = re.compile(
+    r"(%?)B(\d{12,19})\^[^^]{0,26}\^\d{4}", re.ASCII
+)  # with its % sentinel: any digits
+_TRACK2 = re.compile(r";(\d{12,19})=\d{4}", re.ASCII)
+_TRACK2_BARE = re.compile(r"(?<!\d)(\d{12,19})=\d{4}", re.ASCII)
 # tag 57 as hex text: PAN, a D nibble, YYMM; alone or right after its tag and length ("5713");
 # a lookahead, so that both starts are tried
-_TAG57 = re.compile(r"(?:(?<![0-9A-Fa-f])|(?<=57[0-9A-Fa-f]{2}))(?=(\d{12,19}) ?[Dd] ?\d{4})")
-_HEX_BYTES = re.compile(r"[0-9A-Fa-f]{2}(?: [0-9A-Fa-f]{2}){7,}")
-_REDACT = re.compile(r"\d(?:[ -]?\d){11,}")
+_TAG57 = re.compile(
+    r"(?:(?<![0-9A-Fa-f])|(?<=57[0-9A-Fa-f]{2}))(?=(\d{12,19}) ?[Dd] ?\d{4})", re.ASCII
+)
+_HEX_BYTES = re.compile(r"[0-9A-Fa-f]{2}(?: [0-9A-Fa-f]{2}){7,}", re.ASCII)
+_REDACT = re.compile(r"\d(?:[ -]?\d){11,}")  # any script's digits: masking more is harmless
 _DIGIT = re.compile(r"\d")
 
 
