@@ -53,9 +53,8 @@ _THIRTEEN_DIGITS = re.compile(r"(?:\d\D*){13}", re.ASCII)
 _BLOCK = re.compile(r"\d+(?:[ -]\d+)*", re.ASCII)
 _GROUPINGS = ((4, 4, 4, 4), (4, 6, 5))  # 4-4-4-4 may end in a fifth group of 1 to 3 digits
 _STRICT_GROUPINGS = ((4, 6, 4),)  # Diners' 14 digits, inside payments only
-_TRACK1 = re.compile(
-    r"(%?)B(\d{12,19})\^[^^]{0,26}\^\d{4}", re.ASCII
-)  # with its % sentinel: any digits
+# track 1 with its % sentinel counts whatever the digits; without it, a PAN must start it
+_TRACK1 = re.compile(r"(%?)B(\d{12,19})\^[^^]{0,26}\^\d{4}", re.ASCII)
 _TRACK2 = re.compile(r";(\d{12,19})=\d{4}", re.ASCII)
 _TRACK2_BARE = re.compile(r"(?<!\d)(\d{12,19})=\d{4}", re.ASCII)
 # tag 57 as hex text: PAN, a D nibble, YYMM; alone or right after its tag and length ("5713");
