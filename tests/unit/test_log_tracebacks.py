@@ -107,3 +107,19 @@ def test_digit_runs_in_exception_messages_are_masked(captured: io.StringIO) -> N
     except ValueError:
         structlog.get_logger("t").exception("failed")
     assert "unexpected field ################" in captured.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_console_shows_no_locals_either(
+    captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EDGED_LOG_FORMAT", raising=False)
+    terminal = Terminal()
+    edged_log.configure("info", terminal)
+    decode_and_log_failure()
+    assert "_decode_pan" in terminal.getvalue()  # the traceback is there
+    assert_no_pan(terminal.getvalue())
