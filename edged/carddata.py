@@ -12,7 +12,6 @@ is Luhn-valid. Inside `payments` (`strict`) any Luhn-valid run of 13 to 19 digit
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 # IIN ranges (first digits, inclusive) and PAN lengths; Discover Global Network issues Diners
 # and Discover cards up to 19 digits. Mir (2200-2204) is not in every table but is a scheme.
@@ -78,15 +77,10 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def is_pan(digits: str, *, lengths: Iterable[int] = range(12, 20)) -> bool:
-    """Luhn-valid, a scheme's prefix and a length that scheme issues (and one of `lengths`)."""
+def is_pan(digits: str) -> bool:
+    """Luhn-valid, with a scheme's prefix and a length that scheme issues."""
     allowed = _LENGTHS.get(digits[:4])
-    return (
-        allowed is not None
-        and len(digits) in allowed
-        and len(digits) in lengths
-        and luhn_ok(digits)
-    )
+    return allowed is not None and len(digits) in allowed and luhn_ok(digits)
 
 
 def may_hold_card_data(text: str) -> bool:
