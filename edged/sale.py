@@ -7,6 +7,7 @@ import re
 import uuid
 from typing import Any
 
+from edged.carddata import SCAN_MIN_CHARS, find_card_data, find_card_number, may_hold_card_data
 from edged.chain import MAX_SAFE_INT
 from edged.errors import Problem, ValidationError
 
@@ -37,21 +38,15 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 _DECIMAL_QTY = re.compile(r"-?\d{1,9}(\.\d{1,6})?")
 # First 6 and last 4 at most; terminals that reveal only the last 4 are fine too.
 _MASKED_PAN = re.compile(r"(?:\d{6}[*Xx]{3,9}|[*Xx]{2,15})\d{4}")
-_DIGIT_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+_SCANNED_INT = 10**12  # smaller integers have fewer than 13 digits: no card number
+_NO_CARD_DATA = (
+    "card data must not be stored (only masked_pan, scheme, auth_code, terminal_ref); "
+    "the value is not repeated here"
+)
 _SPECIAL_KEYS = SECRET_KEYS | MONEY_KEYS | {"masked_pan"}
 _CANONICAL_UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 def _is_uuid(text: str) -> bool:
@@ -65,16 +60,18 @@ def _is_uuid(text: str) -> bool:
 
 
 def _kind(value: Any) -> str:
+    """What a wrong value is, for a problem text; never repeats 13 or more digits (card data)."""
     if isinstance(value, bool):
         return "a boolean"
     if value is None:
         return "null"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        text = repr(value)
+        return text if not may_hold_card_data(text) else "a number of many digits"
     if isinstance(value, str):
-        return f'"{value}"' if len(value) <= 40 else "a long string"
+        if len(value) > 40:
+            return "a long string"
+        return f'"{value}"' if not may_hold_card_data(value) else "a string of many digits"
     if isinstance(value, list):
         return "an array"
     return "an object"
@@ -99,15 +96,19 @@ class _Checker:
         return True
 
     def walk(self, path: str, value: Any, *, in_payment: bool, depth: int = 0) -> None:
-        """Checks that hold anywhere in a sale: money keys, safe integers, no card secrets.
+        """Checks that hold anywhere in a sale: money keys, safe integers, no card data.
 
-        Hot path (every commit): plain str/int children are checked inline and a child's
-        path is only built when it is reported or descended into.
+        Hot path (every commit): plain str/int children are checked inline, text shorter than
+        13 characters and integers below 10^12 (fewer than 13 digits) are never scanned, and a
+        child's path is only built when it is reported or descended into.
         """
         if depth > MAX_DEPTH and isinstance(value, dict | list):
             self.add(path, f"nested deeper than {MAX_DEPTH} levels")
         elif isinstance(value, dict):
             for key, item in value.items():
+                if len(key) >= SCAN_MIN_CHARS and (found := find_card_data(key, strict=in_payment)):
+                    self.add(path, f"has a key that looks like {found}; {_NO_CARD_DATA}")
+                    continue  # the path must not carry the key
                 lowered = key.lower()
                 if lowered in _SPECIAL_KEYS:
                     if lowered in SECRET_KEYS:
@@ -130,28 +131,40 @@ class _Checker:
                         continue
                 kind = type(item)
                 paying = in_payment or (key == "payments" and path == "sale")
-                if kind is str and not paying:
-                    continue  # a string outside the payments holds nothing to check
-                if kind is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                if kind is str:
+                    if len(item) >= SCAN_MIN_CHARS:
+                        self.text(f"{path}.{key}", item, in_payment=paying)
+                    continue
+                if kind is int and -_SCANNED_INT < item < _SCANNED_INT:
                     continue
                 self.walk(f"{path}.{key}", item, in_payment=paying, depth=depth + 1)
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 kind = type(item)
-                if kind is str and not in_payment:
+                if kind is str:
+                    if len(item) >= SCAN_MIN_CHARS:
+                        self.text(f"{path}[{i}]", item, in_payment=in_payment)
                     continue
-                if kind is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                if kind is int and -_SCANNED_INT < item < _SCANNED_INT:
                     continue
                 self.walk(f"{path}[{i}]", item, in_payment=in_payment, depth=depth + 1)
-        elif _is_int(value) and abs(value) > MAX_SAFE_INT:
-            self.add(path, f"integer {value} is beyond ±2^53-1, which JSON cannot carry exactly")
-        elif isinstance(value, float) and not math.isfinite(value):
-            self.add(path, f"{value} is not a number JSON can carry")
-        elif in_payment and isinstance(value, str):
-            for run in _DIGIT_RUN.findall(value):
-                if _luhn_ok(run):
-                    self.add(path, "looks like a full card number; store only the masked PAN")
-                    break
+        elif isinstance(value, str):
+            self.text(path, value, in_payment=in_payment)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if found := find_card_number(value, strict=in_payment):
+                self.add(path, f"looks like {found}; {_NO_CARD_DATA}")
+            elif isinstance(value, int) and abs(value) > MAX_SAFE_INT:
+                self.add(
+                    path,
+                    f"integer of {len(str(abs(value)))} digits is beyond ±2^53-1, "
+                    "which JSON cannot carry exactly",
+                )
+            elif isinstance(value, float) and not math.isfinite(value):
+                self.add(path, f"{value} is not a number JSON can carry")
+
+    def text(self, path: str, value: str, *, in_payment: bool) -> None:
+        if found := find_card_data(value, strict=in_payment):
+            self.add(path, f"looks like {found}; {_NO_CARD_DATA}")
 
     def string(self, obj: dict[str, Any], path: str, key: str) -> str | None:
         value = obj.get(key)

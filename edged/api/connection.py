@@ -22,6 +22,7 @@ import structlog
 from edged.api import codes, jsonrpc
 from edged.api.framing import LineDecoder, Oversize
 from edged.api.methods import Dispatcher
+from edged.carddata import redact
 from edged.events import EventHub, SubscriberOverflow, Subscription
 
 log = structlog.get_logger(__name__)
@@ -179,7 +180,9 @@ class Connection:
         await self._wait_for_room()
         message = jsonrpc.parse(line)
         if isinstance(message, jsonrpc.ErrorResponse):
-            log.info("api_bad_frame", peer=self.peer, code=message.code, error=message.message)
+            log.info(
+                "api_bad_frame", peer=self.peer, code=message.code, error=redact(message.message)
+            )
             self._send(message.encode())
             return
         if not self.shutting_down:

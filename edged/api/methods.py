@@ -12,6 +12,7 @@ from edged.api.device_methods import DEVICE_METHODS
 from edged.api.jsonrpc import Notification, Request, RequestId, error_response, result_response
 from edged.api.methods_base import Method, RpcError, Session, id_param, invalid_params
 from edged.api.services import Services, ShuttingDownError
+from edged.carddata import redact
 from edged.errors import (
     DeviceNotConfiguredError,
     DeviceNotReadyError,
@@ -162,12 +163,17 @@ class Dispatcher:
         self, message: Request | Notification, session: Session, code: int, text: str, data: Any
     ) -> bytes | None:
         if code in (codes.INVALID_PARAMS, codes.METHOD_NOT_FOUND):
-            paths = [e["path"] for e in data["errors"]] if code == codes.INVALID_PARAMS else None
-            # paths, not problems: a problem text may quote what the client sent
+            paths = (
+                [redact(e["path"]) for e in data["errors"]]
+                if code == codes.INVALID_PARAMS
+                else None
+            )
+            # paths, not problems: a problem text may quote what the client sent; the method
+            # and the paths (parameter names) are the client's too, hence redacted
             log.info(
                 "api_request_rejected",
                 peer=session.peer,
-                method=message.method[:60],
+                method=redact(message.method[:60]),
                 code=code,
                 paths=paths,
             )

@@ -113,7 +113,7 @@ def test_full_card_number_in_a_payment_field_is_refused() -> None:
 
 def test_barcodes_outside_payments_are_fine() -> None:
     sale = good_sale()
-    sale["lines"][0]["sku"] = "4111111111111111"
+    sale["lines"][0]["sku"] = "4001092815905"  # a GTIN-13 that happens to be Luhn-valid
     validate_sale(sale)
 
 
@@ -136,3 +136,111 @@ def test_deep_nesting_is_a_validation_error() -> None:
     for _ in range(3000):
         deep = {"a": deep}
     assert "nested deeper" in problems(good_sale(meta=deep))["sale.meta" + ".a" * 32]
+
+
+PAN = "4111111111111111"
+AMEX = "378282246310005"
+LONG_VISA = "4917610000000000003"  # 19 digits, beyond 2^53
+
+
+def hide(sale: dict[str, Any], where: str, value: Any) -> str:
+    """Put `value` somewhere in `sale`; the JSON path the refusal must name."""
+    if where == "line name":
+        sale["lines"][0]["name"] = value
+        return "sale.lines[0].name"
+    if where == "meta":
+        sale["meta"]["note"] = value
+        return "sale.meta.note"
+    if where == "top level":
+        sale["customer"] = value
+        return "sale.customer"
+    if where == "nested array":
+        sale["meta"]["taxes"].append({"refs": ["a", ["b", value]]})
+        return "sale.meta.taxes[1].refs[1][1]"
+    if where == "key":
+        sale["meta"]["refs"] = {"ok": 1, value: "x"}
+        return "sale.meta.refs"
+    if where == "currency":
+        sale["currency"] = value
+        return "sale.currency"
+    assert where == "payment key"
+    sale["payments"][1][value] = 1
+    return "sale.payments[1]"
+
+
+def assert_refused_unechoed(sale: dict[str, Any], path: str, secret: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        validate_sale(sale)
+    found = {p.path: p.problem for p in info.value.problems}
+    assert "card data must not be stored" in found[path], found
+    digits = "".join(ch for ch in secret if ch.isdigit())
+    for text in [str(info.value), *found, *found.values()]:
+        assert digits not in "".join(ch for ch in text if ch.isdigit()), text
+
+
+@pytest.mark.parametrize("where", ["line name", "meta", "top level", "nested array", "key"])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        PAN,
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "3782 822463 10005",
+        f"paid with {AMEX} thanks",
+        LONG_VISA,
+        f"%B{PAN}^DOE/JOHN^2512101000?",
+        f";{PAN}=2512101000?",
+        f"{PAN}D25121010000F",
+    ],
+)
+def test_card_data_anywhere_is_refused_by_path_and_never_echoed(where: str, secret: str) -> None:
+    sale = good_sale()
+    path = hide(sale, where, secret)
+    assert_refused_unechoed(sale, path, secret)
+
+
+@pytest.mark.parametrize("where", ["line name", "meta", "top level", "nested array"])
+@pytest.mark.parametrize("number", [int(PAN), int(AMEX), int(LONG_VISA), float(PAN)])
+def test_a_pan_as_a_json_number_is_refused(where: str, number: float) -> None:
+    sale = good_sale()
+    path = hide(sale, where, number)
+    assert_refused_unechoed(sale, path, str(int(number)))
+
+
+def test_a_pan_as_the_currency_is_not_echoed() -> None:
+    sale = good_sale()
+    path = hide(sale, "currency", PAN)
+    assert_refused_unechoed(sale, path, PAN)
+
+
+@pytest.mark.parametrize("pan", ["4222222222222", "36227206271667"])
+def test_13_and_14_digit_pans_are_refused_in_payments(pan: str) -> None:
+    sale = good_sale()
+    sale["payments"][0]["note"] = f"card {pan}"
+    assert_refused_unechoed(sale, "sale.payments[0].note", pan)
+    sale = good_sale()
+    sale["payments"][0]["terminal_ref"] = int(pan)
+    assert_refused_unechoed(sale, "sale.payments[0].terminal_ref", pan)
+    sale = good_sale()
+    assert_refused_unechoed(sale, hide(sale, "payment key", pan), pan)
+    sale = good_sale()
+    sale["lines"][0]["name"] = pan  # a GTIN-13/14 outside the payments
+    validate_sale(sale)
+
+
+def test_retail_data_everywhere_is_kept() -> None:
+    sale = good_sale()
+    sale["lines"][0].update(
+        sku="4001092815905",  # GTIN-13, Luhn-valid
+        gtin=4001092815905,
+        scan="]C101040123451234561725010110ABC123\x1d21XYZ",
+        name="Bio Vollmilch 3,5% 1 l (01)04012345123456(17)250101(10)ABC123",
+    )
+    sale["meta"].update(
+        receipt="S042-T03-000123",
+        phone="+49 151 2345 6789",
+        order="ORD-2026-12-07-000000123456",
+        order_no=12345678901234,
+    )
+    sale["meta"]["40010928159050"] = "a GTIN-14 as a key"
+    validate_sale(sale)

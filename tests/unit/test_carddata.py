@@ -1,0 +1,192 @@
+"""Card data detection and log redaction (DESIGN invariant 6): both sides of the line.
+
+Every published test PAN is found wherever it hides; GTINs and GS1 element strings, one in
+ten of which happen to pass Luhn, are never taken for card data.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edged.carddata import find_card_data, find_card_number, luhn_ok, redact
+
+# Test PANs the schemes and acquirers publish (Stripe, Adyen, Cybersource, Braintree, ...).
+PANS_15_TO_19 = [
+    "4242424242424242", "4111111111111111", "4000056655665556", "4012888888881881",
+    "4917610000000000", "4000002500001001", "4444333322221111", "4035501000000008",
+    "4000000000000002", "4917610000000000003",  # Visa (19 digits last)
+    "5555555555554444", "2223003122003222", "5200828282828210", "5105105105105100",
+    "5431111111111111", "2222400070000005", "5454545454545454", "5500000000000004",
+    "378282246310005", "371449635398431", "378734493671000", "340000000000009",  # Amex
+    "6011111111111117", "6011000990139424", "6011981111111113", "6011601160116611",  # Discover
+    "3566002020360505", "3530111333300000", "3566111111111113",  # JCB
+    "3056930009020004",  # Diners, 16 digits
+    "6200000000000005", "6212345678901232", "6205500000000000004",  # UnionPay
+    "6759649826438453", "6799990100000000019", "6304000000000000", "5019717010103742",
+    "6331101999990016", "6703444444444449", "6062826786276634",  # Maestro and friends
+]  # fmt: skip
+PANS_13_14 = ["4222222222222", "36227206271667", "30569309025904", "38520000023237"]
+
+
+def grouped(pan: str, sep: str) -> str:
+    """The PAN as printed on the card: Amex 4-6-5, the rest 4-4-4-4(-3)."""
+    if len(pan) == 15:
+        return sep.join((pan[:4], pan[4:10], pan[10:]))
+    return sep.join(pan[i : i + 4] for i in range(0, len(pan), 4))
+
+
+def hidings(pan: str) -> list[str]:
+    """Every shape of `pan` outside payments that must be refused."""
+    return [
+        pan,
+        grouped(pan, " "),
+        grouped(pan, "-"),
+        f"card {pan} approved",
+        f"ref:{grouped(pan, ' ')}/x",
+        f"%B{pan}^DOE/JOHN^2512101000000000000?",
+        f";{pan}=25121010000000000?",
+        f"{pan}=2512101000",
+        f"{pan}D25121010000000000F",
+        "57 13 " + " ".join(f"{pan}D2512101000000F"[i : i + 2] for i in range(0, 26, 2)),
+    ]
+
+
+def test_published_test_pans_are_luhn_valid() -> None:
+    assert all(luhn_ok(pan) for pan in PANS_15_TO_19 + PANS_13_14)
+
+
+@pytest.mark.parametrize("pan", PANS_15_TO_19)
+def test_a_pan_is_found_in_every_shape(pan: str) -> None:
+    for text in hidings(pan):
+        assert find_card_data(text) is not None, text
+        assert find_card_data(text, strict=True) is not None, text
+    assert find_card_number(int(pan)) == "a full card number"
+    if int(pan) < 2**53:
+        assert find_card_number(float(pan)) == "a full card number"
+
+
+@pytest.mark.parametrize("pan", PANS_13_14)
+def test_13_and_14_digits_count_only_in_payments_unless_in_track_shapes(pan: str) -> None:
+    assert find_card_data(pan) is None  # cannot be told from a GTIN-13/14
+    assert find_card_number(int(pan)) is None
+    assert find_card_data(f"card {pan} ok", strict=True) == "a full card number"
+    assert find_card_number(int(pan), strict=True) == "a full card number"
+    assert find_card_data(f"%B{pan}^DOE/JOHN^2512101?") == "magnetic stripe track 1 data"
+    assert find_card_data(f";{pan}=2512101?") == "magnetic stripe track 2 data"
+    assert find_card_data(f"{pan}=2512101") == "magnetic stripe track 2 data"
+    assert find_card_data(f"57{len(pan) // 2 + 4:02X}{pan}D2512101F") is not None
+
+
+def test_the_kind_of_card_data_is_named() -> None:
+    pan = "4111111111111111"
+    assert find_card_data(f"%B{pan}^DOE/JOHN^2512?") == "magnetic stripe track 1 data"
+    assert find_card_data(f";{pan}=2512?") == "magnetic stripe track 2 data"
+    assert find_card_data(f"{pan}D2512101") == "EMV tag 57 (track 2 equivalent) data"
+    # the example from a real tag 57 dump, hex bytes with spaces
+    assert find_card_data("57 13 40 23 60 09 00 12 50 08 d1 80 52 21 00 00 00 00 00 00 0f") == (
+        "EMV tag 57 (track 2 equivalent) data"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "S042-T03-000123",  # receipt number
+        "+49 151 2345 6789",
+        "0049-151-23456789",
+        "(01)04012345123456(17)250101(10)ABC123",
+        "ORD-2026-12-07-000000123456",
+        "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+        "4111111111111112",  # Luhn fails
+        "1111111111111117",  # Luhn-valid, no scheme starts with 1
+        "41111111111111111111",  # 20 digits: no card
+        "9f2c1e0d41111111a1111111d2512a0b5713",  # a hash
+        "4001092815905",  # GTIN-13, Luhn-valid
+        "40010928159050",  # GTIN-14 shape
+        "2512-1010-0000",
+    ],
+)
+def test_retail_data_is_not_card_data(text: str) -> None:
+    assert find_card_data(text) is None
+
+
+def gs1_check(body: str) -> str:
+    """The GS1 mod-10 check digit (weights 3, 1 from the right)."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return str(-total % 10)
+
+
+def gtins(rng: random.Random, length: int, count: int) -> list[str]:
+    bodies = (f"{rng.randrange(10 ** (length - 1)):0{length - 1}d}" for _ in range(count))
+    return [body + gs1_check(body) for body in bodies]
+
+
+@pytest.mark.parametrize("length", [8, 12, 13, 14])
+def test_many_gtins_are_never_card_data(length: int) -> None:
+    codes = gtins(random.Random(length), length, 20_000)
+    luhn_valid = [code for code in codes if luhn_ok(code)]
+    assert len(luhn_valid) > 1_000  # the dangerous ones are among them
+    for code in codes:
+        assert find_card_data(code) is None, code
+        assert find_card_number(int(code)) is None, code
+        assert find_card_data(f"item {code} x2") is None, code
+
+
+gtin14 = st.text("0123456789", min_size=13, max_size=13).map(lambda b: b + gs1_check(b))
+# AIs printed on retail trade items, with values as scanners deliver them
+FIXED_AIS = {"01": gtin14, "02": gtin14, "11": st.text("0123456789", min_size=6, max_size=6)}
+FIXED_AIS |= {"15": FIXED_AIS["11"], "17": FIXED_AIS["11"], "3103": FIXED_AIS["11"]}
+VARIABLE_AIS = {
+    "10": st.text("0123456789ABCDEFGHJK", min_size=1, max_size=20),
+    "21": st.text("0123456789ABCDEF", min_size=1, max_size=20),
+    "30": st.text("0123456789", min_size=1, max_size=8),
+    "37": st.text("0123456789", min_size=1, max_size=8),
+    "3922": st.text("0123456789", min_size=1, max_size=8),  # a price, in cents
+}
+
+
+@st.composite
+def gs1_strings(draw: st.DrawFn) -> str:
+    """A GS1 element string: bracketed, or raw with FNC1 (GS) after variable-length fields."""
+    first = draw(st.sampled_from(["01", "02"]))
+    pairs = [(first, draw(gtin14))]
+    for ai in draw(st.lists(st.sampled_from(sorted(FIXED_AIS | VARIABLE_AIS)), max_size=4)):
+        pairs.append((ai, draw((FIXED_AIS | VARIABLE_AIS)[ai])))
+    if draw(st.booleans()):
+        return "".join(f"({ai}){value}" for ai, value in pairs)
+    raw = ""
+    for ai, value in pairs:
+        raw += ai + value + ("\x1d" if ai in VARIABLE_AIS else "")
+    return draw(st.sampled_from(["", "]C1", "]d2", "]e0"])) + raw.rstrip("\x1d")
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(gs1_strings())
+def test_gs1_element_strings_are_not_card_data(text: str) -> None:
+    assert find_card_data(text) is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(PANS_15_TO_19), st.text(max_size=20), st.text(max_size=20))
+def test_a_pan_between_any_text_is_found(pan: str, before: str, after: str) -> None:
+    """Any text around it, as long as no digit touches the PAN (which would make it longer)."""
+    before = before.rstrip("0123456789")
+    after = after.lstrip("0123456789")
+    assert find_card_data(before + pan + after) is not None
+
+
+@pytest.mark.parametrize("pan", PANS_15_TO_19 + PANS_13_14)
+def test_redact_masks_every_pan_shape(pan: str) -> None:
+    for text in [pan, grouped(pan, " "), grouped(pan, "-"), f"m.{pan}.x", f"%B{pan}^A^2512"]:
+        out = redact(text)
+        assert pan not in out.replace(" ", "").replace("-", "")
+        assert not any(ch.isdigit() for ch in out.split("^")[0]), out
+
+
+def test_redact_keeps_short_numbers() -> None:
+    assert redact("sale.lines[12].qty 42 port 1883") == "sale.lines[12].qty 42 port 1883"
+    assert redact("id 123456789012") == "id ############"
