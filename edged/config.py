@@ -140,6 +140,17 @@ class DevicesSection(_Section, frozen=True):
     payment: PaymentSection | None = None
 
 
+# Operation kinds and whether they need the store link: "online" ones are refused at once
+# while the link is not online (edged.operations); a UI-named kind is just another key.
+OperationPolicy = Literal["online", "any"]
+DEFAULT_OPERATIONS: dict[str, OperationPolicy] = {
+    "loyalty": "online",
+    "voucher": "online",
+    "gift_card": "online",
+    "return_with_receipt_lookup": "online",
+}
+
+
 class CollectorSection(_Section, frozen=True):
     db: str
     # MQTT v5 shared subscription group; several collectors with the same group share the load.
@@ -154,6 +165,8 @@ class Config(_Section, frozen=True):
     api: ApiSection = ApiSection()
     uplink: UplinkSection | None = None
     devices: DevicesSection = DevicesSection()
+    # kind -> policy; load_config merges it over DEFAULT_OPERATIONS
+    operations: dict[str, Any] = {}  # checked by _check_operations, for errors naming the key
     source: str = ""
 
 
@@ -301,8 +314,33 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     uplink = _resolve_uplink(base, cfg.uplink, str(file))
     devices = _check_devices(base, cfg.devices, str(file))
     return msgspec.structs.replace(
-        cfg, journal=journal, api=api, uplink=uplink, devices=devices, source=str(file)
+        cfg,
+        journal=journal,
+        api=api,
+        uplink=uplink,
+        devices=devices,
+        operations=_check_operations(cfg.operations, str(file)),
+        source=str(file),
     )
+
+
+def _check_operations(table: dict[str, Any], file: str) -> dict[str, Any]:
+    """`[operations]` over DEFAULT_OPERATIONS; each key an operation kind, each value a policy."""
+    for kind, policy in table.items():
+        if not re.fullmatch(IDENT_PATTERN, kind):
+            raise ConfigError(
+                file,
+                f"operations.{kind[:40]}",
+                "an operation kind must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-'",
+            )
+        if policy not in typing.get_args(OperationPolicy):
+            raise ConfigError(
+                file,
+                f"operations.{kind}",
+                f'must be "online" (refused while the store link is not online) or "any", '
+                f"got {policy!r}",
+            )
+    return {**DEFAULT_OPERATIONS, **table}
 
 
 def _check_devices(base: Path, devices: DevicesSection, file: str) -> DevicesSection:

@@ -27,6 +27,7 @@ from edged.health import Check, Health
 from edged.journal import Journal, StoredEntry
 from edged.journal.damaged import RESTORE_HINT, damaged_event
 from edged.keys import collector_pin_path, load_or_create, read_pin, terminal_key_path
+from edged.operations import NeedsStoreError, OperationPolicy
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
@@ -65,12 +66,15 @@ class TerminalServices:
         self._uplink = uplink
         self._devices = devices
         self._simulators = simulators
+        self._operations = OperationPolicy(cfg.operations)
         self.events = events
         self._started = time.monotonic()
         self._since = utc_now_iso()
         self.health: Health | None = None  # set by the daemon once its checks exist
 
     async def commit_sale(self, sale: Any) -> dict[str, Any]:
+        link = self.link_status()["state"]
+        await self._operations.admit_sale(sale, link, self._committed)
         result = await self._journal.commit(sale)
         log.info("sale_committed", sale_id=sale["id"], seq=result.seq, duplicate=result.duplicate)
         if not result.duplicate and self.link_status()["state"] != "online":
@@ -82,6 +86,16 @@ class TerminalServices:
             "hash": result.hash,
             "duplicate": result.duplicate,
         }
+
+    async def _committed(self, sale_id: str) -> bool:
+        return await self._journal.get(sale_id) is not None
+
+    def check_operation(self, kind: str) -> dict[str, Any]:
+        needs_store = self._operations.needs_store(kind, "kind")
+        link = self.link_status()["state"]
+        if self._operations.refused([kind], link):
+            raise NeedsStoreError([kind], link)
+        return {"kind": kind, "needs_store": needs_store, "link": link}
 
     async def _read_sale(self, sale_id: str) -> tuple[StoredEntry, bool] | None:
         """The sale's entry and whether it is acked; a damaged entry is a JournalError."""
