@@ -67,6 +67,10 @@ class UplinkSection(_Section, frozen=True):
     reconnect_min_s: Positive = 0.5
     reconnect_max_s: Positive = 5.0
     require_signed_acks: bool = True  # terminal: act on no unsigned ack, even before a pin
+    # The oldest unsent sale this old turns the outbox severity `warn`, then `alarm`
+    # (edged.backlog's defaults; config must not import it).
+    outbox_warn_after_s: Positive = 900.0
+    outbox_alarm_after_s: Positive = 14400.0
 
     @property
     def effective_port(self) -> int:
@@ -274,6 +278,13 @@ def _resolve_uplink(base: Path, up: UplinkSection | None, file: str) -> UplinkSe
         raise ConfigError(file, "uplink.key_file", "set cert_file too, or remove key_file")
     if (up.cert_file or up.ca_file) and not up.tls:
         raise ConfigError(file, "uplink.tls", "ca_file/cert_file are set but tls is false")
+    if up.outbox_alarm_after_s < up.outbox_warn_after_s:
+        raise ConfigError(
+            file,
+            "uplink.outbox_alarm_after_s",
+            f"must be >= outbox_warn_after_s ({up.outbox_warn_after_s:g}): the alarm comes "
+            "after the warning",
+        )
     if up.reconnect_max_s < up.reconnect_min_s:
         raise ConfigError(file, "uplink.reconnect_max_s", "must be >= reconnect_min_s")
     if "#" in up.topic_prefix or "+" in up.topic_prefix or not up.topic_prefix.strip("/"):

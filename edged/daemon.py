@@ -15,6 +15,7 @@ import structlog
 
 from edged import __version__
 from edged.api.server import ApiServer
+from edged.backlog import outbox_data, watch_severity
 from edged.client import ApiClient
 from edged.clock import utc_now_iso
 from edged.clockwatch import watch_clock
@@ -79,7 +80,7 @@ class TerminalServices:
         log.info("sale_committed", sale_id=sale["id"], seq=result.seq, duplicate=result.duplicate)
         if not result.duplicate and self.link_status()["state"] != "online":
             # Online, the forwarder announces the outbox; without it the tail still grew.
-            self.events.publish("outbox", self._journal.stats().outbox())
+            self.events.publish("outbox", self.outbox_data())
         return {
             "seq": result.seq,
             "receipt_no": result.receipt_no,
@@ -124,6 +125,10 @@ class TerminalServices:
             "acked": acked,
         }
 
+    def outbox_data(self) -> dict[str, Any]:
+        """The `outbox` event's data, with the backlog's age and severity."""
+        return outbox_data(self._journal.stats(), self._uplink.backlog if self._uplink else None)
+
     def link_status(self) -> dict[str, Any]:
         if self._uplink is None:
             return {"state": "disabled", "since": self._since}
@@ -137,6 +142,7 @@ class TerminalServices:
 
     def status(self) -> dict[str, Any]:
         stats = self._journal.stats()
+        backlog = self.outbox_data()
         terminal = self._cfg.terminal
         return {
             "terminal": {
@@ -149,6 +155,8 @@ class TerminalServices:
             "outbox": {
                 "pending": stats.pending,
                 "oldest_created_at": stats.oldest_pending_created_at,
+                "oldest_age_s": backlog["oldest_age_s"],
+                "severity": backlog["severity"],
                 "acked_upto": stats.acked_upto,
                 "last_ack_at": stats.last_ack_at,
             },
@@ -402,6 +410,8 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
                 others["clock-watch"] = watch_clock
                 if devices.configured:  # else it would end at once: a stop nobody asked for
                     others["devices"] = functools.partial(simulators.serve, devices.run)
+                if uplink is not None:
+                    others["backlog"] = lambda: watch_severity(journal, events, uplink.backlog)
                 if notifier.enabled:
                     others["sd-status"] = lambda: _report_status(notifier, services)
                 tasks += [tg.create_task(supervise(n, r), name=n) for n, r in others.items()]
