@@ -7,6 +7,7 @@ import re
 import ssl
 import tomllib
 import typing
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -31,6 +32,8 @@ class TerminalSection(_Section, frozen=True):
     terminal_id: Ident
     # Python format string; fields: store, terminal, seq.
     receipt_format: str = "{store}-{terminal}-{seq:06d}"
+    # IANA zone of the times printed on receipts and shown by edgectl; "" is the system's.
+    timezone: str = ""
 
 
 class JournalSection(_Section, frozen=True):
@@ -307,6 +310,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             "terminal.receipt_format",
             f"bad format ({exc}); the fields are store, terminal and seq",
         ) from None
+    _check_timezone(cfg.terminal.timezone, str(file))
     if cfg.journal.id_retain_days < cfg.journal.retain_days:
         raise ConfigError(
             str(file),
@@ -333,6 +337,21 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         operations=_check_operations(cfg.operations, str(file)),
         source=str(file),
     )
+
+
+def _check_timezone(name: str, file: str) -> None:
+    if not name:
+        return
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            file,
+            "terminal.timezone",
+            f'unknown time zone {name[:60]!r}: use an IANA name such as "Europe/Berlin" '
+            "(`timedatectl list-timezones`), or leave it out for the system's zone; if no "
+            "zone is known at all, install the time zone data (Debian: apt install tzdata)",
+        ) from None
 
 
 def _check_operations(table: dict[str, Any], file: str) -> dict[str, Any]:

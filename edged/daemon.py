@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from edged import __version__
+from edged import __version__, localtime
 from edged.api.server import ApiServer
 from edged.backlog import outbox_data, watch_severity
 from edged.client import ApiClient
@@ -68,6 +68,7 @@ class TerminalServices:
         self._devices = devices
         self._simulators = simulators
         self._operations = OperationPolicy(cfg.operations)
+        self._zone = localtime.zone(cfg.terminal.timezone)  # of receipts; checked by config
         self.events = events
         self._started = time.monotonic()
         self._since = utc_now_iso()
@@ -199,7 +200,7 @@ class TerminalServices:
                 raise SaleNotFoundError(sale_id)
             entry, _ = found
             terminal = self._cfg.terminal
-            document = sale_document(terminal.store_id, terminal.terminal_id, entry)
+            document = sale_document(terminal.store_id, terminal.terminal_id, entry, self._zone)
         else:
             assert receipt is not None
             document = receipt
