@@ -75,8 +75,7 @@ class TerminalServices:
         self.health: Health | None = None  # set by the daemon once its checks exist
 
     async def commit_sale(self, sale: Any) -> dict[str, Any]:
-        link = self.link_status()["state"]
-        await self._operations.admit_sale(sale, link, self._committed)
+        await self._operations.admit_sale(sale, self._link_state, self._committed)
         result = await self._journal.commit(sale)
         log.info("sale_committed", sale_id=sale["id"], seq=result.seq, duplicate=result.duplicate)
         if not result.duplicate and self.link_status()["state"] != "online":
@@ -89,12 +88,16 @@ class TerminalServices:
             "duplicate": result.duplicate,
         }
 
+    def _link_state(self) -> str:
+        state: str = self.link_status()["state"]
+        return state
+
     async def _committed(self, sale_id: str) -> bool:
         return await self._journal.get(sale_id) is not None
 
     def check_operation(self, kind: str) -> dict[str, Any]:
         needs_store = self._operations.needs_store(kind, "kind")
-        link = self.link_status()["state"]
+        link = self._link_state()
         if self._operations.refused([kind], link):
             raise NeedsStoreError([kind], link)
         return {"kind": kind, "needs_store": needs_store, "link": link}

@@ -89,17 +89,21 @@ class OperationPolicy:
         return [k for k in kinds if self._table[k] == ONLINE]
 
     async def admit_sale(
-        self, sale: Any, link: str, committed: Callable[[str], Awaitable[bool]]
+        self, sale: Any, link: Callable[[], str], committed: Callable[[str], Awaitable[bool]]
     ) -> None:
-        """Raise NeedsStoreError if `sale` carries operations the link state refuses.
+        """Raise NeedsStoreError if `sale` carries operations the link state `link()` refuses.
 
         An invalid sale gets its ValidationError instead, and a sale already committed (a
         retried commit, whose answer is its duplicate result) is let through.
         """
-        refused = self.refused(self.sale_kinds(sale), link)
+        kinds = self.sale_kinds(sale)
+        if not kinds:
+            return  # most sales: no operation, no look at the link
+        state = link()
+        refused = self.refused(kinds, state)
         if not refused:
             return
         validate_sale(sale)
         if await committed(sale["id"]):
             return
-        raise NeedsStoreError(refused, link)
+        raise NeedsStoreError(refused, state)

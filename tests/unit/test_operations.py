@@ -86,10 +86,12 @@ async def test_admit_sale_refuses_lets_retries_through_and_reports_invalid_sales
     async def known(_id: str) -> bool:
         return True
 
-    await policy.admit_sale(sale, "online", never)
+    await policy.admit_sale(sale, lambda: "online", never)
     with pytest.raises(NeedsStoreError) as err:
-        await policy.admit_sale(sale, "offline", never)
+        await policy.admit_sale(sale, lambda: "offline", never)
     assert (err.value.kinds, err.value.link) == (["voucher"], "offline")
-    await policy.admit_sale(sale, "offline", known)  # a retried commit gets its duplicate answer
+    await policy.admit_sale(
+        sale, lambda: "offline", known
+    )  # a retried commit gets its duplicate answer
     with pytest.raises(ValidationError):
-        await policy.admit_sale({**sale, "total": 1.5}, "offline", never)
+        await policy.admit_sale({**sale, "total": 1.5}, lambda: "offline", never)
