@@ -17,6 +17,7 @@ from tests.integration.test_doctor_checks import (
     doctor,
     link_state,
 )
+from tests.integration.test_edgectl import edgectl
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.mosquitto import Mosquitto
 from tests.support.sales import cash_sale
@@ -88,6 +89,9 @@ async def test_doctor_uses_the_daemons_thresholds(tmp_path: Path, broker: Mosqui
         run = await doctor("--config", str(daemon.config), "--json")
         assert run.returncode == 1
         assert checks(run)["outbox"]["level"] == "FAIL"
+        shown = await asyncio.to_thread(edgectl, "--config", str(daemon.config), "status")
+        (oldest,) = [x for x in shown.stdout.splitlines() if x.startswith("oldest pending")]
+        assert oldest.endswith(" ago): ALARM"), shown.stdout
     finally:
         daemon.terminate()
     # The daemon stopped, doctor reads the journal file, with the same thresholds.
