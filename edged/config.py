@@ -7,6 +7,7 @@ import re
 import ssl
 import tomllib
 import typing
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -31,6 +32,8 @@ class TerminalSection(_Section, frozen=True):
     terminal_id: Ident
     # Python format string; fields: store, terminal, seq.
     receipt_format: str = "{store}-{terminal}-{seq:06d}"
+    # IANA zone of the times printed on receipts and shown by edgectl; "" is the system's.
+    timezone: str = ""
 
 
 class JournalSection(_Section, frozen=True):
@@ -67,6 +70,10 @@ class UplinkSection(_Section, frozen=True):
     reconnect_min_s: Positive = 0.5
     reconnect_max_s: Positive = 5.0
     require_signed_acks: bool = True  # terminal: act on no unsigned ack, even before a pin
+    # The oldest unsent sale this old turns the outbox severity `warn`, then `alarm`
+    # (edged.backlog's defaults; config must not import it).
+    outbox_warn_after_s: Positive = 900.0
+    outbox_alarm_after_s: Positive = 14400.0
 
     @property
     def effective_port(self) -> int:
@@ -140,6 +147,17 @@ class DevicesSection(_Section, frozen=True):
     payment: PaymentSection | None = None
 
 
+# Operation kinds and whether they need the store link: "online" ones are refused at once
+# while the link is not online (edged.operations); a UI-named kind is just another key.
+OperationPolicy = Literal["online", "any"]
+DEFAULT_OPERATIONS: dict[str, OperationPolicy] = {
+    "loyalty": "online",
+    "voucher": "online",
+    "gift_card": "online",
+    "return_with_receipt_lookup": "online",
+}
+
+
 class CollectorSection(_Section, frozen=True):
     db: str
     # MQTT v5 shared subscription group; several collectors with the same group share the load.
@@ -157,6 +175,8 @@ class Config(_Section, frozen=True):
     api: ApiSection = ApiSection()
     uplink: UplinkSection | None = None
     devices: DevicesSection = DevicesSection()
+    # kind -> policy; load_config merges it over DEFAULT_OPERATIONS
+    operations: dict[str, Any] = {}  # checked by _check_operations, for errors naming the key
     source: str = ""
 
 
@@ -264,6 +284,13 @@ def _resolve_uplink(base: Path, up: UplinkSection | None, file: str) -> UplinkSe
         raise ConfigError(file, "uplink.key_file", "set cert_file too, or remove key_file")
     if (up.cert_file or up.ca_file) and not up.tls:
         raise ConfigError(file, "uplink.tls", "ca_file/cert_file are set but tls is false")
+    if up.outbox_alarm_after_s < up.outbox_warn_after_s:
+        raise ConfigError(
+            file,
+            "uplink.outbox_alarm_after_s",
+            f"must be >= outbox_warn_after_s ({up.outbox_warn_after_s:g}): the alarm comes "
+            "after the warning",
+        )
     if up.reconnect_max_s < up.reconnect_min_s:
         raise ConfigError(file, "uplink.reconnect_max_s", "must be >= reconnect_min_s")
     if "#" in up.topic_prefix or "+" in up.topic_prefix or not up.topic_prefix.strip("/"):
@@ -286,6 +313,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             "terminal.receipt_format",
             f"bad format ({exc}); the fields are store, terminal and seq",
         ) from None
+    _check_timezone(cfg.terminal.timezone, str(file))
     if cfg.journal.id_retain_days < cfg.journal.retain_days:
         raise ConfigError(
             str(file),
@@ -304,8 +332,48 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     uplink = _resolve_uplink(base, cfg.uplink, str(file))
     devices = _check_devices(base, cfg.devices, str(file))
     return msgspec.structs.replace(
-        cfg, journal=journal, api=api, uplink=uplink, devices=devices, source=str(file)
+        cfg,
+        journal=journal,
+        api=api,
+        uplink=uplink,
+        devices=devices,
+        operations=_check_operations(cfg.operations, str(file)),
+        source=str(file),
     )
+
+
+def _check_timezone(name: str, file: str) -> None:
+    if not name:
+        return
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            file,
+            "terminal.timezone",
+            f'unknown time zone {name[:60]!r}: use an IANA name such as "Europe/Berlin" '
+            "(`timedatectl list-timezones`), or leave it out for the system's zone; if no "
+            "zone is known at all, install the time zone data (Debian: apt install tzdata)",
+        ) from None
+
+
+def _check_operations(table: dict[str, Any], file: str) -> dict[str, Any]:
+    """`[operations]` over DEFAULT_OPERATIONS; each key an operation kind, each value a policy."""
+    for kind, policy in table.items():
+        if not re.fullmatch(IDENT_PATTERN, kind):
+            raise ConfigError(
+                file,
+                f"operations.{kind[:40]}",
+                "an operation kind must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-'",
+            )
+        if policy not in typing.get_args(OperationPolicy):
+            raise ConfigError(
+                file,
+                f"operations.{kind}",
+                f'must be "online" (refused while the store link is not online) or "any", '
+                f"got {policy!r}",
+            )
+    return {**DEFAULT_OPERATIONS, **table}
 
 
 def _check_devices(base: Path, devices: DevicesSection, file: str) -> DevicesSection:

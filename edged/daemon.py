@@ -13,8 +13,9 @@ from typing import Any
 import msgspec
 import structlog
 
-from edged import __version__
+from edged import __version__, localtime
 from edged.api.server import ApiServer
+from edged.backlog import outbox_data, watch_severity
 from edged.client import ApiClient
 from edged.clock import utc_now_iso
 from edged.clockwatch import watch_clock
@@ -27,6 +28,7 @@ from edged.health import Check, Health
 from edged.journal import Journal, StoredEntry
 from edged.journal.damaged import RESTORE_HINT, damaged_event
 from edged.keys import collector_pin_path, load_or_create, read_pin, terminal_key_path
+from edged.operations import NeedsStoreError, OperationPolicy
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
 from edged.sdnotify import Notifier
@@ -65,23 +67,40 @@ class TerminalServices:
         self._uplink = uplink
         self._devices = devices
         self._simulators = simulators
+        self._operations = OperationPolicy(cfg.operations)
+        self._zone = localtime.zone(cfg.terminal.timezone)  # of receipts; checked by config
         self.events = events
         self._started = time.monotonic()
         self._since = utc_now_iso()
         self.health: Health | None = None  # set by the daemon once its checks exist
 
     async def commit_sale(self, sale: Any) -> dict[str, Any]:
+        await self._operations.admit_sale(sale, self._link_state, self._committed)
         result = await self._journal.commit(sale)
         log.info("sale_committed", sale_id=sale["id"], seq=result.seq, duplicate=result.duplicate)
         if not result.duplicate and self.link_status()["state"] != "online":
             # Online, the forwarder announces the outbox; without it the tail still grew.
-            self.events.publish("outbox", self._journal.stats().outbox())
+            self.events.publish("outbox", self.outbox_data())
         return {
             "seq": result.seq,
             "receipt_no": result.receipt_no,
             "hash": result.hash,
             "duplicate": result.duplicate,
         }
+
+    def _link_state(self) -> str:
+        state: str = self.link_status()["state"]
+        return state
+
+    async def _committed(self, sale_id: str) -> bool:
+        return await self._journal.get(sale_id) is not None
+
+    def check_operation(self, kind: str) -> dict[str, Any]:
+        needs_store = self._operations.needs_store(kind, "kind")
+        link = self._link_state()
+        if self._operations.refused([kind], link):
+            raise NeedsStoreError([kind], link)
+        return {"kind": kind, "needs_store": needs_store, "link": link}
 
     async def _read_sale(self, sale_id: str) -> tuple[StoredEntry, bool] | None:
         """The sale's entry and whether it is acked; a damaged entry is a JournalError."""
@@ -110,6 +129,10 @@ class TerminalServices:
             "acked": acked,
         }
 
+    def outbox_data(self) -> dict[str, Any]:
+        """The `outbox` event's data, with the backlog's age and severity."""
+        return outbox_data(self._journal.stats(), self._uplink.backlog if self._uplink else None)
+
     def link_status(self) -> dict[str, Any]:
         if self._uplink is None:
             return {"state": "disabled", "since": self._since}
@@ -123,6 +146,7 @@ class TerminalServices:
 
     def status(self) -> dict[str, Any]:
         stats = self._journal.stats()
+        backlog = self.outbox_data()
         terminal = self._cfg.terminal
         return {
             "terminal": {
@@ -135,6 +159,8 @@ class TerminalServices:
             "outbox": {
                 "pending": stats.pending,
                 "oldest_created_at": stats.oldest_pending_created_at,
+                "oldest_age_s": backlog["oldest_age_s"],
+                "severity": backlog["severity"],
                 "acked_upto": stats.acked_upto,
                 "last_ack_at": stats.last_ack_at,
             },
@@ -177,7 +203,7 @@ class TerminalServices:
                 raise SaleNotFoundError(sale_id)
             entry, _ = found
             terminal = self._cfg.terminal
-            document = sale_document(terminal.store_id, terminal.terminal_id, entry)
+            document = sale_document(terminal.store_id, terminal.terminal_id, entry, self._zone)
         else:
             assert receipt is not None
             document = receipt
@@ -388,6 +414,8 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
                 others["clock-watch"] = watch_clock
                 if devices.configured:  # else it would end at once: a stop nobody asked for
                     others["devices"] = functools.partial(simulators.serve, devices.run)
+                if uplink is not None:
+                    others["backlog"] = lambda: watch_severity(journal, events, uplink.backlog)
                 if notifier.enabled:
                     others["sd-status"] = lambda: _report_status(notifier, services)
                 tasks += [tg.create_task(supervise(n, r), name=n) for n, r in others.items()]

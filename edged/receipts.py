@@ -6,12 +6,14 @@ config, or `edgectl receipt` would show support something other than what the ti
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import Any, Protocol
 
 import msgspec
 
 from edged.config import PrinterSection
 from edged.devices.printer.layout import ReceiptLayout
+from edged.localtime import local_text
 
 
 class JournaledSale(Protocol):
@@ -29,8 +31,11 @@ class JournaledSale(Protocol):
     def sale_json(self) -> bytes: ...
 
 
-def sale_document(store_id: str, terminal_id: str, entry: JournaledSale) -> dict[str, Any]:
-    """The `{"kind": "sale", ...}` document of a journaled sale (edged.devices.printer.receipt)."""
+def sale_document(
+    store_id: str, terminal_id: str, entry: JournaledSale, where: tzinfo
+) -> dict[str, Any]:
+    """The `{"kind": "sale", ...}` document of a journaled sale (edged.devices.printer.receipt),
+    its time printed in the store's zone `where` (`[terminal] timezone`)."""
     return {
         "kind": "sale",
         "store_id": store_id,
@@ -38,6 +43,7 @@ def sale_document(store_id: str, terminal_id: str, entry: JournaledSale) -> dict
         "seq": entry.seq,
         "receipt_no": entry.receipt_no,
         "created_at": entry.created_at,
+        "local_time": local_text(entry.created_at, where),
         "hash": entry.hash.hex(),
         "sale": msgspec.json.decode(entry.sale_json),
     }

@@ -34,6 +34,10 @@
 - `-32014` PAYMENT_NOT_FOUND: no payment with this id (`data`: `{id}`).
 - `-32015` NOT_SUPPORTED: the device's protocol cannot do this (e.g. a reversal over
   Telium Concert E+); the message says what to do instead.
+- `-32020` NEEDS_STORE: an operation that needs the store (`[operations]` kind = "online":
+  loyalty, vouchers, gift cards, returns with receipt lookup) while the store link is not
+  `online` (`data`: `{kinds, link}`). Answered at once; the message is for the cashier.
+  Sell without it or try again once the `link` event says `online`.
 """
 
 from __future__ import annotations
@@ -57,3 +61,4 @@ PAYMENT_BUSY = -32012
 PAYMENT_CONFLICT = -32013
 PAYMENT_NOT_FOUND = -32014
 NOT_SUPPORTED = -32015
+NEEDS_STORE = -32020

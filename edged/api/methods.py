@@ -28,6 +28,7 @@ from edged.errors import (
     ValidationError,
 )
 from edged.events import EVENT_TYPES
+from edged.operations import NeedsStoreError
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +53,10 @@ async def _sale_get(services: Services, session: Session, params: dict[str, Any]
 
 async def _sync_now(services: Services, session: Session, params: dict[str, Any]) -> Any:
     return await services.sync_now()
+
+
+async def _operation_check(services: Services, session: Session, params: dict[str, Any]) -> Any:
+    return services.check_operation(params["kind"])
 
 
 async def _subscribe(services: Services, session: Session, params: dict[str, Any]) -> Any:
@@ -83,6 +88,7 @@ METHODS: dict[str, Method] = {
         Method("sale.commit", ("sale",), frozenset({"sale"}), _sale_commit),
         Method("sale.get", ("id",), frozenset({"id"}), _sale_get),
         Method("sync.now", (), frozenset(), _sync_now),
+        Method("operation.check", ("kind",), frozenset({"kind"}), _operation_check),
         Method("subscribe", ("events",), frozenset({"events"}), _subscribe),
         *DEVICE_METHODS,
     )
@@ -201,6 +207,8 @@ class Dispatcher:
         if isinstance(exc, JournalError):
             log.error("api_journal_error", peer=session.peer, method=message.method, error=str(exc))
             return codes.JOURNAL_ERROR, f"journal error: {exc}", None
+        if isinstance(exc, NeedsStoreError):
+            return codes.NEEDS_STORE, str(exc), {"kinds": exc.kinds, "link": exc.link}
         if mapped := _map_device_error(exc):
             return mapped
         if isinstance(exc, ShuttingDownError):

@@ -33,6 +33,14 @@ class Services(Protocol):
         """Return the `status` result of DESIGN.md (cheap, in memory)."""
         ...
 
+    def check_operation(self, kind: str) -> dict[str, Any]:
+        """`{kind, needs_store, link}` if `kind` can be done now; at once, never waiting.
+
+        Raises NeedsStoreError while the link is not online and the kind needs it,
+        ValidationError for a kind the config does not name.
+        """
+        ...
+
     async def sync_now(self) -> dict[str, Any]:
         """Try the link and flush at once; return `{link, pending}`."""
         ...

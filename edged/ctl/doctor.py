@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edged.backlog import Thresholds
 from edged.config import DEFAULT_CONFIG_PATH, Config, load_config
 from edged.ctl import output, paths, rpc
 from edged.ctl.broker import broker_checks
@@ -49,6 +50,13 @@ def _closed(path: str | Path) -> bool:
     except OSError:
         return False
     return not os.access(path, os.R_OK)
+
+
+def _backlog(cfg: Config | None) -> Thresholds | None:
+    """The outbox thresholds of the config's `[uplink]`; None without one (or without config)."""
+    if cfg is None or cfg.uplink is None:
+        return None
+    return Thresholds(cfg.uplink.outbox_warn_after_s, cfg.uplink.outbox_alarm_after_s)
 
 
 def _config(path: str) -> tuple[Config | None, Check]:
@@ -305,7 +313,7 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
         broker_answers = any(c.name == "broker mqtt" and c.level == "OK" for c in broker)
     for found in (
         await link_check(sock, status, broker_answers),
-        outbox_check(status, journal, has_uplink=cfg is not None and cfg.uplink is not None),
+        outbox_check(status, journal, _backlog(cfg)),
     ):
         if found is not None:
             report(found)

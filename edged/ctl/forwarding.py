@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from edged.backlog import Severity, Thresholds
 from edged.ctl import output, rpc
 from edged.ctl.checks import Check
 from edged.ctl.errors import CtlError
 from edged.errors import JournalError
 from edged.journal import readonly
 
-BACKLOG_WARN_S = 15 * 60  # the oldest unsent sale is this old: WARN
-BACKLOG_FAIL_S = 4 * 3600  # ... this old: FAIL (the store's books lag half a shift)
 DOWN = ("offline", "connecting")
 # sync.now returns once the next attempt ends; an attempt already under way when doctor asks
 # (begun before the broker came back) may be that one, so doctor asks at most this often.
@@ -97,15 +96,21 @@ def _from_journal(journal: str) -> tuple[int, str | None] | None:
     return pending, oldest.created_at if oldest and oldest.damage is None else None
 
 
-def outbox_check(status: dict[str, Any] | None, journal: str, has_uplink: bool) -> Check | None:
-    """How long the oldest sale has waited for the store's ack; None on a journal-only till."""
+def outbox_check(
+    status: dict[str, Any] | None, journal: str, backlog: Thresholds | None
+) -> Check | None:
+    """How long the oldest sale has waited for the store's ack; None on a journal-only till.
+
+    WARN and FAIL at the thresholds that turn the daemon's outbox severity `warn` and `alarm`
+    (`backlog` from `[uplink]`; None without an uplink).
+    """
     if status is not None:
         if status["link"]["state"] == "disabled":
             return None
         pending, oldest = status["outbox"]["pending"], status["outbox"]["oldest_created_at"]
         source = "edged reports"
     else:
-        read = _from_journal(journal) if has_uplink else None
+        read = _from_journal(journal) if backlog else None
         if read is None:
             return None
         (pending, oldest), source = read, "the journal file holds"
@@ -129,8 +134,9 @@ def outbox_check(status: dict[str, Any] | None, journal: str, has_uplink: bool) 
         "the store has not acknowledged them: see the link and broker lines; `edgectl outbox` "
         "lists them, `edgectl sync` sends now and shows progress"
     )
-    if age >= BACKLOG_FAIL_S:
+    severity = (backlog or Thresholds()).severity(age)
+    if severity is Severity.ALARM:
         return Check("outbox", "FAIL", found, todo)
-    if age >= BACKLOG_WARN_S:
+    if severity is Severity.WARN:
         return Check("outbox", "WARN", found, todo)
     return Check("outbox", "OK", found)

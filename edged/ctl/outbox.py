@@ -43,17 +43,18 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     shown = f", the oldest {len(entries)} shown" if len(entries) < pending else ""
     print(f"{pending} pending (acknowledged up to seq {acked}){shown}")
+    where = paths.zone(args)
     cells = [
         [
             str(e["seq"]),
             e["receipt_no"],
-            e["created_at"],
+            output.when(e["created_at"], where),
             "?" if e["age_s"] is None else output.duration(e["age_s"]),
             total_cell(e),
         ]
         for e in entries
     ]
-    headers = ("seq", "receipt", "created_at", "age", "total")
+    headers = ("seq", "receipt", "time", "age", "total")
     print(output.table(headers, cells, right=frozenset({0, 3, 4})))
     return EXIT_OK
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from edged.devices.printer.layout import format_amount
+from edged.localtime import local_text
 
 CLOCK_SLACK_S = 60  # stamps this far ahead of now are tolerated (clock slew, NTP steps)
 
@@ -62,10 +63,15 @@ def duration(seconds: int) -> str:
     return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
-def ago(timestamp: str | None) -> str:
+def when(timestamp: str, where: tzinfo | None) -> str:
+    """A UTC stamp in the store's zone `where` for people (as on the receipts); None: as is."""
+    return (local_text(timestamp, where) if where else None) or timestamp
+
+
+def ago(timestamp: str | None, where: tzinfo | None = None) -> str:
     if not timestamp:
         return "-"
-    return f"{timestamp} ({duration(seconds_since(timestamp))} ago)"
+    return f"{when(timestamp, where)} ({duration(seconds_since(timestamp))} ago)"
 
 
 def size(n: int) -> str:

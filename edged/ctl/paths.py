@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+from datetime import tzinfo
 
+from edged import localtime
 from edged.config import DEFAULT_CONFIG_PATH, Config, load_config
 from edged.ctl.errors import CtlError
 from edged.errors import ConfigError
@@ -30,6 +32,13 @@ def config(args: argparse.Namespace) -> Config | None:
     """The loaded config (CtlError if it is invalid), or None when there is none."""
     path = config_file(args)
     return _load(path) if path else None
+
+
+def zone(args: argparse.Namespace) -> tzinfo:
+    """The store's zone for the times edgectl shows: the config's [terminal] timezone, else
+    the system's (the daemon's default too)."""
+    cfg = config(args)
+    return localtime.zone(cfg.terminal.timezone if cfg else "")
 
 
 def default_socket() -> str:

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     store, terminal, entry = _entry(paths.journal_path(args), args.seq)
     layout, width = _layout(cfg)
     try:
-        data = build_receipt(sale_document(store, terminal, entry), layout, copy=False)
+        document = sale_document(store, terminal, entry, paths.zone(args))
+        data = build_receipt(document, layout, copy=False)
     except DocumentError as exc:
         raise CtlError(f"seq {entry.seq} cannot be printed: {exc}") from None
     page = render(data, width)

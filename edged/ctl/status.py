@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import tzinfo
 from typing import Any
 
 from edged.ctl import output, paths, rpc
@@ -20,8 +21,18 @@ def _with_file_size(status: dict[str, Any]) -> dict[str, Any]:
     return {**status, "journal": {**journal, "file_bytes": size}}
 
 
-def render(status: dict[str, Any]) -> str:
-    """The table a technician reads at the till."""
+def _when(timestamp: str | None, where: tzinfo | None) -> str:
+    return output.when(timestamp, where) if timestamp else "-"
+
+
+def _severity(outbox: dict[str, Any]) -> str:
+    """The backlog's banner, spelled out when it is not `ok`."""
+    severity = outbox.get("severity")
+    return f": {severity.upper()}" if severity in ("warn", "alarm") else ""
+
+
+def render(status: dict[str, Any], where: tzinfo | None = None) -> str:
+    """The table a technician reads at the till, its times in the store's zone `where`."""
     link, outbox, journal = status["link"], status["outbox"], status["journal"]
     terminal = status["terminal"]
     rows = [
@@ -29,7 +40,7 @@ def render(status: dict[str, Any]) -> str:
         ("key", terminal.get("key") or "-"),
         ("collector-key", terminal.get("collector_key") or "not pinned yet"),
         ("version", status.get("version", "?")),
-        ("link", f"{link['state']} since {link.get('since') or '-'}"),
+        ("link", f"{link['state']} since {_when(link.get('since'), where)}"),
     ]
     if link.get("peer"):
         rows.append(("broker", link["peer"]))
@@ -38,9 +49,9 @@ def render(status: dict[str, Any]) -> str:
     oldest = outbox["oldest_created_at"]
     rows += [
         ("pending", str(outbox["pending"])),
-        ("oldest pending", output.ago(oldest)),
+        ("oldest pending", output.ago(oldest, where) + _severity(outbox)),
         ("acked up to", f"seq {outbox.get('acked_upto', '-')}"),
-        ("last ack", output.ago(outbox.get("last_ack_at"))),
+        ("last ack", output.ago(outbox.get("last_ack_at"), where)),
         ("last seq", str(journal["last_seq"])),
     ]
     if gap := link.get("store_permanent_gap"):
@@ -69,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         output.emit_json(status)
     else:
-        print(render(status))
+        print(render(status, paths.zone(args)))
     return EXIT_OK

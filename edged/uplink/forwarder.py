@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import msgspec
 import structlog
 
+from edged.backlog import Thresholds, outbox_data
 from edged.errors import JournalFullError
 from edged.events import EventHub
 from edged.journal import Journal, StoredEntry
@@ -124,8 +125,10 @@ class Forwarder:
         changed: Pulse,
         signer: Signer,
         acks: AckGate,
+        backlog: Thresholds | None = None,
     ) -> None:
         self._journal = journal
+        self._backlog = backlog or Thresholds()  # the `outbox` event's severity
         self._signer = signer
         self._acks = acks  # which acks and resend requests to act on: the pinned key's
         self._events = events
@@ -478,8 +481,8 @@ class Forwarder:
             self._bogus_warned = True
             log.warning("ack_rejected", **fields)
 
-    def outbox(self) -> dict[str, int]:
-        return self._journal.stats().outbox()
+    def outbox(self) -> dict[str, Any]:
+        return outbox_data(self._journal.stats(), self._backlog)
 
     def _emit_outbox(self) -> None:
         """An `outbox` event when the numbers moved: rate-limited, but always on drain end."""

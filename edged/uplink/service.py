@@ -7,6 +7,7 @@ import contextlib
 import random
 from typing import Any
 
+from edged.backlog import Thresholds
 from edged.config import TerminalSection, UplinkSection
 from edged.events import EventHub
 from edged.journal import Journal
@@ -42,6 +43,7 @@ class Uplink:
         topics = Topics(cfg.topic_prefix, terminal.store_id, terminal.terminal_id)
         self.topics = topics
         self._changed = Pulse()
+        self.backlog = Thresholds(cfg.outbox_warn_after_s, cfg.outbox_alarm_after_s)
         self.forwarder = Forwarder(
             journal,
             events,
@@ -60,6 +62,7 @@ class Uplink:
                 terminal=terminal.terminal_id,
                 require_signed=cfg.require_signed_acks,
             ),
+            backlog=self.backlog,
         )
         self.link = Link(
             cfg,

@@ -475,7 +475,13 @@ async def test_drains_backlog_and_new_commits_in_seq_order(
                 seen.append(ev.data)
     assert seen
     assert len(seen) < 330
-    assert seen[-1] == {"pending": 0, "acked_upto": 330, "last_seq": 330}
+    assert seen[-1] == {
+        "pending": 0,
+        "acked_upto": 330,
+        "last_seq": 330,
+        "oldest_age_s": None,
+        "severity": "ok",
+    }
 
 
 async def test_resends_after_ack_timeout(broker: Mosquitto, journal: Journal) -> None:

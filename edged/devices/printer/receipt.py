@@ -8,12 +8,13 @@ and the preview cannot drift apart.
 Documents are plain dicts, as the journal stores them:
 
 - `{"kind": "sale", "store_id", "terminal_id", "seq", "receipt_no", "created_at", "hash",
-  "sale": {...}}`, the sale as journaled (DESIGN.md). Printed: header, store and terminal,
-  date and time (UTC), receipt number, the lines (name or sku, amount; "qty x unit price"
-  when qty is not the integer 1; a discount line), TOTAL, payments (with the card's name,
-  masked PAN, auth code, trace number and terminal id), a tax summary when lines carry `tax`
-  (grouped by the line's optional `tax_rate`), the hash's first 12 hex digits, the receipt
-  number as QR or barcode, footer.
+  "sale": {...}, "local_time"?}`, the sale as journaled (DESIGN.md). Printed: header, store
+  and terminal, date and time (`local_time`, the store's time with its zone, e.g.
+  "2026-03-29 04:30:00 CEST"; without it `created_at` in UTC), receipt number, the lines
+  (name or sku, amount; "qty x unit price" when qty is not the integer 1; a discount line),
+  TOTAL, payments (with the card's name, masked PAN, auth code, trace number and terminal
+  id), a tax summary when lines carry `tax` (grouped by the line's optional `tax_rate`), the
+  hash's first 12 hex digits, the receipt number as QR or barcode, footer.
 - `{"kind": "text", "title": str | null, "lines": [str], "code": str | null}`: a free slip
   (X report, note). It gets the layout's header but not its footer (the footer speaks to
   customers); the title in bold double height; the lines wrapped to the column width; `code`
@@ -337,7 +338,8 @@ def _plan_sale(plan: _Plan, doc: dict[str, Any]) -> None:
     payments = _array(_field(sale, "document.sale", "payments"), "document.sale.payments")
 
     plan.pair(f"{layout.label('store')} {store}", f"{layout.label('terminal')} {terminal}")
-    plan.text(_when(created_at))
+    local_time = doc.get("local_time")
+    plan.text(local_time if isinstance(local_time, str) else _when(created_at))
     plan.pair(layout.label("receipt"), receipt_no)
     plan.rule()
     taxes: dict[str | None, int] = {}
