@@ -11,6 +11,7 @@ from edged.api import codes
 from edged.api.device_methods import DEVICE_METHODS
 from edged.api.jsonrpc import Notification, Request, RequestId, error_response, result_response
 from edged.api.methods_base import Method, RpcError, Session, id_param, invalid_params
+from edged.api.refdata_methods import REFDATA_METHODS
 from edged.api.services import Services, ShuttingDownError
 from edged.errors import (
     DeviceNotConfiguredError,
@@ -84,6 +85,7 @@ METHODS: dict[str, Method] = {
         Method("sync.now", (), frozenset(), _sync_now),
         Method("subscribe", ("events",), frozenset({"events"}), _subscribe),
         *DEVICE_METHODS,
+        *REFDATA_METHODS,
     )
 }
 

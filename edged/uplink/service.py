@@ -16,6 +16,7 @@ from edged.uplink.ackgate import AckGate
 from edged.uplink.forwarder import Forwarder
 from edged.uplink.link import Link, LinkState
 from edged.uplink.pulse import Pulse
+from edged.uplink.refdata import RefdataSync
 from edged.wire import WIRE_VERSION, Status, Topics, encode
 
 SYNC_NOW_TIMEOUT_S = 5.0  # sync_now waits this (plus online_after_s) at most
@@ -34,6 +35,7 @@ class Uplink:
         *,
         signer: Signer,
         rng: random.Random | None = None,
+        refdata: RefdataSync | None = None,
     ) -> None:
         self.cfg = cfg
         self._journal = journal
@@ -59,13 +61,14 @@ class Uplink:
                 terminal=terminal.terminal_id,
                 require_signed=cfg.require_signed_acks,
             ),
+            others=refdata.handle if refdata else None,
         )
         self.link = Link(
             cfg,
             client_id=cfg.client_id or f"edged-{terminal.store_id}-{terminal.terminal_id}",
             status_topic=topics.status,
             ack_topic=topics.ack,
-            extra_topics=[topics.resend],
+            extra_topics=[topics.resend, *([refdata.topics.filter] if refdata else [])],
             probe_topic=topics.status.removesuffix("/status") + "/probe",
             status_payload=self._status_payload,
             session=self.forwarder.run,
