@@ -22,6 +22,7 @@ from edged.errors import ConfigError
 from edged.keys import collector_key_path, collector_pin_path, load_or_create, write_pin
 from edged.refwire import Manifest, RefdataTopics, manifest_signed_bytes
 from edged.signing import Signer
+from tests.integration.test_devices_daemon import all_ready, next_event
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.mosquitto import Mosquitto
 
@@ -266,3 +267,36 @@ def test_a_terminal_cannot_be_named_refdata(tmp_path: Path) -> None:
         load_config(daemon.config)
     assert caught.value.key == "terminal.terminal_id"
     assert "reserved" in caught.value.problem
+
+
+async def test_a_scan_event_carries_the_article_when_the_barcode_is_known(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    daemon, collector = setup(tmp_path, broker)
+    with daemon.config.open("a") as config:
+        config.write('[devices.scanner]\ndriver = "sim"\n')
+    source = tmp_path / "c.csv"
+    source.write_text(
+        "tax_code,barcode,price,description\nB,4006381333931,249,Pencil HB\n",
+        encoding="utf-8",
+    )
+    daemon.start()
+    try:
+        publish(collector, source, "2026-01-01")
+        await until_status(daemon, active_date("2026-01-01"), "snapshot active")
+        async with ApiClient(daemon.socket) as client:
+            await all_ready(client)
+            await client.call("subscribe", {"events": ["scanner.scan"]})
+            await client.call("sim.scan", {"code": "4006381333931", "symbology": "]E0"})
+            scan = await next_event(client, "scanner.scan")
+            assert scan["article"] == {
+                "barcode": "4006381333931",
+                "description": "Pencil HB",
+                "price": 249,
+                "tax_code": "B",
+            }
+            await client.call("sim.scan", {"code": "5901234123457", "symbology": "]E0"})
+            unknown = await next_event(client, "scanner.scan")
+            assert (unknown["code"], unknown["article"]) == ("5901234123457", None)
+    finally:
+        daemon.kill()
