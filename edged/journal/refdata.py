@@ -129,7 +129,7 @@ class RefdataStore:
         self.path = path
         self._reader = reader
         self._writer = writer
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # build() holds it from its checks to its commit
         self.active: Snapshot | None = self._load_active()
 
     @classmethod
@@ -244,11 +244,12 @@ class RefdataStore:
         SnapshotRejected (nothing kept) if a chunk is missing or the wrong size, or the size,
         hash, a line or the counts do not match.
         """
-        self._verify(manifest)
-        try:
-            return self._write(manifest)
-        except BodyError as exc:
-            raise SnapshotRejected("bad_line", f"snapshot body {exc}") from None
+        with self._write_lock:
+            self._verify(manifest)
+            try:
+                return self._write(manifest)
+            except BodyError as exc:
+                raise SnapshotRejected("bad_line", f"snapshot body {exc}") from None
 
     def _chunks(self, manifest: Manifest) -> Iterator[bytes]:
         cursor = self._writer.execute(

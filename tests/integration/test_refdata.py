@@ -300,3 +300,62 @@ async def test_a_scan_event_carries_the_article_when_the_barcode_is_known(
             assert (unknown["code"], unknown["article"]) == ("5901234123457", None)
     finally:
         daemon.kill()
+
+
+def edgectl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys, edged.ctl; sys.exit(edged.ctl.main())", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_a_manifest_waits_for_the_collector_key_and_edgectl_shows_and_picks(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    daemon, collector = setup(tmp_path, broker)
+    pin = collector_pin_path(daemon.journal)
+    key = pin.read_text().strip()
+    pin.unlink()  # no collector key pinned yet
+    daemon.start()
+    try:
+        shown = edgectl("refdata", "--socket", daemon.socket)
+        assert shown.returncode == 1, shown.stdout  # no snapshot yet
+        assert "none: no snapshot received yet" in shown.stdout
+        publish(collector, catalog(tmp_path / "a.csv", 10), "2026-01-01")
+        status = await until_status(daemon, refused("unpinned", "2026-01-01"), "waiting")
+        assert status["active"] is None
+        write_pin(pin, key)  # edgectl keys pin-collector KEY, as the README says
+        await until_status(daemon, active_date("2026-01-01"), "taken once pinned")
+        publish(collector, catalog(tmp_path / "b.csv", 10, price_base=500), "2026-01-02")
+        await until_status(daemon, active_date("2026-01-02"), "the newer one")
+        shown = edgectl("refdata", "--socket", daemon.socket)
+        assert shown.returncode == 0, shown.stderr
+        assert "in use       2026-01-02 (10 articles" in shown.stdout
+        picked = edgectl("refdata", "use", "2026-01-01", "--socket", daemon.socket, "--json")
+        assert picked.returncode == 0, picked.stderr
+        assert json.loads(picked.stdout)["active"]["date"] == "2026-01-01"
+        found = await call(daemon, "article.lookup", {"barcode": "2000000000003"})
+        assert found["article"]["price"] == 103
+        bad = edgectl("refdata", "use", "2026-13-01", "--socket", daemon.socket)
+        assert bad.returncode != 0
+        assert "date" in bad.stderr
+    finally:
+        daemon.kill()
+
+
+def test_a_bad_file_is_not_published_and_its_problems_are_named(tmp_path: Path) -> None:
+    collector = CollectorProcess(tmp_path / "store", uplink_section(1))  # no broker needed
+    source = tmp_path / "bad.csv"
+    source.write_text("barcode,description,price,tax_code\n4006381333931,Pencil,2.49,B\n")
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "edged.cli", "collector", "--config", str(collector.config),
+            "refdata", "publish", str(source), "--store", STORE, "--date", "2026-01-01",
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 65
+    assert f"{source}:2: column price: must be an integer in minor units" in done.stderr
