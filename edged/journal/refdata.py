@@ -15,17 +15,21 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 
 from edged import files
 from edged.clock import utc_now_iso
 from edged.errors import EdgedError
 from edged.refwire import Article, BodyError, Discount, Manifest, article_key, decode_lines
+
+log = structlog.get_logger(__name__)
 
 INSERT_BATCH = 5000
 BUSY_TIMEOUT_S = 5.0
@@ -73,6 +77,13 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWI
 
 class RefdataFileError(EdgedError):
     """refdata.db cannot be opened or used; names the file."""
+
+
+def _unusable(file: Path, exc: Exception) -> RefdataFileError:
+    return RefdataFileError(
+        f"reference data file {file} cannot be used: {exc}; check its folder and owner "
+        "(edged's user must write there)"
+    )
 
 
 class SnapshotRejected(EdgedError):
@@ -134,22 +145,48 @@ class RefdataStore:
 
     @classmethod
     def open(cls, path: str | Path) -> RefdataStore:
-        """Open (creating 0640) the file; RefdataFileError if it cannot be used."""
+        """Open (creating 0640) the file; RefdataFileError if it cannot be used.
+
+        A file SQLite cannot read as a database is set aside (`NAME.damaged-TIME`) and a new
+        one made: it holds only copies of what the store publishes (retained), so the till
+        sells on and gets the store's snapshot again at its next connection.
+        """
         file = Path(path)
         try:
-            files.make_folders(file.parent)
-            if not file.exists():
-                with contextlib.suppress(FileExistsError):
-                    os.close(files.create_new(file))
-            writer = _connect(file)
+            return cls._open(file)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, no such folder, read-only
+                raise _unusable(file, exc) from exc
+            damage = str(exc)
+        except OSError as exc:
+            raise _unusable(file, exc) from exc
+        aside = file.with_name(f"{file.name}.damaged-{int(time.time())}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(f"{file}{suffix}").rename(f"{aside}{suffix}")
+        except OSError as exc:
+            raise _unusable(file, exc) from exc
+        log.error("refdata_file_set_aside", path=str(file), aside=str(aside), error=damage)
+        try:
+            return cls._open(file)
+        except (OSError, sqlite3.Error) as exc:
+            raise _unusable(file, exc) from exc
+
+    @classmethod
+    def _open(cls, file: Path) -> RefdataStore:
+        files.make_folders(file.parent)
+        if not file.exists():
+            with contextlib.suppress(FileExistsError):
+                os.close(files.create_new(file))
+        writer = _connect(file)
+        try:
             writer.executescript(_SCHEMA)
             reader = _connect(file)
-            reader.execute("PRAGMA query_only=ON")
-        except (OSError, sqlite3.Error) as exc:
-            raise RefdataFileError(
-                f"reference data file {file} cannot be used: {exc}; check its folder and "
-                "owner, or move the file away (the next published snapshot makes a new one)"
-            ) from exc
+        except BaseException:
+            writer.close()
+            raise
+        reader.execute("PRAGMA query_only=ON")
         return cls(file, reader, writer)
 
     def close(self) -> None:

@@ -217,3 +217,16 @@ def test_a_spoiled_snapshot_is_rejected_and_nothing_kept(
         assert store.active is None
     finally:
         store.close()
+
+
+def test_a_damaged_file_is_set_aside_and_a_new_one_made(tmp_path: Path) -> None:
+    path = tmp_path / "refdata.db"
+    path.write_bytes(b"this is no SQLite database, but a disk's bad day" * 100)
+    store = RefdataStore.open(path)
+    try:
+        assert store.active is None
+        assert store.snapshots() == []
+    finally:
+        store.close()
+    aside = [p.name for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    assert len(aside) == 1
