@@ -9,6 +9,8 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 from edged import __version__
 from edged.config import (
@@ -22,6 +24,7 @@ from edged.sdnotify import Notifier
 
 EX_FAILURE = 1
 EX_USAGE = 64  # sysexits.h: the command line is wrong
+EX_DATAERR = 65  # sysexits.h: the input file is wrong
 EX_IOERR = 74  # sysexits.h: the journal, or the collector's database, cannot be used
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd should not restart
 
@@ -43,19 +46,26 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "action",
                 nargs="?",
-                choices=("run", "status", "init", "keys", "accept-gap"),
+                choices=("run", "status", "init", "keys", "accept-gap", "refdata"),
                 default="run",
                 help="run (default); status: print the database's per-terminal report as JSON; "
                 "init: accept the database file as this collector's, creating an empty one if "
                 "there is none (needed only after it was lost or replaced); "
                 "keys list | keys pin STORE TERMINAL KEY | keys forget STORE TERMINAL: "
                 "the terminal keys the collector trusts; accept-gap STORE TERMINAL FROM TO: "
-                "accept a permanent gap (seqs the terminal purged) as lost",
+                "accept a permanent gap (seqs the terminal purged) as lost; "
+                "refdata publish FILE --store S --date YYYY-MM-DD: publish a reference data "
+                "snapshot (CSV or JSON) to the store's terminals",
             )
             cmd.add_argument(
                 "words", nargs="*", metavar="ARG", help="keys, accept-gap: their arguments"
             )
             cmd.add_argument("--by", help="accept-gap: who accepts (default: the login name)")
+            cmd.add_argument("--store", help="refdata publish: the store id")
+            cmd.add_argument("--date", help="refdata publish: the first day it applies")
+            cmd.add_argument(
+                "--chunk-kib", type=int, help="refdata publish: chunk size in KiB (256)"
+            )
     return parser
 
 
@@ -101,15 +111,54 @@ def _accept_gap(cfg: CollectorConfig, gap: list[str], by: str | None) -> str:
         store.close()
 
 
+def _refdata(cfg: CollectorConfig, words: list[str], options: dict[str, Any]) -> int:
+    """`edged collector refdata publish FILE --store S --date D [--chunk-kib N]`."""
+    from edged.collector.refpublish import PublishError, publish_refdata
+    from edged.collector.refsource import RefdataSourceError
+
+    if len(words) != 2 or words[0] != "publish" or not options.get("store"):
+        print(
+            "edged: usage: edged collector refdata publish FILE --store STORE --date YYYY-MM-DD",
+            file=sys.stderr,
+        )
+        return EX_USAGE
+    if not options.get("date"):
+        print("edged: refdata publish needs --date YYYY-MM-DD", file=sys.stderr)
+        return EX_USAGE
+    kib = options.get("chunk_kib")
+    try:
+        manifest = asyncio.run(
+            publish_refdata(
+                cfg,
+                Path(words[1]),
+                store=options["store"],
+                date=options["date"],
+                chunk_bytes=kib * 1024 if kib else None,
+            )
+        )
+    except RefdataSourceError as exc:
+        print(f"edged: {words[1]} cannot be published:\n{exc}", file=sys.stderr)
+        return EX_DATAERR
+    except PublishError as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return EX_USAGE
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
 def _collector_main(
-    action: str, cfg: CollectorConfig, words: list[str] | None = None, by: str | None = None
+    action: str,
+    cfg: CollectorConfig,
+    words: list[str] | None = None,
+    by: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> int:
     """`edged collector run|status|init|keys|accept-gap`; 74 when its database is missing or
     was replaced."""
     from edged.collector import CollectorDbChangedError, collector_report, init_collector_db
     from edged.collector.keyadmin import keys_command
 
-    if action not in ("accept-gap", "keys") and words:
+    if action not in ("accept-gap", "keys", "refdata") and words:
         print(
             f"edged: collector {action} takes no arguments, got {' '.join(words)}", file=sys.stderr
         )
@@ -121,6 +170,8 @@ def _collector_main(
             except ValueError as exc:
                 print(f"edged: {exc}", file=sys.stderr)
                 return EX_USAGE
+        elif action == "refdata":
+            return _refdata(cfg, words or [], options or {})
         elif action == "accept-gap":
             print(_accept_gap(cfg, words or [], by))
         elif action == "status":
@@ -147,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(daemon.run(load_config(args.config)))
         else:
             cfg = load_collector_config(args.config)
-            return _collector_main(args.action, cfg, args.words, args.by)
+            options = {"store": args.store, "date": args.date, "chunk_kib": args.chunk_kib}
+            return _collector_main(args.action, cfg, args.words, args.by, options)
     except ConfigError as exc:
         print(f"edged: config error: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from edged.errors import ConfigError
+from edged.refwire import REFDATA_LEVEL
 from edged.wire import DEFAULT_TOPIC_PREFIX
 
 DEFAULT_CONFIG_PATH = "/etc/edged/edged.toml"
@@ -158,6 +159,12 @@ DEFAULT_OPERATIONS: dict[str, OperationPolicy] = {
 }
 
 
+class RefdataSection(_Section, frozen=True):
+    path: str = ""  # default: refdata.db beside the journal
+    keep: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    chunk_wait_s: Positive = 60.0  # a manifest's chunks must all come within this
+
+
 class CollectorSection(_Section, frozen=True):
     db: str
     # MQTT v5 shared subscription group; several collectors with the same group share the load.
@@ -177,6 +184,7 @@ class Config(_Section, frozen=True):
     devices: DevicesSection = DevicesSection()
     # kind -> policy; load_config merges it over DEFAULT_OPERATIONS
     operations: dict[str, Any] = {}  # checked by _check_operations, for errors naming the key
+    refdata: RefdataSection = RefdataSection()
     source: str = ""
 
 
@@ -331,6 +339,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     )
     uplink = _resolve_uplink(base, cfg.uplink, str(file))
     devices = _check_devices(base, cfg.devices, str(file))
+    refdata = _check_refdata(base, cfg, journal.path, str(file))
     return msgspec.structs.replace(
         cfg,
         journal=journal,
@@ -338,6 +347,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         uplink=uplink,
         devices=devices,
         operations=_check_operations(cfg.operations, str(file)),
+        refdata=refdata,
         source=str(file),
     )
 
@@ -374,6 +384,20 @@ def _check_operations(table: dict[str, Any], file: str) -> dict[str, Any]:
                 f"got {policy!r}",
             )
     return {**DEFAULT_OPERATIONS, **table}
+
+
+def _check_refdata(base: Path, cfg: Config, journal_path: str, file: str) -> RefdataSection:
+    if cfg.terminal.terminal_id == REFDATA_LEVEL:
+        raise ConfigError(
+            file,
+            "terminal.terminal_id",
+            f"{REFDATA_LEVEL!r} is reserved: the store's reference data topics are "
+            f"{{prefix}}/{{store}}/{REFDATA_LEVEL}/...; choose another terminal id",
+        )
+    path = _resolve(base, cfg.refdata.path) or str(Path(journal_path).with_name("refdata.db"))
+    if Path(path) == Path(journal_path):
+        raise ConfigError(file, "refdata.path", "must not be the journal's file")
+    return msgspec.structs.replace(cfg.refdata, path=path)
 
 
 def _check_devices(base: Path, devices: DevicesSection, file: str) -> DevicesSection:

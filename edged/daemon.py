@@ -27,14 +27,18 @@ from edged.events import EventHub
 from edged.health import Check, Health
 from edged.journal import Journal, StoredEntry
 from edged.journal.damaged import RESTORE_HINT, damaged_event
+from edged.journal.refdata import RefdataStore
 from edged.keys import collector_pin_path, load_or_create, read_pin, terminal_key_path
 from edged.operations import NeedsStoreError, OperationPolicy
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
+from edged.refdata import Refdata
+from edged.refwire import RefdataTopics
 from edged.sdnotify import Notifier
 from edged.simwiring import Simulators
 from edged.supervise import ComponentFailed, RestartPolicy, Supervisor, supervise, unwrap
 from edged.uplink import Uplink
+from edged.uplink.refdata import RefdataSync
 
 log = structlog.get_logger(__name__)
 
@@ -60,8 +64,10 @@ class TerminalServices:
         *,
         simulators: Simulators,
         key: str,
+        refdata: Refdata,
     ) -> None:
         self._cfg = cfg
+        self.refdata = refdata
         self._key = key  # the terminal's public signing key (hex)
         self._journal = journal
         self._uplink = uplink
@@ -188,8 +194,10 @@ class TerminalServices:
 
     async def sync_now(self) -> dict[str, Any]:
         if self._uplink is None:
-            return {"link": "disabled", "pending": self._journal.stats().pending}
-        return await self._uplink.sync_now()
+            result = {"link": "disabled", "pending": self._journal.stats().pending}
+        else:
+            result = await self._uplink.sync_now()
+        return {**result, "refdata": await self.refdata.refresh()}
 
     # -- devices -------------------------------------------------------------------------
 
@@ -378,10 +386,29 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
         receipt_format=terminal.receipt_format,
         adopt=cfg.journal.adopt and cfg.uplink is not None,
     )
+    refdata_store = RefdataStore.open(cfg.refdata.path)
     try:
         signer = load_or_create(terminal_key_path(cfg.journal.path))
+        refdata = Refdata(refdata_store, keep=cfg.refdata.keep)
+        if cfg.uplink:
+            refdata.sync = RefdataSync(
+                refdata_store,
+                RefdataTopics(cfg.uplink.topic_prefix, terminal.store_id),
+                store_id=terminal.store_id,
+                pin_path=collector_pin_path(cfg.journal.path),
+                chunk_wait_s=cfg.refdata.chunk_wait_s,
+                on_snapshot=refdata.arrived,
+            )
         uplink = (
-            Uplink(cfg.uplink, terminal, journal, events, __version__, signer=signer)
+            Uplink(
+                cfg.uplink,
+                terminal,
+                journal,
+                events,
+                __version__,
+                signer=signer,
+                refdata=refdata.sync,
+            )
             if cfg.uplink
             else None
         )
@@ -390,10 +417,17 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
             simulators.devices,
             jobs=PrintJobs(journal),
             ledger=Payments(journal),
-            publish=events.publish,
+            publish=refdata.enrich(events.publish),
         )
         services = TerminalServices(
-            cfg, journal, uplink, events, devices, simulators=simulators, key=signer.public_hex
+            cfg,
+            journal,
+            uplink,
+            events,
+            devices,
+            simulators=simulators,
+            key=signer.public_hex,
+            refdata=refdata,
         )
         parts = Components(cfg, journal, uplink, services)
         health = services.health = Health(
@@ -412,6 +446,7 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
                     ),
                 }
                 others["clock-watch"] = watch_clock
+                others["refdata"] = refdata.run
                 if devices.configured:  # else it would end at once: a stop nobody asked for
                     others["devices"] = functools.partial(simulators.serve, devices.run)
                 if uplink is not None:
@@ -447,5 +482,6 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await journal.close()
+        refdata_store.close()
         notifier.close()
     log.info("daemon_stopped")

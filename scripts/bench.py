@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench_devices as dev
+import bench_refdata
 
 from edged.client import ApiClient
 from edged.log import configure as configure_logging
@@ -463,6 +464,13 @@ async def signing(args: argparse.Namespace, work: Path) -> None:
         emit("signing", f"sign_per_sale_batch_{size}", sign * 1e6, "us", unsigned * 1e6)
         emit("signing", f"verify_per_sale_batch_{size}", check * 1e6, "us", unsigned * 1e6)
         emit("baseline", f"encode_unsigned_per_sale_batch_{size}", unsigned * 1e6, "us")
+
+
+@scenario
+async def refdata_lookup(args: argparse.Namespace, work: Path) -> None:
+    """article.lookup p50/p99 through the socket with a 200k catalog (baseline: `status`,
+    interleaved), the time from publish to active, and the daemon's RSS with the catalog."""
+    await bench_refdata.lookup(args.quick, work, emit)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from edged.api import codes
 from edged.api.device_methods import DEVICE_METHODS
 from edged.api.jsonrpc import Notification, Request, RequestId, error_response, result_response
 from edged.api.methods_base import Method, RpcError, Session, id_param, invalid_params
+from edged.api.refdata_methods import REFDATA_METHODS
 from edged.api.services import Services, ShuttingDownError
 from edged.carddata import redact
 from edged.errors import (
@@ -91,6 +92,7 @@ METHODS: dict[str, Method] = {
         Method("operation.check", ("kind",), frozenset({"kind"}), _operation_check),
         Method("subscribe", ("events",), frozenset({"events"}), _subscribe),
         *DEVICE_METHODS,
+        *REFDATA_METHODS,
     )
 }
 

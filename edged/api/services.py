@@ -12,10 +12,31 @@ class ShuttingDownError(EdgedError):
     """Raised by a service that is stopping and did not do the work; clients may retry later."""
 
 
+class RefdataApi(Protocol):
+    """Reference data (edged.refdata.Refdata): answers from the active snapshot on disk."""
+
+    def lookup(self, barcode: str) -> dict[str, Any]:
+        """`{article, snapshot}`; `article` is null for an unknown barcode or no snapshot."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The `refdata.status` result."""
+        ...
+
+    async def use(self, date: str | None) -> dict[str, Any]:
+        """Serve the snapshot for `date` (None: today's); the status afterwards."""
+        ...
+
+
 class Services(Protocol):
     """The daemon's side of the local API. Implementations bound their own time (no hangs)."""
 
     events: EventHub
+
+    @property
+    def refdata(self) -> RefdataApi:
+        """Reference data lookups and the choice of snapshot."""
+        ...
 
     async def commit_sale(self, sale: Any) -> dict[str, Any]:
         """Validate and durably journal `sale`; return `{seq, receipt_no, hash, duplicate}`.

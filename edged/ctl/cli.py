@@ -17,6 +17,7 @@ from edged.ctl import (
     logs,
     outbox,
     receipt,
+    refdata,
     scanwatch,
     status,
     sync,
@@ -92,6 +93,15 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="give up after SECONDS (default 60)"
     )
     cmd.set_defaults(func=sync.run)
+
+    cmd = sub.add_parser(
+        "refdata", parents=api, help="reference data snapshot in use; `use DATE` picks one"
+    )
+    cmd.add_argument("action", nargs="?", choices=("show", "use"), default="show")
+    cmd.add_argument(
+        "date", nargs="?", default="today", help="use: YYYY-MM-DD, or today (the default)"
+    )
+    cmd.set_defaults(func=refdata.run)
 
     journal = sub.add_parser("journal", help="the journal file, daemon running or not")
     jsub = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")

@@ -45,7 +45,9 @@ CLOSE_TIMEOUT_S = 2.0  # a clean DISCONNECT; after that the socket is just close
 # the connection is declared dead after DEAD_AFTER_KEEPALIVES x keepalive_s of silence.
 PROBE_AFTER_KEEPALIVES = 0.5
 DEAD_AFTER_KEEPALIVES = 1.5
-MAX_QUEUED_INCOMING = 1000  # only acks arrive; they are cumulative, so dropping excess is safe
+# Acks are cumulative, so dropping excess is safe; a dropped reference data chunk (at most
+# edged.refwire.MAX_CHUNKS per snapshot) only makes that snapshot incomplete, and rejected.
+MAX_QUEUED_INCOMING = 1000
 PENDING_CALLS_WARN_NEVER = 1 << 30  # our window bounds pending publishes, not aiomqtt's warning
 NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -27,7 +28,7 @@ from edged.journal import Journal, StoredEntry
 from edged.journal.damaged import damaged_event
 from edged.signing import Signer, tx_signed_bytes
 from edged.uplink.ackgate import AckGate
-from edged.uplink.client import Connection
+from edged.uplink.client import Connection, Incoming
 from edged.uplink.pulse import Pulse
 from edged.uplink.resend import ResendCursor
 from edged.uplink.storeclock import StoreClock
@@ -126,7 +127,9 @@ class Forwarder:
         signer: Signer,
         acks: AckGate,
         backlog: Thresholds | None = None,
+        others: Callable[[Incoming], Awaitable[bool]] | None = None,
     ) -> None:
+        self._others = others  # messages on further topics (reference data): True if taken
         self._journal = journal
         self._backlog = backlog or Thresholds()  # the `outbox` event's severity
         self._signer = signer
@@ -219,7 +222,7 @@ class Forwarder:
                 await self.handle_ack(msg.topic, msg.payload, retained=msg.retain)
             elif msg.topic == self.resend_topic:
                 await self.handle_resend(conn, msg.payload)
-            else:
+            elif self._others is None or not await self._others(msg):
                 log.warning("mqtt_unexpected_message", topic=msg.topic, size=len(msg.payload))
 
     def _timeout_s(self) -> float:

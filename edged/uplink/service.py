@@ -18,6 +18,7 @@ from edged.uplink.client import terminal_client_id
 from edged.uplink.forwarder import Forwarder
 from edged.uplink.link import Link, LinkState
 from edged.uplink.pulse import Pulse
+from edged.uplink.refdata import RefdataSync
 from edged.wire import WIRE_VERSION, Status, Topics, encode
 
 SYNC_NOW_TIMEOUT_S = 5.0  # sync_now waits this (plus online_after_s) at most
@@ -36,6 +37,7 @@ class Uplink:
         *,
         signer: Signer,
         rng: random.Random | None = None,
+        refdata: RefdataSync | None = None,
     ) -> None:
         self.cfg = cfg
         self._journal = journal
@@ -63,13 +65,14 @@ class Uplink:
                 require_signed=cfg.require_signed_acks,
             ),
             backlog=self.backlog,
+            others=refdata.handle if refdata else None,
         )
         self.link = Link(
             cfg,
             client_id=terminal_client_id(cfg, terminal.store_id, terminal.terminal_id),
             status_topic=topics.status,
             ack_topic=topics.ack,
-            extra_topics=[topics.resend],
+            extra_topics=[topics.resend, *([refdata.topics.filter] if refdata else [])],
             probe_topic=topics.status.removesuffix("/status") + "/probe",
             status_payload=self._status_payload,
             session=self.forwarder.run,

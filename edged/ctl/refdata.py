@@ -1,0 +1,50 @@
+"""`edgectl refdata [use DATE]`: the reference data snapshot in use, and picking one by date."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edged.ctl import output, paths, rpc
+from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM
+
+
+def run(args: argparse.Namespace) -> int:
+    sock = paths.socket_path(args)
+    if args.action == "use":
+        status = rpc.request(sock, "refdata.use", {"date": args.date})
+    else:
+        status = rpc.request(sock, "refdata.status")
+    if args.json:
+        output.emit_json(status)
+    else:
+        _show(status)
+    return EXIT_OK if status["active"] is not None else EXIT_PROBLEM
+
+
+def _show(status: dict[str, Any]) -> None:
+    active = status["active"]
+    chosen = "today" if status["chosen_by"] == "today" else "chosen by refdata use"
+    print(f"wanted date  {status['wanted_date']} ({chosen})")
+    if active is None:
+        print("in use       none: no snapshot received yet (lookups answer null)")
+    else:
+        age = status["age_s"]
+        print(
+            f"in use       {active['date']} ({active['articles']} articles, "
+            f"{active['discounts']} discounts; published {active['published_at']}"
+            + (f", {output.duration(int(age))} ago)" if age is not None else ")")
+        )
+    if status["assembling"]:
+        a = status["assembling"]
+        print(f"receiving    {a['date']}: {a['staged']} of {a['chunks']} chunks")
+    refusal = status["last_refusal"]
+    if refusal:
+        print(f"last refused {refusal['date'] or '?'} at {refusal['at']}: {refusal['problem']}")
+    rows = [
+        [s["date"], s["id"], str(s["articles"]), "in use" if s["active"] else ""]
+        for s in status["snapshots"]
+    ]
+    print(f"kept         {len(rows)} of at most {status['keep']}")
+    if rows:
+        print(output.table(("date", "id", "articles", ""), rows, right=frozenset({2})))

@@ -1,0 +1,232 @@
+"""Reference data: the date rule, the publisher's file checks, the snapshot body, refdata.db."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from edged.collector.refsource import RefdataSourceError, read_source
+from edged.journal.refdata import RefdataStore, SnapshotRejected
+from edged.refwire import (
+    Article,
+    BodyError,
+    Discount,
+    Manifest,
+    article_key,
+    choose,
+    decode_lines,
+    encode_body,
+)
+
+HELD = ["2026-01-05", "2026-01-10", "2026-01-20"]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "chosen"),
+    [
+        ("2026-01-10", "2026-01-10"),  # exact
+        ("2026-01-15", "2026-01-10"),  # the nearest older
+        ("2026-02-01", "2026-01-20"),  # past the newest: the newest
+        ("2026-01-01", "2026-01-05"),  # none older: the nearest newer
+        ("2026-01-05", "2026-01-05"),
+        ("2026-01-19", "2026-01-10"),
+    ],
+)
+def test_the_snapshot_date_rule(wanted: str, chosen: str) -> None:
+    assert choose(HELD, wanted) == chosen
+    assert choose(reversed(HELD), wanted) == chosen
+
+
+def test_no_snapshot_no_choice() -> None:
+    assert choose([], "2026-01-01") is None
+
+
+def test_numeric_barcodes_compare_as_gtin_14() -> None:
+    assert article_key("036000291452") == article_key("0036000291452") == "00036000291452"
+    assert article_key("ABC-1") == "ABC-1"
+    assert article_key("1234567") == "1234567"  # too short for a GTIN: as it is
+
+
+LINES = [
+    Article("4006381333931", "Pencil HB", 249, "B"),
+    Discount("d1", {"kind": "percent", "value": 10, "barcodes": ["4006381333931"]}),
+]
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000])
+def test_the_body_decodes_whatever_the_chunk_cuts(size: int) -> None:
+    body = encode_body(LINES)
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    assert list(decode_lines(pieces)) == LINES
+
+
+def test_a_bad_body_line_is_named() -> None:
+    body = encode_body(LINES) + b'{"type": "article", "barcode": "1"}\n'
+    with pytest.raises(BodyError, match="line 3: .*description"):
+        list(decode_lines([body]))
+    with pytest.raises(BodyError, match="line 1: .*newline"):
+        list(decode_lines([b'{"type": "discount"}']))
+
+
+def test_csv_problems_name_file_line_and_column(tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text(
+        "barcode,description,price,tax_code\n"
+        "4006381333931,Pencil,2.49,B\n"
+        "4006381333932,,100,B\n"
+        "004006381333931,Pencil again,100,B\n"
+        "x y,Space,100,B\n"
+    )
+    with pytest.raises(RefdataSourceError) as caught:
+        read_source(source)
+    problems = caught.value.problems
+    assert problems[0].startswith(f"{source}:2: column price: must be an integer in minor units")
+    assert problems[1].startswith(f"{source}:3: column description:")
+    assert problems[2].startswith(f"{source}:5: column barcode:")
+    assert len(problems) == 3
+
+
+def test_a_duplicate_barcode_names_both_lines(tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text(
+        "barcode,description,price,tax_code\n4006381333931,A,1,B\n04006381333931,B,2,B\n"
+    )
+    with pytest.raises(RefdataSourceError, match=":3: column barcode: .* same article as line 2"):
+        read_source(source)
+
+
+def test_a_wrong_header_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text("ean,description,price,tax_code\n1,A,1,B\n")
+    with pytest.raises(RefdataSourceError, match=":1: the header is"):
+        read_source(source)
+
+
+def test_json_problems_name_the_key(tmp_path: Path) -> None:
+    source = tmp_path / "c.json"
+    source.write_text(
+        '{"articles": [{"barcode": "1", "description": "A", "price": 1.5, "tax_code": "B"}],'
+        ' "discounts": [{"id": "d1", "rule": {"percent": 2.5}}]}'
+    )
+    with pytest.raises(RefdataSourceError) as caught:
+        read_source(source)
+    assert caught.value.problems == [
+        f"{source}: articles[0]: price: expected int, got float",
+        f"{source}: discounts[0].rule.percent: a number with a fraction; money and quantities "
+        "are integers (minor units, or a decimal string)",
+    ]
+
+
+def test_json_with_discounts_reads(tmp_path: Path) -> None:
+    source = tmp_path / "c.json"
+    source.write_text(
+        '{"articles": [{"barcode": "4006381333931", "description": "Pencil HB", "price": 249,'
+        ' "tax_code": "B"}], "discounts": [{"id": "d1", "rule": {"kind": "percent",'
+        ' "value": 10, "barcodes": ["4006381333931"]}}]}'
+    )
+    assert read_source(source) == LINES
+
+
+def manifest_for(body: bytes, chunk_size: int, **changes: object) -> Manifest:
+    fields: dict[str, object] = {
+        "v": 1,
+        "store": "S1",
+        "date": "2026-01-01",
+        "id": "0123456789abcdef",
+        "size": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "chunks": -(-len(body) // chunk_size),
+        "chunk_size": chunk_size,
+        "articles": 1,
+        "discounts": 1,
+        "published_at": "2026-01-01T00:00:00.000Z",
+    }
+    return Manifest(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def staged(store: RefdataStore, body: bytes, chunk_size: int) -> None:
+    for n, i in enumerate(range(0, len(body), chunk_size)):
+        store.stage("0123456789abcdef", n, body[i : i + chunk_size])
+
+
+def test_a_verified_snapshot_is_built_and_answers_lookups(tmp_path: Path) -> None:
+    store = RefdataStore.open(tmp_path / "refdata.db")
+    try:
+        body = encode_body(LINES)
+        staged(store, body, 16)
+        snapshot = store.build(manifest_for(body, 16))
+        assert store.lookup("4006381333931") is None  # built, not yet active
+        store.activate(snapshot)
+        assert store.lookup("04006381333931") == {
+            "barcode": "4006381333931",
+            "description": "Pencil HB",
+            "price": 249,
+            "tax_code": "B",
+        }
+        assert store.staged("0123456789abcdef") == set()  # the chunks are gone
+    finally:
+        store.close()
+    reopened = RefdataStore.open(tmp_path / "refdata.db")
+    try:
+        assert reopened.active is not None
+        assert reopened.active.date == "2026-01-01"
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize(
+    ("spoil", "kind"),
+    [
+        ("missing", "incomplete"),
+        ("short", "bad_chunk"),
+        ("flipped", "bad_hash"),
+        ("count", "bad_count"),
+        ("line", "bad_line"),
+        ("duplicate", "bad_line"),
+    ],
+)
+def test_a_spoiled_snapshot_is_rejected_and_nothing_kept(
+    tmp_path: Path, spoil: str, kind: str
+) -> None:
+    store = RefdataStore.open(tmp_path / "refdata.db")
+    try:
+        lines = list(LINES)
+        if spoil == "duplicate":
+            lines.append(Article("04006381333931", "Same", 1, "B"))
+        body = encode_body(lines)
+        if spoil == "line":
+            body += b'{"type": "article"}\n'
+        changes: dict[str, object] = {"articles": 2} if spoil == "duplicate" else {}
+        if spoil == "count":
+            changes = {"articles": 5}
+        manifest = manifest_for(body, 16, **changes)
+        staged(store, body, 16)
+        if spoil == "missing":
+            store.drop_staged(None)
+            store.stage(manifest.id, 0, body[:16])
+        elif spoil == "short":
+            store.stage(manifest.id, 1, body[16:30])
+        elif spoil == "flipped":
+            store.stage(manifest.id, 1, bytes([body[16] ^ 1]) + body[17:32])
+        with pytest.raises(SnapshotRejected) as caught:
+            store.build(manifest)
+        assert caught.value.kind == kind, caught.value.problem
+        assert store.snapshots() == []
+        assert store.active is None
+    finally:
+        store.close()
+
+
+def test_a_damaged_file_is_set_aside_and_a_new_one_made(tmp_path: Path) -> None:
+    path = tmp_path / "refdata.db"
+    path.write_bytes(b"this is no SQLite database, but a disk's bad day" * 100)
+    store = RefdataStore.open(path)
+    try:
+        assert store.active is None
+        assert store.snapshots() == []
+    finally:
+        store.close()
+    aside = [p.name for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    assert len(aside) == 1
