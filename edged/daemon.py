@@ -32,7 +32,7 @@ from edged.keys import collector_pin_path, load_or_create, read_pin, terminal_ke
 from edged.operations import NeedsStoreError, OperationPolicy
 from edged.receipts import sale_document
 from edged.records import Payments, PrintJobs
-from edged.refdata import Refdata
+from edged.refdata import Refdata, today_in
 from edged.refwire import RefdataTopics
 from edged.sdnotify import Notifier
 from edged.simwiring import Simulators
@@ -389,7 +389,11 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
     refdata_store = RefdataStore.open(cfg.refdata.path)
     try:
         signer = load_or_create(terminal_key_path(cfg.journal.path))
-        refdata = Refdata(refdata_store, keep=cfg.refdata.keep)
+        refdata = Refdata(
+            refdata_store,
+            keep=cfg.refdata.keep,
+            today=today_in(localtime.zone(cfg.terminal.timezone)),
+        )
         if cfg.uplink:
             refdata.sync = RefdataSync(
                 refdata_store,

@@ -30,17 +30,15 @@ USE_KEY = "use_date"  # state: the date `refdata.use` chose; absent means today
 Publish = Callable[[str, dict[str, Any]], None]
 
 
-def utc_today() -> str:
-    """Today's date, UTC (the store's local date once the terminal knows its time zone)."""
-    return dt.datetime.now(dt.UTC).date().isoformat()
+def today_in(where: dt.tzinfo) -> Callable[[], str]:
+    """Today's date where the store is: a snapshot dated for a day starts at its midnight."""
+    return lambda: dt.datetime.now(where).date().isoformat()
 
 
 class Refdata:
     """Lookups, status and the choice of snapshot; `run()` follows the date and the sync."""
 
-    def __init__(
-        self, store: RefdataStore, *, keep: int, today: Callable[[], str] = utc_today
-    ) -> None:
+    def __init__(self, store: RefdataStore, *, keep: int, today: Callable[[], str]) -> None:
         self.store = store
         self.keep = keep
         self._today = today
