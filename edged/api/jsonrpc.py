@@ -12,7 +12,9 @@ Deliberate choices, documented for clients:
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,8 +268,10 @@ def _number_id(value: int | float, raw: bytes) -> RequestId:
     return ident
 
 
-def _request(obj: Any, raw: bytes, repeated: tuple[list[str | int], str] | None) -> Message:
-    """Classify one decoded call; `raw` is its JSON text, `repeated` a key it repeated."""
+def _request(
+    obj: Any, raw: Callable[[], bytes], repeated: tuple[list[str | int], str] | None
+) -> Message:
+    """Classify one decoded call; `raw` gives its JSON text, `repeated` is a key it repeated."""
     if not isinstance(obj, dict):
         return ErrorResponse(
             None, codes.INVALID_REQUEST, f"invalid request: expected an object, got {_kind(obj)}"
@@ -277,7 +281,7 @@ def _request(obj: Any, raw: bytes, repeated: tuple[list[str | int], str] | None)
     kind = type(req_id)
     id_ok = req_id is None or kind is str or kind is int or kind is float
     if kind is float or (kind is int and req_id == 0):
-        req_id = _number_id(req_id, raw)  # type: ignore[arg-type]  # kind says int | float
+        req_id = _number_id(req_id, raw())  # type: ignore[arg-type]  # kind says int | float
     answer_id: RequestId = req_id if id_ok else None
     if repeated is not None and repeated[0][:1] != ["params"]:
         at, key = repeated
@@ -326,7 +330,7 @@ def parse(frame: bytes) -> Message | Batch:
         return _parse_error(frame, exc)
     slow = _with_repeats(frame, obj)
     if not isinstance(obj, list):
-        return _request(obj, frame, _repeat_in(slow))
+        return _request(obj, lambda: frame, _repeat_in(slow))
     if not obj:
         return ErrorResponse(
             None, codes.INVALID_REQUEST, "invalid request: an empty batch; send at least one call"
@@ -338,11 +342,17 @@ def parse(frame: bytes) -> Message | Batch:
             f"invalid request: a batch of {len(obj)} calls; at most {MAX_BATCH} in one batch, "
             "send the rest in another",
         )
-    raws = _RAW_ITEMS.decode(frame)
+    raws: list[msgspec.Raw] = []
+
+    def raw_of(i: int) -> bytes:
+        if not raws:  # only for ids that are fractions or zero
+            raws.extend(_RAW_ITEMS.decode(frame))
+        return bytes(raws[i])
+
     items = []
-    for i, (item, raw) in enumerate(zip(obj, raws, strict=True)):
+    for i, item in enumerate(obj):
         mine = _repeat_in(slow if slow is None or slow is _TOO_DEEP else slow[i])
-        items.append(_request(item, bytes(raw), mine))
+        items.append(_request(item, functools.partial(raw_of, i), mine))
     return Batch(tuple(items))
 
 
