@@ -254,6 +254,11 @@ async def test_a_currency_that_is_no_currency_names_the_path(client: Client) -> 
     (problem,) = got["error"]["data"]["errors"]
     assert problem["path"] == "sale.currency"
     assert problem["problem"].startswith('"XAU" is a precious metal in ISO 4217')
+    got = await client.call("payment.start", {"id": "p-1", "amount": 100, "currency": "DEM"})
+    assert got["error"]["code"] == codes.INVALID_PARAMS
+    (problem,) = got["error"]["data"]["errors"]
+    assert problem["path"] == "currency"
+    assert problem["problem"].startswith('"DEM" is not an active ISO 4217 currency code')
 
 
 # --- a batch of commits against the real journal -------------------------------------------
