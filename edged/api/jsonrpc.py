@@ -24,6 +24,7 @@ from edged.api import codes
 
 RequestId = str | int | msgspec.Raw | None
 MAX_BATCH = 100  # calls in one batch: one line cannot queue unbounded work
+MAX_PATH_CHARS = 200  # a JSON path in an error, cut in the middle beyond this
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +254,7 @@ def _repeat_in(slow: Any) -> tuple[list[str | int], str] | None:
     if slow is None:
         return None
     if slow is _TOO_DEEP:
-        return [], "(nested too deeply to say which)"
+        return [], ""  # some object repeats a key; too deep to say which
     return _find_repeated(slow)
 
 
@@ -286,11 +287,15 @@ def _request(
     if repeated is not None and repeated[0][:1] != ["params"]:
         at, key = repeated
         where = f"in {_path(at)}" if at else "in the request object"
+        what = (
+            f"key {key[:60]!r} appears more than once {where}"
+            if key
+            else ("an object repeats a key, nested too deeply to say where")
+        )
         return ErrorResponse(
-            None if key == "id" else answer_id,
+            None if key in ("id", "") else answer_id,
             codes.INVALID_REQUEST,
-            f"invalid request: key {key[:60]!r} appears more than once {where}; a key may "
-            "appear only once (I-JSON, RFC 7493)",
+            f"invalid request: {what}; a key may appear only once (I-JSON, RFC 7493)",
         )
 
     def invalid(problem: str) -> ErrorResponse:
@@ -316,6 +321,8 @@ def _request(
         at, key = repeated
         inner = at[1:]
         where = _path(inner) if isinstance(params, dict) else _path(["params", *inner])
+        if len(where) > MAX_PATH_CHARS:  # deep nesting: its start and its end say enough
+            where = f"{where[: MAX_PATH_CHARS // 2]}…{where[-MAX_PATH_CHARS // 2 :]}"
         params = DuplicateKey(where or "params", key)
     if not has_id:
         return Notification(method, params)

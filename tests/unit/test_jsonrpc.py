@@ -387,3 +387,15 @@ def test_any_repeated_key_is_found(obj: dict[str, Any], data: st.DataObject) -> 
     params = body[:-1] + b"," + repeat + b"}"
     frame = b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"meta":' + params + b"}}"
     assert parse(frame) == Request(1, "m", DuplicateKey("meta", key))
+
+
+def test_a_repeated_key_deep_down_is_named_with_a_shortened_path() -> None:
+    deep = b"[" * 300 + b'{"k":1,"k":2}' + b"]" * 300
+    frame = b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"d":' + deep + b"}}"
+    message = parse(frame)
+    assert isinstance(message, Request)
+    assert isinstance(message.params, DuplicateKey)
+    assert message.params.key == "k"
+    assert message.params.path.startswith("d[0][0]")
+    assert "…" in message.params.path
+    assert len(message.params.path) <= 201
