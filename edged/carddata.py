@@ -12,6 +12,7 @@ is Luhn-valid. Inside `payments` (`strict`) any Luhn-valid run of 13 to 19 digit
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 # IIN ranges (first digits, inclusive) and PAN lengths; Discover Global Network issues Diners
 # and Discover cards up to 19 digits. Mir (2200-2204) is not in every table but is a scheme.
@@ -107,15 +108,20 @@ def find_card_data(text: str, *, strict: bool = False) -> str | None:
 
 
 def find_card_number(number: int | float, *, strict: bool = False) -> str | None:
-    """A JSON number that is a full card number (an integral float counts as its integer)."""
+    """A JSON number that is a full card number. An integral float counts as its integer, read
+    both as its exact value and as RFC 8785 writes it (shortest digits, then zeros), which is
+    how it comes back from the journal: 3.84531722591351e16 returns as 38453172259135100."""
     if isinstance(number, float):
         if not number.is_integer() or abs(number) >= 1e19:
             return None
-        number = int(number)
-    digits = str(abs(number))
-    if len(digits) < SCAN_MIN_CHARS:
-        return None
-    return "a full card number" if _group_is_pan(digits, strict) else None
+        spellings = {int(number), int(Decimal(repr(number)))}
+    else:
+        spellings = {number}
+    for whole in spellings:
+        digits = str(abs(whole))
+        if len(digits) >= SCAN_MIN_CHARS and _group_is_pan(digits, strict):
+            return "a full card number"
+    return None
 
 
 def redact(text: str) -> str:

@@ -8,8 +8,9 @@ import uuid
 from typing import Any
 
 from edged.carddata import SCAN_MIN_CHARS, find_card_data, find_card_number, may_hold_card_data
-from edged.chain import MAX_SAFE_INT
+from edged.chain import MAX_SAFE_INT, CanonicalError, canonical_exact
 from edged.errors import Problem, ValidationError
+from edged.iso4217 import currency_problem
 
 MONEY_KEYS = frozenset({"total", "amount", "unit_price", "discount", "tax"})
 # Card secrets that must never be stored (DESIGN invariant 6).
@@ -34,7 +35,6 @@ SECRET_KEYS = frozenset(
 )
 MAX_PROBLEMS = 50
 MAX_DEPTH = 32  # nesting of objects and arrays; far beyond any real sale
-_CURRENCY = re.compile(r"[A-Z]{3}")
 _DECIMAL_QTY = re.compile(r"-?\d{1,9}(\.\d{1,6})?")
 # First 6 and last 4 at most; terminals that reveal only the last 4 are fine too.
 _MASKED_PAN = re.compile(r"(?:\d{6}[*Xx]{3,9}|[*Xx]{2,15})\d{4}")
@@ -81,6 +81,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_double(value: int) -> bool:
+    """Whether an integer past ±2^53-1 is how RFC 8785 writes a double (1e20 is written
+    100000000000000000000): such a sale read back with sale.get and sent again must commit
+    as the same sale."""
+    try:
+        return canonical_exact(value) == str(value).encode()
+    except CanonicalError:
+        return False
+
+
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
@@ -92,6 +102,9 @@ class _Checker:
     def money(self, path: str, value: Any) -> bool:
         if not _is_int(value):
             self.add(path, f"must be an integer number of minor units, got {_kind(value)}")
+            return False
+        if abs(value) > MAX_SAFE_INT:
+            self.add(path, f"must be within ±{MAX_SAFE_INT} minor units, got {value}")
             return False
         return True
 
@@ -118,7 +131,9 @@ class _Checker:
                             "stored; keep only masked_pan, scheme, auth_code, terminal_ref",
                         )
                         continue
-                    if lowered in MONEY_KEYS and type(item) is not int:
+                    if lowered in MONEY_KEYS and not (
+                        type(item) is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT
+                    ):
                         self.money(f"{path}.{key}", item)
                     if lowered == "masked_pan" and not (
                         isinstance(item, str) and _MASKED_PAN.fullmatch(item)
@@ -153,7 +168,7 @@ class _Checker:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             if found := find_card_number(value, strict=in_payment):
                 self.add(path, f"looks like {found}; {_NO_CARD_DATA}")
-            elif isinstance(value, int) and abs(value) > MAX_SAFE_INT:
+            elif isinstance(value, int) and abs(value) > MAX_SAFE_INT and not _is_double(value):
                 self.add(
                     path,
                     f"integer of {len(str(abs(value)))} digits is beyond ±2^53-1, "
@@ -211,14 +226,10 @@ def validate_sale(sale: Any) -> dict[str, Any]:
     sale_id = c.string(sale, "sale", "id")
     if sale_id is not None and not _is_uuid(sale_id):
         c.add("sale.id", "must be a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427")
-    currency = sale.get("currency")
-    if not (isinstance(currency, str) and _CURRENCY.fullmatch(currency)):
-        c.add(
-            "sale.currency",
-            f"must be an ISO 4217 code of three capitals, got {_kind(currency)}"
-            if "currency" in sale
-            else "is required",
-        )
+    if "currency" not in sale:
+        c.add("sale.currency", "is required")
+    elif (problem := currency_problem(sale["currency"])) is not None:
+        c.add("sale.currency", problem)
     total = c.required_money(sale, "sale", "total")
     for path, line in c.objects(sale, "lines", non_empty=True):
         c.string(line, path, "sku")

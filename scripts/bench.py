@@ -473,6 +473,36 @@ async def refdata_lookup(args: argparse.Namespace, work: Path) -> None:
     await bench_refdata.lookup(args.quick, work, emit)
 
 
+@scenario
+async def decode(args: argparse.Namespace, work: Path) -> None:
+    """Parsing one sale.commit line (JSON-RPC checks, ids, repeated keys) and one batch of 20;
+    baseline: msgspec's bare decode of the same bytes, which the parser starts with."""
+    import msgspec
+
+    from edged.api.jsonrpc import Batch, Request, parse
+
+    call = {"jsonrpc": "2.0", "id": 7, "method": "sale.commit", "params": {"sale": sale()}}
+    call["params"]["sale"]["meta"]["at"] = "2026-11-23T09:41:00.123Z"  # colons in strings
+    batch = [{**call, "id": i} for i in range(20)]
+    rounds = 5_000 if args.quick else 50_000
+    for name, frame, kind in (
+        ("sale_commit", msgspec.json.encode(call), Request),
+        ("batch_20", msgspec.json.encode(batch), Batch),
+    ):
+        assert isinstance(parse(frame), kind)
+        bare = min(_per_call(lambda f=frame: msgspec.json.decode(f), rounds) for _ in range(3))
+        full = min(_per_call(lambda f=frame: parse(f), rounds) for _ in range(3))
+        emit("decode", f"parse_{name}", full * 1e6, "us", bare * 1e6)
+        emit("baseline", f"msgspec_decode_{name}", bare * 1e6, "us")
+
+
+def _per_call(func: Callable[[], object], rounds: int) -> float:
+    t = time.perf_counter()
+    for _ in range(rounds):
+        func()
+    return (time.perf_counter() - t) / rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, under a minute")

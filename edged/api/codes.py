@@ -1,12 +1,14 @@
 """Every error code the local API returns, in one place (the README copies this list).
 
-- `-32700` PARSE_ERROR: the line is not UTF-8 JSON; the message names the byte offset.
-  The connection stays usable.
-- `-32600` INVALID_REQUEST: not a JSON-RPC 2.0 request object (wrong `jsonrpc`, bad `id`
-  type, `method` not a string, `params` neither object nor array, an unknown member, a
-  batch). Also a line over the 1 MiB limit, after which the server closes the connection.
+- `-32700` PARSE_ERROR: the line is not UTF-8 JSON; the message names the byte offset (a
+  lone surrogate: the JSON path and the position in the string). The connection stays usable.
+- `-32600` INVALID_REQUEST: not a JSON-RPC 2.0 request object (wrong `jsonrpc`, an `id` that
+  is no string, number or null, `method` not a string, `params` neither object nor array, an
+  unknown member, a key repeated in the request object), `[]`, a batch over 100 requests.
+  Also a line over the 1 MiB limit, after which the server closes the connection.
 - `-32601` METHOD_NOT_FOUND: no such method; the message lists the methods that exist.
-- `-32602` INVALID_PARAMS: wrong parameters or an invalid sale. `data.errors` is a list of
+- `-32602` INVALID_PARAMS: wrong parameters, a key repeated inside `params`, or an invalid
+  sale. `data.errors` is a list of
   `{path, problem}`, e.g. `{"path": "sale.lines[2].amount", "problem": "must be an
   integer number of minor units, got 1.5"}`. Fix the request; resending it unchanged fails.
 - `-32603` INTERNAL_ERROR: a bug or unexpected failure in the daemon, logged with a

@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from edged.api import codes, jsonrpc
+from edged.api.batch import refuse_batch, run_batch
 from edged.api.framing import LineDecoder, Oversize
 from edged.api.methods import Dispatcher
 from edged.carddata import redact
@@ -33,6 +34,9 @@ READ_CHUNK_BYTES = 64 * 1024
 WRITE_BATCH_MESSAGES = 64  # messages joined into one write
 SEND_TIMEOUT_S = 30.0  # a client that takes nothing for this long is disconnected
 FLUSH_TIMEOUT_S = 2.0  # how long a closing connection may take to send what is queued
+_SHUTTING_DOWN = (
+    "shutting down: the daemon is stopping and did not run this request; retry when it is back"
+)
 
 
 def _limit_text(limit: int) -> str:
@@ -192,19 +196,23 @@ class Connection:
                 self.idle.clear()
                 self._requests += 1
                 assert self._tg is not None
+                what = "batch" if isinstance(message, jsonrpc.Batch) else message.method[:40]
                 self._tg.create_task(
                     self._run_request(message),
-                    name=f"api-client-{self.peer}-{message.method[:40]}-{self._requests}",
+                    name=f"api-client-{self.peer}-{what}-{self._requests}",
                 )
                 return
             self._slots.release()
-        if isinstance(message, jsonrpc.Request):
+        if isinstance(message, jsonrpc.Batch):
+            refused = refuse_batch(message, codes.SHUTTING_DOWN, _SHUTTING_DOWN)
+            if refused is not None:
+                self._send(refused)
+        elif isinstance(message, jsonrpc.Request):
             self._send(
                 jsonrpc.error_response(
                     message.id,
                     codes.SHUTTING_DOWN,
-                    "shutting down: the daemon is stopping and did not run this request; "
-                    "retry when it is back",
+                    _SHUTTING_DOWN,
                 )
             )
 
@@ -218,9 +226,14 @@ class Connection:
             self._room.clear()
             await self._room.wait()
 
-    async def _run_request(self, message: jsonrpc.Request | jsonrpc.Notification) -> None:
+    async def _run_request(
+        self, message: jsonrpc.Request | jsonrpc.Notification | jsonrpc.Batch
+    ) -> None:
         try:
-            response = await self._dispatcher.dispatch(message, self)
+            if isinstance(message, jsonrpc.Batch):
+                response = await run_batch(self._dispatcher, message, self)
+            else:
+                response = await self._dispatcher.dispatch(message, self)
             if response is not None:
                 self._send(response)  # no await before this: a subscribe's answer precedes events
         finally:

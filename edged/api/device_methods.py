@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from edged.api.methods_base import Method, Session, id_param, invalid_params
 from edged.api.services import Services
 from edged.errors import Problem
+from edged.iso4217 import currency_problem
 
 MAX_WAIT_S = 60.0
 MAX_SLIP_LINES = 500
 MAX_LINE_CHARS = 200
 MAX_AMOUNT = 10**12  # minor units; a typo guard, not a business limit
-CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def _slip(receipt: Any) -> dict[str, Any]:
@@ -84,19 +83,21 @@ def _terms(params: dict[str, Any]) -> tuple[str, int, str]:
     problems = []
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
         problems.append(Problem("amount", "must be a positive integer number of minor units"))
-    if not isinstance(currency, str) or not CURRENCY.match(currency):
-        problems.append(Problem("currency", "must be an ISO 4217 code of three capitals"))
+    if (problem := currency_problem(currency)) is not None:
+        problems.append(Problem("currency", problem))
     if problems:
         raise invalid_params(problems)
     return payment_id, amount, currency
 
 
 async def _payment_start(services: Services, session: Session, params: dict[str, Any]) -> Any:
-    return await services.payment_start(*_terms(params))
+    terms = _terms(params)  # checked before the service is asked
+    return await services.payment_start(*terms)
 
 
 async def _payment_refund(services: Services, session: Session, params: dict[str, Any]) -> Any:
-    return await services.payment_refund(*_terms(params))
+    terms = _terms(params)
+    return await services.payment_refund(*terms)
 
 
 async def _payment_reverse(services: Services, session: Session, params: dict[str, Any]) -> Any:

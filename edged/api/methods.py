@@ -9,7 +9,15 @@ import structlog
 
 from edged.api import codes
 from edged.api.device_methods import DEVICE_METHODS
-from edged.api.jsonrpc import Notification, Request, RequestId, error_response, result_response
+from edged.api.jsonrpc import (
+    DuplicateKey,
+    Notification,
+    Params,
+    Request,
+    RequestId,
+    error_response,
+    result_response,
+)
 from edged.api.methods_base import Method, RpcError, Session, id_param, invalid_params
 from edged.api.refdata_methods import REFDATA_METHODS
 from edged.api.services import Services, ShuttingDownError
@@ -97,9 +105,11 @@ METHODS: dict[str, Method] = {
 }
 
 
-def bind_params(method: Method, params: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
+def bind_params(method: Method, params: Params) -> dict[str, Any]:
     """Map by-name or by-position params onto the method's names; -32602 on any mismatch."""
     names = method.params
+    if isinstance(params, DuplicateKey):
+        raise invalid_params([Problem(params.path, params.problem())])
     if params is None:
         bound: dict[str, Any] = {}
     elif isinstance(params, list):

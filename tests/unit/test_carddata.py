@@ -190,3 +190,10 @@ def test_redact_masks_every_pan_shape(pan: str) -> None:
 def test_redact_keeps_short_numbers() -> None:
     assert redact("sale.lines[12].qty 42 port 1883") == "sale.lines[12].qty 42 port 1883"
     assert redact("id 123456789012") == "id ############"
+
+
+def test_a_whole_double_is_read_as_the_journal_writes_it() -> None:
+    # Its exact value 38453172259135104 is no card number, but RFC 8785 writes it
+    # 38453172259135100 (a Luhn-valid Diners-prefixed 17 digits), which sale.get returns.
+    assert int(3.84531722591351e16) == 38453172259135104
+    assert find_card_number(3.84531722591351e16) == "a full card number"

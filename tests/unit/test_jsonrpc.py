@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from edged.api import codes
 from edged.api.jsonrpc import (
+    MAX_BATCH,
+    Batch,
+    DuplicateKey,
     ErrorResponse,
     Notification,
     Request,
@@ -89,16 +92,146 @@ def test_number_out_of_range_is_a_parse_error() -> None:
     assert err.message == "parse error: Number out of range"
 
 
-def test_lone_surrogate_escape_is_a_parse_error() -> None:
+def test_lone_surrogate_escape_names_the_path_and_the_position() -> None:
     err = error_of(b'{"jsonrpc":"2.0","id":"\\ud800","method":"status"}')
     assert err.code == codes.PARSE_ERROR
-    assert "escape" in err.message
+    assert err.message.startswith("parse error: id: the string holds a lone UTF-16 surrogate")
+    frame = (
+        b'{"jsonrpc":"2.0","id":1,"method":"sale.commit","params":{"sale":{"lines":[{},'
+        b'{"name":"\xf0\x9f\x8d\x8ex\\udc00"}]}}}'  # an astral character counts 2 units
+    )
+    err = error_of(frame)
+    assert (
+        "params.sale.lines[1].name: the string holds a lone UTF-16 surrogate \\udc00 at position 3"
+    ) in err.message
+    err = error_of(b'[{"jsonrpc":"2.0","id":1,"method":"m","params":{"k\\ud800":1}}]')
+    assert "[0].params: the key 'k\\ud800' holds a lone UTF-16 surrogate" in err.message
 
 
-def test_batches_are_refused_with_a_clear_message() -> None:
-    err = error_of(b'[{"jsonrpc":"2.0","id":1,"method":"status"}]')
+def test_a_batch_is_parsed_call_by_call() -> None:
+    batch = parse(
+        b'[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","method":"m"},'
+        b'{"foo":"boo"},7]'
+    )
+    assert isinstance(batch, Batch)
+    assert batch.items[:2] == (Request(1, "status", None), Notification("m", None))
+    assert [item.code for item in batch.items[2:]] == [codes.INVALID_REQUEST] * 2  # type: ignore[union-attr]
+
+
+def test_empty_and_oversize_batches_are_one_error() -> None:
+    err = error_of(b"[]")
+    assert (err.code, err.id) == (codes.INVALID_REQUEST, None)
+    assert "empty batch" in err.message
+    call = b'{"jsonrpc":"2.0","method":"status"}'
+    assert isinstance(parse(b"[" + b",".join([call] * MAX_BATCH) + b"]"), Batch)
+    err = error_of(b"[" + b",".join([call] * (MAX_BATCH + 1)) + b"]")
     assert err.code == codes.INVALID_REQUEST
-    assert "batches are not supported" in err.message
+    assert f"a batch of {MAX_BATCH + 1} calls; at most {MAX_BATCH}" in err.message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"0",
+        b"-0",
+        b"7",
+        b"-7",
+        b"1.0",
+        b"-2.5",
+        b"1e2",
+        b"1E+2",
+        b"-1.50e-3",
+        b"0.1",
+        b"123456789012345678901234567890",
+        b"-18446744073709551617",
+        b"1" + b"0" * 400,
+    ],
+)
+def test_number_ids_are_echoed_byte_for_byte(raw: bytes) -> None:
+    frame = b'{"jsonrpc":"2.0","id":' + raw + b',"method":"status"}'
+    message = parse(frame)
+    assert isinstance(message, Request)
+    assert b'"id":' + raw + b"," in result_response(message.id, 1)
+    err = error_of(b'{"jsonrpc":"2.0","id":' + raw + b',"method":7}')
+    assert b'"id":' + raw + b"," in err.encode()
+    batch = parse(b"[" + frame + b"," + frame + b"]")
+    assert isinstance(batch, Batch)
+    for item in batch.items:
+        assert isinstance(item, Request)
+        assert b'"id":' + raw + b"," in error_response(item.id, -1, "x")
+
+
+@pytest.mark.parametrize(
+    ("frame", "message", "answer_id"),
+    [
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"status","method":"sale.get"}',
+            "invalid request: key 'method' appears more than once in the request object",
+            1,
+        ),
+        (
+            b'{"jsonrpc":"2.0","id":1,"id":2,"method":"status"}',
+            "invalid request: key 'id' appears more than once in the request object",
+            None,
+        ),
+        (
+            b'[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","jsonrpc":"2.0",'
+            b'"id":2,"method":"status"}]',
+            "invalid request: key 'jsonrpc' appears more than once in the request object",
+            2,
+        ),
+    ],
+)
+def test_repeated_keys_of_the_request_object_are_invalid_requests(
+    frame: bytes, message: str, answer_id: int | None
+) -> None:
+    parsed = parse(frame)
+    err = parsed.items[-1] if isinstance(parsed, Batch) else parsed
+    assert isinstance(err, ErrorResponse)
+    assert err.code == codes.INVALID_REQUEST
+    assert err.message.startswith(message)
+    assert "RFC 7493" in err.message
+    assert err.id == answer_id
+
+
+@pytest.mark.parametrize(
+    ("params", "path", "key"),
+    [
+        (b'{"sale":{"id":"x","id":"x"}}', "sale", "id"),
+        (b'{"sale":{"meta":{"t":"10:30","t":"10:30"}}}', "sale.meta", "t"),
+        (
+            b'{"sale":{"lines":[{"a":1},{"sku":"1","n":{"x":[{"k":1,"k":1}]}}]}}',
+            "sale.lines[1].n.x[0]",
+            "k",
+        ),
+        (b'{"sale":{},"sale":{}}', "params", "sale"),
+        (b'[{"m":{"a":1,"a":1}}]', "params[0].m", "a"),
+        (b'{"sale":{"meta":{"a\\u003a":1,"a:":2}}}', "sale.meta", "a:"),
+    ],
+)
+def test_repeated_keys_in_params_name_their_path(params: bytes, path: str, key: str) -> None:
+    frame = b'{"jsonrpc":"2.0","id":5,"method":"sale.commit","params":' + params + b"}"
+    message = parse(frame)
+    assert message == Request(5, "sale.commit", DuplicateKey(path, key))
+    with pytest.raises(RpcError) as info:
+        bind_params(METHODS["sale.commit"], DuplicateKey(path, key))
+    assert info.value.code == codes.INVALID_PARAMS
+    assert info.value.data["errors"][0]["path"] == path
+    assert f"key {key!r} appears more than once" in info.value.data["errors"][0]["problem"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"t":"10:30:00","u":"a\\u003ab"}}',
+        b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"a:b":{":":[":",{"c":"::"}]}}}',
+        b'{"jsonrpc" : "2.0", "id" : 1, "method" : "m", "params" : {"a" : {}, "b" : [{}]}}',
+    ],
+)
+def test_colons_and_escapes_in_strings_are_no_repeated_keys(frame: bytes) -> None:
+    message = parse(frame)
+    assert isinstance(message, Request)
+    assert isinstance(message.params, dict)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +242,6 @@ def test_batches_are_refused_with_a_clear_message() -> None:
         (b'{"jsonrpc":"1.0","id":1,"method":"status"}', '"jsonrpc" must be "2.0"', 1),
         (b'{"jsonrpc":2.0,"id":1,"method":"status"}', '"jsonrpc" must be "2.0"', 1),
         (b'{"jsonrpc":"2.0","id":{},"method":"status"}', '"id" must be', None),
-        (b'{"jsonrpc":"2.0","id":1.5,"method":"status"}', '"id" must be', None),
         (b'{"jsonrpc":"2.0","id":true,"method":"status"}', '"id" must be', None),
         (b'{"jsonrpc":"2.0","id":"x","method":7}', '"method" must be a string', "x"),
         (b'{"jsonrpc":"2.0","id":"x"}', '"method" must be a string, got missing', "x"),
@@ -156,12 +288,13 @@ def test_result_that_json_cannot_carry_raises_type_error() -> None:
 
 
 def check_any_message(frame: bytes) -> None:
-    message = parse(frame)
-    assert isinstance(message, Request | Notification | ErrorResponse)
-    if isinstance(message, ErrorResponse):
-        decoded = json.loads(message.encode())
-        assert decoded["error"]["code"] in (codes.PARSE_ERROR, codes.INVALID_REQUEST)
-        assert decoded["id"] is None or isinstance(decoded["id"], int | str)
+    parsed = parse(frame)
+    for message in parsed.items if isinstance(parsed, Batch) else [parsed]:
+        assert isinstance(message, Request | Notification | ErrorResponse)
+        if isinstance(message, ErrorResponse):
+            decoded = json.loads(message.encode())
+            assert decoded["error"]["code"] in (codes.PARSE_ERROR, codes.INVALID_REQUEST)
+            assert decoded["id"] is None or isinstance(decoded["id"], int | float | str)
 
 
 @given(st.binary(max_size=300))
@@ -244,3 +377,25 @@ def test_missing_unknown_and_surplus_params_are_named() -> None:
     surplus = bind_problems("status", [1])
     assert surplus[0]["path"] == "params"
     assert "takes 0 parameter(s)" in surplus[0]["problem"]
+
+
+@given(st.dictionaries(st.text(max_size=4), json_values, min_size=1, max_size=4), st.data())
+def test_any_repeated_key_is_found(obj: dict[str, Any], data: st.DataObject) -> None:
+    key = data.draw(st.sampled_from(sorted(obj)))
+    body = msgspec.json.encode(obj)
+    repeat = msgspec.json.encode({key: obj[key]})[1:-1]
+    params = body[:-1] + b"," + repeat + b"}"
+    frame = b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"meta":' + params + b"}}"
+    assert parse(frame) == Request(1, "m", DuplicateKey("meta", key))
+
+
+def test_a_repeated_key_deep_down_is_named_with_a_shortened_path() -> None:
+    deep = b"[" * 300 + b'{"k":1,"k":2}' + b"]" * 300
+    frame = b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"d":' + deep + b"}}"
+    message = parse(frame)
+    assert isinstance(message, Request)
+    assert isinstance(message.params, DuplicateKey)
+    assert message.params.key == "k"
+    assert message.params.path.startswith("d[0][0]")
+    assert "…" in message.params.path
+    assert len(message.params.path) <= 201
