@@ -36,6 +36,7 @@ READ_CHUNK_BYTES = 64 * 1024
 WRITE_BATCH_MESSAGES = 64  # messages joined into one write
 SEND_TIMEOUT_S = 30.0  # a client that takes nothing for this long is disconnected
 FLUSH_TIMEOUT_S = 2.0  # how long a closing connection may take to send what is queued
+LINGER_S = 1.0  # after a refusal, input is read and dropped this long before closing
 
 
 def _limit_text(limit: int) -> str:
@@ -172,6 +173,9 @@ class Connection:
                     await self._handle(event.data)
                 if not fits:
                     self._over_budget(held)
+                    self._budget.change(held, 0)
+                    held = 0
+                    await self._discard_input()
                     return
                 if not data:
                     return
@@ -191,6 +195,14 @@ class Connection:
                 f"({limit} bytes before the newline); closing the connection",
             )
         )
+
+    async def _discard_input(self) -> None:
+        """Read and drop what the client still sends, for a moment: closing a socket with
+        unread input resets it, and the client would lose the answer saying why."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_S):
+                while await self._reader.read(READ_CHUNK_BYTES):
+                    pass
 
     def _over_budget(self, held: int) -> None:
         budget = self._budget
