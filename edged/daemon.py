@@ -296,6 +296,7 @@ class Components:
             self._services,
             max_clients=api.max_clients,
             max_buffered=api.max_buffered_bytes,
+            admit_own_process=True,  # the watchdog's `status` probe (_api_problem)
         )
 
     async def close_api(self) -> None:

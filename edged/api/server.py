@@ -14,6 +14,7 @@ import errno
 import os
 import socket
 import stat
+import struct
 from types import TracebackType
 from typing import NoReturn, Self
 
@@ -54,6 +55,17 @@ _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 TRIM_DELAY_S = 1.0  # give memory back this long after the last big buffer or refusal
 
 
+def _is_own_probe(client: socket.socket) -> bool:
+    """A connection from this very process: the watchdog's health check, never refused (it
+    would report the API dead during a flood, and systemd would restart a working daemon)."""
+    try:
+        raw = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    pid: int = struct.unpack("3i", raw)[0]
+    return pid == os.getpid()
+
+
 class ApiServerError(EdgedError):
     """The API socket cannot be served at its path; the message says why and what to do."""
 
@@ -64,7 +76,8 @@ class ApiServer:
     Use `async with ApiServer(path, services):`, or `await start()` ... `await close()`.
     start() replaces a stale socket file but refuses (ApiServerError) if a live process
     answers on it. At most `max_clients` clients are served (fewer if the descriptor limit
-    cannot hold them and FD_RESERVE besides); more are answered with -32005 and closed.
+    cannot hold them and FD_RESERVE besides); more are answered with -32005 and closed,
+    except, with `admit_own_process`, connections from this process (the daemon's watchdog).
     close() stops accepting, lets in-flight requests finish (at most
     `close_timeout_s`), answers requests that arrive meanwhile with -32004, closes every
     client and removes the socket file.
@@ -81,6 +94,7 @@ class ApiServer:
         close_timeout_s: float = CLOSE_TIMEOUT_S,
         max_clients: int = DEFAULT_MAX_CLIENTS,
         max_buffered: int = DEFAULT_MAX_BUFFERED_BYTES,
+        admit_own_process: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self.services = services
@@ -92,6 +106,7 @@ class ApiServer:
         self._wanted_clients = max_clients
         self.max_clients = max_clients  # effective: lowered at start if descriptors are short
         self._max_buffered = max_buffered
+        self._admit_own = admit_own_process  # the daemon's health check, even when full
         self._budget = ByteBudget(max_buffered, max_clients)
         self._fd_limit = 0
         self._sock: socket.socket | None = None
@@ -278,7 +293,9 @@ class ApiServer:
                 self._refused("descriptors", limit=self._fd_limit, error=exc.strerror)
                 await self._wait_for_leave()
                 continue
-            if len(self._conns) >= self.max_clients:
+            if len(self._conns) >= self.max_clients and not (
+                self._admit_own and _is_own_probe(client)
+            ):
                 self._refuse(client)
                 continue
             await self._adopt(client)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
+import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,8 @@ import structlog
 
 from edged.api import ApiServer, codes
 from tests.integration.test_api_server import Client, DictServices, error_of, request, until
+from tests.support.daemon import DaemonProcess, uplink_section
+from tests.support.mosquitto import Mosquitto
 
 
 @pytest.fixture
@@ -115,3 +120,83 @@ async def test_a_flood_of_malformed_frames_logs_a_few_lines(small_server: ApiSer
     assert 2 <= len(bad) <= 3, bad  # the first, maybe one per 10 s, the rest counted at close
     assert bad[0]["code"] == codes.PARSE_ERROR
     assert bad[-1]["total"] == 5000
+
+
+LOW_FD_LIMIT = 100  # the effective max_clients becomes 100 - FD_RESERVE = 36
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (LOW_FD_LIMIT, LOW_FD_LIMIT))
+
+
+def _status_over(sock: socket.socket, req_id: int) -> dict[str, Any]:
+    """A status call over an already connected (blocking) socket."""
+    sock.sendall(request(req_id, "status"))
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = sock.recv(1 << 16)
+        assert chunk, "connection closed"
+        line += chunk
+    result: dict[str, Any] = json.loads(line)["result"]
+    return result
+
+
+def _connect(path: str, timeout_s: float = 10.0) -> socket.socket:
+    """Connect, retrying while the listen backlog is full: accepted or refused, never stuck."""
+    deadline = time.monotonic() + timeout_s
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout_s)
+    while True:
+        try:
+            s.connect(path)
+            return s
+        except BlockingIOError:
+            assert time.monotonic() < deadline, "the daemon accepts no connections"
+            time.sleep(0.01)
+
+
+def _link_state(sock: socket.socket, want: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    n = 0
+    while (state := _status_over(sock, n := n + 1)["link"]["state"]) != want:
+        assert time.monotonic() < deadline, f"link is {state}, not {want}"
+        time.sleep(0.2)
+
+
+def test_idle_connection_flood_under_a_low_fd_limit_keeps_the_uplink_working(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """edged run with RLIMIT_NOFILE 100 and 3 x 300 idle clients: the extra ones are refused,
+    the uplink reconnects after a broker restart, and the log holds only JSON lines without
+    a traceback."""
+    daemon = DaemonProcess(tmp_path, uplink=uplink_section(broker.port, reconnect_max_s=1))
+    daemon.preexec = _low_fd_limit
+    daemon.start()
+    idle: list[socket.socket] = []
+    try:
+        first = socket.socket(socket.AF_UNIX)
+        first.settimeout(10)
+        first.connect(daemon.socket)
+        idle.append(first)
+        _link_state(first, "online")
+        for _ in range(3):
+            for _ in range(300):
+                idle.append(_connect(daemon.socket))
+            broker.stop()
+            _link_state(first, "offline")
+            broker.start()
+            _link_state(first, "online")
+        refused = idle[-1]
+        answer = json.loads(refused.recv(1 << 16).split(b"\n")[0])
+        assert answer["error"]["code"] == codes.OVERLOADED
+        assert answer["error"]["data"] == {"limit": "max_clients", "value": LOW_FD_LIMIT - 64}
+    finally:
+        for s in idle:
+            s.close()
+        daemon.terminate()
+    lines = daemon.log.read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]  # every line is JSON
+    assert "Traceback" not in daemon.log.read_text()
+    assert "watchdog_withheld" not in events  # its own health check is never refused
+    assert "api_max_clients_lowered" in events
+    assert 1 <= events.count("api_client_refused") <= 10
