@@ -25,6 +25,8 @@ class RepeatFilter(logging.Filter):
     """Pass a stdlib record, then drop its repeats (same logger, level, message template)
     for REPEAT_INTERVAL_S; the next one that passes carries `suppressed`, the count dropped."""
 
+    interval_s = REPEAT_INTERVAL_S
+
     def __init__(self) -> None:
         super().__init__()
         self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
@@ -33,7 +35,7 @@ class RepeatFilter(logging.Filter):
         key = (record.name, record.levelno, str(record.msg)[:200])
         now = time.monotonic()
         seen = self._seen.get(key)
-        if seen is not None and now - seen[0] < REPEAT_INTERVAL_S:
+        if seen is not None and now - seen[0] < self.interval_s:
             self._seen[key] = (seen[0], seen[1] + 1)
             return False
         if seen is not None and seen[1]:
