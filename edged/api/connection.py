@@ -183,6 +183,7 @@ class Connection:
             self.reason = f"read failed: {exc}"
         finally:
             self._budget.change(held, 0)
+            decoder.clear()  # a closed task's frame may live on in a cycle until the next gc
 
     def _oversize(self, limit: int) -> None:
         log.info("api_frame_oversize", peer=self.peer, limit=limit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import os
 import socket
 import stat
@@ -52,7 +53,7 @@ MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes with the terminating NUL
 LISTEN_BACKLOG = 100
 # accept() failing for want of descriptors or memory: wait for a client to leave, then retry
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-TRIM_DELAY_S = 1.0  # give memory back this long after the last big buffer or refusal
+TRIM_DELAY_S = 1.0  # give memory back this long after a big buffer or a refusal
 
 
 def _is_own_probe(client: socket.socket) -> bool:
@@ -144,7 +145,6 @@ class ApiServer:
         if self._runner is not None:
             raise RuntimeError("ApiServer.start() called twice")
         await self._claim_path()
-        malloc.fix_mmap_threshold()
         self._fd_limit = raise_fd_limit()
         self.max_clients = effective_max_clients(self._wanted_clients, self._fd_limit)
         self._budget = ByteBudget(self._max_buffered, self.max_clients)
@@ -345,13 +345,16 @@ class ApiServer:
             client.close()
 
     def trim_soon(self) -> None:
-        """Give freed memory back to the system once a flood is over (debounced)."""
-        if self._trim is not None:
-            self._trim.cancel()
-        self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim_now)
+        """Give freed memory back to the system soon: at most once per TRIM_DELAY_S, so a
+        long flood is collected as it goes and a short one just after it ends."""
+        if self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim_now)
 
     def _trim_now(self) -> None:
+        # Closed connections linger in reference cycles (tasks, exceptions, frames) until
+        # the cyclic gc's rare full run: collect them, then hand the freed pages back.
         self._trim = None
+        gc.collect()
         malloc.trim()
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
