@@ -50,6 +50,10 @@ class JournalSection(_Section, frozen=True):
 
 class ApiSection(_Section, frozen=True):
     socket: str = ""
+    # Connections served at once; more are refused with -32005 (edged.api.limits defaults).
+    max_clients: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+    # Bytes of unfinished lines held for all clients together (at least one 1 MiB line).
+    max_buffered_bytes: Annotated[int, msgspec.Meta(ge=1024 * 1024)] = 16 * 1024 * 1024
 
 
 class UplinkSection(_Section, frozen=True):

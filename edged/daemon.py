@@ -320,15 +320,25 @@ class Components:
 
     async def open_api(self) -> None:
         """Bind the API socket at start-up: a socket in use is an error then, not a retry."""
-        self.api_server = ApiServer(self._cfg.api.socket, self._services)
+        self.api_server = self._new_api_server()
         await self.api_server.start()
+
+    def _new_api_server(self) -> ApiServer:
+        api = self._cfg.api
+        return ApiServer(
+            api.socket,
+            self._services,
+            max_clients=api.max_clients,
+            max_buffered=api.max_buffered_bytes,
+            admit_own_process=True,  # the watchdog's `status` probe (_api_problem)
+        )
 
     async def close_api(self) -> None:
         if self.api_server is not None:
             await self.api_server.close()
 
     async def _serve_api(self) -> None:
-        server = self.api_server or ApiServer(self._cfg.api.socket, self._services)
+        server = self.api_server or self._new_api_server()
         self.api_server = server
         try:
             await server.serve()

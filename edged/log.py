@@ -1,4 +1,10 @@
-"""structlog setup: JSON lines when not on a TTY (systemd's journal), readable console on a TTY."""
+"""structlog setup: JSON lines when not on a TTY (systemd's journal), readable console on a TTY.
+
+Records of the standard library's loggers (asyncio, paho, aiosqlite) go through the same
+renderer, so the journal holds only JSON lines, and a record repeated within
+REPEAT_INTERVAL_S is dropped and counted (`suppressed` on the next one that passes): a
+library in trouble cannot write a traceback storm.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import importlib.util
 import logging
 import os
 import sys
+import time
 from typing import TextIO
 
 import structlog
@@ -40,6 +47,35 @@ def _console_exceptions(show_locals: bool) -> ExceptionRenderer:
     return structlog.dev.plain_traceback
 
 
+REPEAT_INTERVAL_S = 10.0
+_MAX_REMEMBERED = 1000  # distinct repeated records tracked at once
+
+
+class RepeatFilter(logging.Filter):
+    """Pass a stdlib record, then drop its repeats (same logger, level, message template)
+    for REPEAT_INTERVAL_S; the next one that passes carries `suppressed`, the count dropped."""
+
+    interval_s = REPEAT_INTERVAL_S
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg)[:200])
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.interval_s:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return False
+        if seen is not None and seen[1]:
+            record.suppressed = seen[1]
+        if len(self._seen) >= _MAX_REMEMBERED:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return True
+
+
 def configure(level: str | None = None, stream: TextIO | None = None) -> None:
     """Configure once at start-up; `EDGED_LOG_LEVEL` overrides the default of info."""
     stream = stream or sys.stderr
@@ -54,23 +90,39 @@ def configure(level: str | None = None, stream: TextIO | None = None) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if as_json:
-        processors += [
+    renderer: list[structlog.typing.Processor] = (
+        [
             structlog.processors.ExceptionRenderer(_exception_dicts(show_locals)),
             structlog.processors.JSONRenderer(sort_keys=False),
         ]
-    else:
-        processors.append(
-            structlog.dev.ConsoleRenderer(exception_formatter=_console_exceptions(show_locals))
-        )
+        if as_json
+        else [structlog.dev.ConsoleRenderer(exception_formatter=_console_exceptions(show_locals))]
+    )
+    processors += renderer
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
-    # Libraries that log through the standard library (paho, aiosqlite) only speak up on trouble.
-    # force: python-escpos calls basicConfig on import, which would silence ours.
-    logging.basicConfig(
-        level=logging.WARNING, stream=stream, format="%(name)s: %(message)s", force=True
+    _route_stdlib(stream, renderer)
+
+
+def _route_stdlib(stream: TextIO, renderer: list[structlog.typing.Processor]) -> None:
+    """Libraries that log through the standard library (asyncio, paho, aiosqlite) only speak
+    up on trouble: at WARNING and above, in our format, repeats counted instead of written."""
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RepeatFilter())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.ExtraAdder(allow=["suppressed"]),
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        )
     )
+    # force: python-escpos calls basicConfig on import, which would replace ours.
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)

@@ -294,6 +294,102 @@ async def drain(args: argparse.Namespace, work: Path) -> None:
         broker.stop()
 
 
+class RssSampler:
+    """Peak RSS of a process, sampled every 20 ms in a thread while a flood runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_mib(self.pid))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def flood_connect(
+    path: str, count: int, partial: int, timeout_s: float = 30.0
+) -> list[socket.socket]:
+    """`count` connections, each sending `partial` bytes without a newline (0: idle)."""
+    socks: list[socket.socket] = []
+    deadline = time.monotonic() + timeout_s
+    for _ in range(count):
+        s = socket.socket(socket.AF_UNIX)
+        s.setblocking(False)
+        while True:
+            try:
+                s.connect(path)
+                break
+            except BlockingIOError:  # the listen backlog is full
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+        socks.append(s)
+    chunk = b"x" * 65536
+    left = {s: partial for s in socks}
+    while left and time.monotonic() < deadline:
+        for s in list(left):
+            try:
+                left[s] -= s.send(chunk[: min(len(chunk), left[s])])
+            except BlockingIOError:
+                continue
+            except OSError:  # refused and closed by the daemon
+                left[s] = 0
+            if left[s] <= 0:
+                del left[s]
+        time.sleep(0.001)
+    return socks
+
+
+@scenario
+async def api_flood(args: argparse.Namespace, work: Path) -> None:
+    """edged's RSS with hostile clients, before, during and after: 600 connections holding
+    1 MiB without a newline, 15 rounds of 100 of them, 3,000 idle connections."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    daemon = DaemonProcess(work / "d")
+    daemon.start()
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    try:
+        await asyncio.sleep(1.0)
+        idle = rss_mib(pid)
+        emit("api_flood", "idle_rss", idle, "MiB")
+        floods = [("partial_600x1MiB", 600, 1 << 20, 1)]
+        floods.append(("partial_15_rounds_100x1MiB", 100, 1 << 20, 3 if args.quick else 15))
+        floods.append(("idle_3000", 3000, 0, 1))
+        for name, count, partial, rounds in floods:
+            lines_before = len(daemon.log.read_bytes().splitlines())
+            t = time.perf_counter()
+            with RssSampler(pid) as sampler:
+                for _ in range(rounds):
+                    socks = await asyncio.to_thread(flood_connect, daemon.socket, count, partial)
+                    await asyncio.sleep(0.5)
+                    for s in socks:
+                        s.close()
+            emit(name, "flood_s", time.perf_counter() - t, "s")
+            emit(name, "peak_rss", sampler.peak, "MiB", idle)
+            await asyncio.sleep(2.0)  # the daemon trims 1 s after the flood
+            emit(name, "rss_after", rss_mib(pid), "MiB", idle)
+            status = await status_of(daemon.socket)
+            emit(name, "status_after", 1.0 if "journal" in status else 0.0, "ok")
+            text = daemon.log.read_bytes().splitlines()[lines_before:]
+            emit(name, "log_lines", len(text), "lines")
+            emit(name, "tracebacks", sum(b"Traceback" in line for line in text), "lines")
+    finally:
+        daemon.terminate()
+
+
 @scenario
 async def reconnect(args: argparse.Namespace, work: Path) -> None:
     """Broker killed and restarted on the same port: time from restart to the first ack."""

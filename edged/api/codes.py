@@ -25,6 +25,10 @@
 - `-32003` SALE_NOT_FOUND: `sale.get` found no sale with this id (`data`: `{id}`).
 - `-32004` SHUTTING_DOWN: the daemon is stopping and did not run the request. Retry once it
   is back (systemd restarts it); the sale id makes a retried commit safe.
+- `-32005` OVERLOADED: the connection is refused and closed: too many clients are connected
+  (`[api] max_clients`), or the unfinished lines of all clients together are over
+  `[api] max_buffered_bytes` and this client holds more than its share. `data`:
+  `{limit, value}`. Reconnect later; close connections the UI does not use.
 - `-32010` DEVICE_NOT_CONFIGURED: the config has no such device (`data`: `{device}`);
   add `[devices.NAME]` or do not offer the function on this till.
 - `-32011` DEVICE_NOT_READY: the device cannot do it now (`data`: `{device, state, detail}`,
@@ -57,6 +61,7 @@ JOURNAL_FULL = -32001
 SALE_CONFLICT = -32002
 SALE_NOT_FOUND = -32003
 SHUTTING_DOWN = -32004
+OVERLOADED = -32005
 DEVICE_NOT_CONFIGURED = -32010
 DEVICE_NOT_READY = -32011
 PAYMENT_BUSY = -32012

@@ -7,6 +7,9 @@ is queued or buffered: one task switch less per answer). Answers may use half of
 client that sends requests without reading the answers is simply not read from until it does.
 Events use the rest: a client that does not read them overflows the queue and is disconnected,
 so it never blocks the daemon or the other clients.
+
+An unfinished line counts against the server's ByteBudget; malformed frames are logged once,
+then as a count per interval and at close (a flood of them writes a few lines, not thousands).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import structlog
 from edged.api import codes, jsonrpc
 from edged.api.batch import refuse_batch, run_batch
 from edged.api.framing import LineDecoder, Oversize
+from edged.api.limits import ByteBudget, Tally
 from edged.api.methods import Dispatcher
 from edged.carddata import redact
 from edged.events import EventHub, SubscriberOverflow, Subscription
@@ -37,6 +41,7 @@ FLUSH_TIMEOUT_S = 2.0  # how long a closing connection may take to send what is 
 _SHUTTING_DOWN = (
     "shutting down: the daemon is stopping and did not run this request; retry when it is back"
 )
+LINGER_S = 1.0  # after a refusal, input is read and dropped this long before closing
 
 
 def _limit_text(limit: int) -> str:
@@ -72,6 +77,7 @@ class Connection:
         max_frame: int,
         max_in_flight: int,
         send_queue: int,
+        budget: ByteBudget,
     ) -> None:
         self.peer = peer
         self._reader = reader
@@ -84,6 +90,9 @@ class Connection:
         self._dispatcher = dispatcher
         self._events = events
         self._max_frame = max_frame
+        self._budget = budget
+        self.peak_buffered = 0  # the most bytes of an unfinished line held at once
+        self._bad_frames = Tally("api_bad_frame", peer=peer)
         self._out: asyncio.Queue[bytes] = asyncio.Queue(send_queue)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._answer_budget = max(1, send_queue // 2)
@@ -126,6 +135,7 @@ class Connection:
                         await self._writer.wait_closed()
         finally:
             self._stop_pump()
+            self._bad_frames.flush()
             if self.dropped:
                 self._writer.transport.abort()
             else:
@@ -152,19 +162,33 @@ class Connection:
 
     async def _read_loop(self) -> None:
         decoder = LineDecoder(self._max_frame)
+        held = 0
         try:
             while True:
                 # No timeout: a UI that only waits for events sends nothing for hours.
                 data = await self._reader.read(READ_CHUNK_BYTES)
-                for event in decoder.feed(data) if data else decoder.eof():
+                events = decoder.feed(data) if data else decoder.eof()
+                fits = self._budget.change(held, decoder.buffered)
+                held = decoder.buffered
+                self.peak_buffered = max(self.peak_buffered, held)
+                for event in events:
                     if isinstance(event, Oversize):
                         self._oversize(event.limit)
                         return
                     await self._handle(event.data)
+                if not fits:
+                    self._over_budget(held)
+                    self._budget.change(held, 0)
+                    held = 0
+                    await self._discard_input()
+                    return
                 if not data:
                     return
         except OSError as exc:
             self.reason = f"read failed: {exc}"
+        finally:
+            self._budget.change(held, 0)
+            decoder.clear()  # a closed task's frame may live on in a cycle until the next gc
 
     def _oversize(self, limit: int) -> None:
         log.info("api_frame_oversize", peer=self.peer, limit=limit)
@@ -178,15 +202,37 @@ class Connection:
             )
         )
 
+    async def _discard_input(self) -> None:
+        """Read and drop what the client still sends, for a moment: closing a socket with
+        unread input resets it, and the client would lose the answer saying why."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_S):
+                while await self._reader.read(READ_CHUNK_BYTES):
+                    pass
+
+    def _over_budget(self, held: int) -> None:
+        budget = self._budget
+        budget.refusals.note(peer=self.peer, held=held, share=budget.share, limit=budget.limit)
+        self.reason = "unfinished lines of all clients over the buffer budget"
+        self._send(
+            jsonrpc.error_response(
+                None,
+                codes.OVERLOADED,
+                f"overloaded: the unfinished lines of all clients together exceed "
+                f"{_limit_text(budget.limit)} ([api] max_buffered_bytes) and this connection "
+                f"holds {held} bytes without a newline, more than its share of "
+                f"{budget.share} bytes; closing the connection, retry later",
+                {"limit": "max_buffered_bytes", "value": budget.limit},
+            )
+        )
+
     async def _handle(self, line: bytes) -> None:
         if not line.strip():
             return  # blank lines are ignored, so a client may send them as keep-alives
         await self._wait_for_room()
         message = jsonrpc.parse(line)
         if isinstance(message, jsonrpc.ErrorResponse):
-            log.info(
-                "api_bad_frame", peer=self.peer, code=message.code, error=redact(message.message)
-            )
+            self._bad_frames.note(code=message.code, error=redact(message.message))
             self._send(message.encode())
             return
         if not self.shutting_down:

@@ -71,6 +71,11 @@ class LineDecoder:
                 self._buf += data[start:]
         return events
 
+    def clear(self) -> None:
+        """Drop a held partial line at once (its connection is closing)."""
+        self._buf = bytearray()
+        self._discarding = False
+
     def eof(self) -> list[FrameEvent]:
         """The stream ended: a trailing line without newline still counts as a frame."""
         events: list[FrameEvent] = [Line(bytes(self._buf))] if self._buf else []

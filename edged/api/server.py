@@ -1,29 +1,45 @@
 """The local API on a Unix socket: claims the path safely, serves clients, shuts down cleanly.
 
 Each client is a `Connection` (edged/api/connection.py). Responses to pipelined requests may
-come back in any order: match them by id.
+come back in any order: match them by id. The server accepts by itself (not asyncio's
+start_unix_server) so that it can refuse a client over `max_clients` with an answer, and stop
+accepting near the descriptor limit instead of letting accept() fail in a loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import gc
 import os
 import socket
 import stat
+import struct
 from types import TracebackType
 from typing import NoReturn, Self
 
 import structlog
 
+from edged.api import codes, jsonrpc
 from edged.api.connection import (
-    FLUSH_TIMEOUT_S,
     MAX_IN_FLIGHT,
     READ_CHUNK_BYTES,
     SEND_QUEUE_MESSAGES,
     Connection,
 )
 from edged.api.framing import MAX_FRAME_BYTES
+from edged.api.limits import (
+    DEFAULT_MAX_BUFFERED_BYTES,
+    DEFAULT_MAX_CLIENTS,
+    FD_RESERVE,
+    ByteBudget,
+    Tally,
+    effective_max_clients,
+    fds_in_use,
+    malloc,
+    raise_fd_limit,
+)
 from edged.api.methods import Dispatcher
 from edged.api.services import Services
 from edged.errors import EdgedError
@@ -34,6 +50,21 @@ CLOSE_TIMEOUT_S = 5.0  # how long close() lets in-flight requests finish
 PROBE_TIMEOUT_S = 1.0  # connecting to an existing socket to see whether it is alive
 SOCKET_MODE = 0o660
 MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes with the terminating NUL
+LISTEN_BACKLOG = 100
+# accept() failing for want of descriptors or memory: wait for a client to leave, then retry
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+TRIM_DELAY_S = 1.0  # give memory back this long after a big buffer or a refusal
+
+
+def _is_own_probe(client: socket.socket) -> bool:
+    """A connection from this very process: the watchdog's health check, never refused (it
+    would report the API dead during a flood, and systemd would restart a working daemon)."""
+    try:
+        raw = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    pid: int = struct.unpack("3i", raw)[0]
+    return pid == os.getpid()
 
 
 class ApiServerError(EdgedError):
@@ -45,7 +76,10 @@ class ApiServer:
 
     Use `async with ApiServer(path, services):`, or `await start()` ... `await close()`.
     start() replaces a stale socket file but refuses (ApiServerError) if a live process
-    answers on it. close() stops accepting, lets in-flight requests finish (at most
+    answers on it. At most `max_clients` clients are served (fewer if the descriptor limit
+    cannot hold them and FD_RESERVE besides); more are answered with -32005 and closed,
+    except, with `admit_own_process`, connections from this process (the daemon's watchdog).
+    close() stops accepting, lets in-flight requests finish (at most
     `close_timeout_s`), answers requests that arrive meanwhile with -32004, closes every
     client and removes the socket file.
     """
@@ -59,6 +93,9 @@ class ApiServer:
         max_in_flight: int = MAX_IN_FLIGHT,
         send_queue: int = SEND_QUEUE_MESSAGES,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        max_buffered: int = DEFAULT_MAX_BUFFERED_BYTES,
+        admit_own_process: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self.services = services
@@ -67,7 +104,16 @@ class ApiServer:
         self._max_in_flight = max_in_flight
         self._send_queue = send_queue
         self._close_timeout_s = close_timeout_s
-        self._server: asyncio.Server | None = None
+        self._wanted_clients = max_clients
+        self.max_clients = max_clients  # effective: lowered at start if descriptors are short
+        self._max_buffered = max_buffered
+        self._admit_own = admit_own_process  # the daemon's health check, even when full
+        self._budget = ByteBudget(max_buffered, max_clients)
+        self._fd_limit = 0
+        self._sock: socket.socket | None = None
+        self._left = asyncio.Event()  # a client left: room for another
+        self._refusals: dict[str, Tally] = {}
+        self._trim: asyncio.TimerHandle | None = None
         self._runner: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._ready = asyncio.Event()
@@ -99,18 +145,19 @@ class ApiServer:
         if self._runner is not None:
             raise RuntimeError("ApiServer.start() called twice")
         await self._claim_path()
-        sock = self._bind()
+        self._fd_limit = raise_fd_limit()
+        self.max_clients = effective_max_clients(self._wanted_clients, self._fd_limit)
+        self._budget = ByteBudget(self._max_buffered, self.max_clients)
+        self._sock = self._bind()
         self._runner = asyncio.create_task(self._run(), name="api-server")
         await self._ready.wait()
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._on_connect, sock=sock, limit=READ_CHUNK_BYTES
-            )
-        except BaseException:
-            sock.close()
-            await self.close()
-            raise
-        log.info("api_listening", path=self.path)
+        log.info(
+            "api_listening",
+            path=self.path,
+            max_clients=self.max_clients,
+            max_buffered_bytes=self._max_buffered,
+            fd_limit=self._fd_limit,
+        )
 
     async def serve(self) -> NoReturn:
         """Start (unless started) and serve until cancelled, then close gracefully.
@@ -136,11 +183,11 @@ class ApiServer:
         try:
             await self._runner
         finally:
-            if self._server is not None:
-                self._server.close()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(FLUSH_TIMEOUT_S):
-                        await self._server.wait_closed()
+            self._close_listener()
+            if self._trim is not None:
+                self._trim.cancel()
+            for tally in (*self._refusals.values(), self._budget.refusals):
+                tally.flush()
             self._remove_socket()
             log.info("api_closed", path=self.path)
 
@@ -191,6 +238,7 @@ class ApiServer:
             # before listen(): nobody can connect while the mode is still the umask's
             os.chmod(self.path, SOCKET_MODE)
             self._inode = os.stat(self.path).st_ino
+            sock.listen(LISTEN_BACKLOG)
         except OSError as exc:
             sock.close()
             raise ApiServerError(
@@ -210,12 +258,104 @@ class ApiServer:
         except OSError as exc:
             log.warning("api_socket_not_removed", path=self.path, error=str(exc))
 
+    def _close_listener(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            assert self._sock is not None
+            accepter = tg.create_task(self._accept_loop(self._sock), name="api-accept")
             self._ready.set()
             await self._stop.wait()
+            accepter.cancel()
             await self._shutdown()
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if len(self._conns) >= self.max_clients and (
+                fds_in_use() >= self._fd_limit - FD_RESERVE // 2
+            ):
+                # Even a refusal takes a descriptor: leave the rest to the journal and uplink.
+                self._refused("descriptors", limit=self._fd_limit)
+                await self._wait_for_leave()
+                continue
+            try:
+                client, _ = await loop.sock_accept(sock)
+            except (InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRNOS:
+                    raise
+                self._refused("descriptors", limit=self._fd_limit, error=exc.strerror)
+                await self._wait_for_leave()
+                continue
+            if len(self._conns) >= self.max_clients and not (
+                self._admit_own and _is_own_probe(client)
+            ):
+                self._refuse(client)
+                continue
+            await self._adopt(client)
+
+    async def _adopt(self, client: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_CHUNK_BYTES, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, client)
+        except OSError:
+            client.close()
+            return
+        self._on_connect(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
+    async def _wait_for_leave(self) -> None:
+        self._left.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._left.wait()
+
+    def _refused(self, reason: str, **fields: object) -> None:
+        tally = self._refusals.get(reason)
+        if tally is None:
+            tally = self._refusals[reason] = Tally("api_client_refused", "warning", reason=reason)
+        tally.note(**fields)
+        self.trim_soon()
+
+    def _refuse(self, client: socket.socket) -> None:
+        """Answer one -32005 line and close: the client learns why and what the limit is."""
+        self._refused("max_clients", limit=self.max_clients)
+        frame = jsonrpc.error_response(
+            None,
+            codes.OVERLOADED,
+            f"too many clients: {len(self._conns)} connections are open and the limit is "
+            f"{self.max_clients} ([api] max_clients); closing this connection, retry later "
+            "and close connections you do not use",
+            {"limit": "max_clients", "value": self.max_clients},
+        )
+        try:
+            client.setblocking(False)
+            with contextlib.suppress(OSError):
+                client.recv(READ_CHUNK_BYTES)  # unread input would turn our close into a reset
+            with contextlib.suppress(OSError):
+                client.send(frame + b"\n")
+        finally:
+            client.close()
+
+    def trim_soon(self) -> None:
+        """Give freed memory back to the system soon: at most once per TRIM_DELAY_S, so a
+        long flood is collected as it goes and a short one just after it ends."""
+        if self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim_now)
+
+    def _trim_now(self) -> None:
+        # Closed connections linger in reference cycles (tasks, exceptions, frames) until
+        # the cyclic gc's rare full run: collect them, then hand the freed pages back.
+        self._trim = None
+        gc.collect()
+        malloc.trim()
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.closing or self._tg is None:
@@ -231,6 +371,7 @@ class ApiServer:
             max_frame=self._max_frame,
             max_in_flight=self._max_in_flight,
             send_queue=self._send_queue,
+            budget=self._budget,
         )
         self._conns[conn] = self._tg.create_task(self._serve(conn), name=f"api-client-{conn.peer}")
 
@@ -241,11 +382,13 @@ class ApiServer:
             log.exception("api_client_failed", peer=conn.peer)
         finally:
             self._conns.pop(conn, None)
+            self._left.set()
+            if conn.peak_buffered > READ_CHUNK_BYTES:
+                self.trim_soon()
 
     async def _shutdown(self) -> None:
         self.closing = True
-        if self._server is not None:
-            self._server.close()  # stop accepting
+        self._close_listener()  # stop accepting
         conns = list(self._conns)
         for conn in conns:
             conn.shutting_down = True

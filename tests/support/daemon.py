@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.process import log_tail, run_refused, spawn_ready
@@ -18,11 +19,13 @@ class _Process:
         self.log = workdir / f"{command}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.preexec: Callable[[], object] | None = None  # runs in the child before exec
 
     def start(self) -> None:
         self.starts += 1
         notify = self.workdir / f"notify-{self.command}-{self.starts}"
-        self.proc = spawn_ready([self.command, "--config", str(self.config)], notify, self.log)
+        args = [self.command, "--config", str(self.config)]
+        self.proc = spawn_ready(args, notify, self.log, self.preexec)
 
     def start_refused(self) -> int:
         """Start it expecting a refusal: its exit status (StartedAnyway if it started)."""

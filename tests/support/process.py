@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 READY_TIMEOUT_S = 20.0
@@ -42,8 +43,15 @@ def run_refused(args: list[str], notify_path: Path, log: Path) -> int:
     raise StartedAnyway(f"edged {args[0]} started where it had to refuse:\n{log_tail(log)}")
 
 
-def spawn_ready(args: list[str], notify_path: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Run `python -m edged.cli ARGS` with NOTIFY_SOCKET; return once it sent READY=1."""
+def spawn_ready(
+    args: list[str],
+    notify_path: Path,
+    log: Path,
+    preexec: Callable[[], object] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Run `python -m edged.cli ARGS` with NOTIFY_SOCKET; return once it sent READY=1.
+
+    `preexec` runs in the child before exec (e.g. to lower a resource limit)."""
     notify_path.unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(notify_path))
@@ -56,6 +64,7 @@ def spawn_ready(args: list[str], notify_path: Path, log: Path) -> subprocess.Pop
                 stderr=out,
                 env=env,
                 start_new_session=True,
+                preexec_fn=preexec,  # noqa: PLW1509 (tests set a resource limit, no locks)
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:

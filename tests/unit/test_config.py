@@ -167,3 +167,14 @@ def test_no_tls_no_context(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD + '[uplink]\nhost = "h"\n'))
     assert cfg.uplink is not None
     assert tls_context(cfg.uplink, cfg.source) is None
+
+
+def test_api_limits_default_and_are_checked(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    assert (cfg.api.max_clients, cfg.api.max_buffered_bytes) == (64, 16 * 1024 * 1024)
+    cfg = load_config(write(tmp_path, GOOD + "[api]\nmax_clients = 8\n"))
+    assert cfg.api.max_clients == 8
+    with pytest.raises(ConfigError, match=r"api\.max_clients"):
+        load_config(write(tmp_path, GOOD + "[api]\nmax_clients = 0\n"))
+    with pytest.raises(ConfigError, match=r"api\.max_buffered_bytes"):
+        load_config(write(tmp_path, GOOD + "[api]\nmax_buffered_bytes = 1000\n"))
