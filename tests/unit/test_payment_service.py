@@ -464,3 +464,42 @@ async def test_zvt_restart_does_not_take_an_older_settled_transaction_for_ours(
         async with serving(service):
             record = await finished(service, "p1")
     assert (record["state"], record["message"]) == ("aborted", NOT_ON_TERMINAL)
+
+
+async def test_zvt_offline_approvals_are_counted_until_the_end_of_day(tmp_path: Path) -> None:
+    events, ledger = Events(), MemoryLedger()
+    async with zvt_terminal(tmp_path, events) as (sim, terminal):
+        service = PaymentService(terminal, ledger, events, currency="EUR")
+        async with serving(service):
+            for payment_id, amount, offline in (("o1", 1250, True), ("n1", 300, False)):
+                if offline:
+                    sim.approve_offline_next()
+                await service.start(payment_id, amount, "EUR")
+                record = await finished(service, payment_id)
+                assert record["result"]["authorisation"] == ("offline" if offline else "online")
+            sim.approve_offline_next()
+            await service.start("o2", 700, "EUR")
+            await finished(service, "o2")
+            report = service.offline_report()
+            assert report is not None
+            assert (report["count"], report["total"], report["currency"]) == (2, 1950, "EUR")
+            await service.reverse("r2", "o2")  # reversed: nothing to follow up
+            assert (await finished(service, "r2"))["state"] == "approved"
+            assert service.offline_report() == {**report, "count": 1, "total": 1250}
+        restarted = PaymentService(terminal, ledger, events, currency="EUR")
+        assert restarted.offline_report() is None  # not read from the journal yet
+        async with serving(restarted):
+            async with asyncio.timeout(HANG_GUARD_S):
+                while restarted.offline_report() is None:
+                    await asyncio.sleep(0.01)
+            assert restarted.offline_report() == {**report, "count": 1, "total": 1250}
+            await restarted.end_of_day()
+            closed = restarted.offline_report()
+            assert closed is not None and (closed["count"], closed["total"]) == (0, 0)
+            assert closed["since"] > report["since"]  # the end of day, not midnight
+        again = PaymentService(terminal, ledger, events, currency="EUR")
+        async with serving(again):
+            async with asyncio.timeout(HANG_GUARD_S):
+                while again.offline_report() is None:
+                    await asyncio.sleep(0.01)
+            assert again.offline_report() == closed  # the end of day is journaled too
