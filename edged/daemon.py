@@ -180,10 +180,16 @@ class TerminalServices:
             },
             "clock": self._clock_status(),
             "devices": self._devices.snapshot(),
+            "payments": self._payments_status(),
             "health": self.health.snapshot() if self.health else {"ok": True, "problems": {}},
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
+
+    def _payments_status(self) -> dict[str, Any] | None:
+        """Card payments to follow up; None without a payment terminal."""
+        payment = self._devices.payment
+        return None if payment is None else {"offline_approved": payment.offline_report()}
 
     def _clock_status(self) -> dict[str, Any]:
         """This terminal's clock against the store's, as the latest ack told it."""
@@ -432,6 +438,7 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
             jobs=PrintJobs(journal),
             ledger=Payments(journal),
             publish=refdata.enrich(events.publish),
+            where=localtime.zone(cfg.terminal.timezone),
         )
         services = TerminalServices(
             cfg,

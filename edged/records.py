@@ -106,3 +106,23 @@ class Payments:
             "ORDER BY updated_at DESC, rowid DESC LIMIT 1"
         )
         return msgspec.json.decode(rows[0][0]) if rows else None
+
+    async def last_day_closed_at(self) -> str | None:
+        rows = await self._journal.execute(
+            "SELECT max(json_extract(record, '$.updated_at')) FROM payments "
+            "WHERE json_extract(record, '$.kind') = 'end_of_day'"
+        )
+        return rows[0][0] if rows else None
+
+    async def offline_approvals_since(self, since: str) -> list[dict[str, Any]]:
+        rows = await self._journal.execute(
+            "SELECT p.record FROM payments p WHERE p.state = 'approved' "
+            "AND json_extract(p.record, '$.kind') = 'payment' "
+            "AND json_extract(p.record, '$.result.authorisation') = 'offline' "
+            "AND json_extract(p.record, '$.updated_at') >= ? "
+            "AND NOT EXISTS (SELECT 1 FROM payments r WHERE r.state = 'approved' "
+            "AND json_extract(r.record, '$.reverses') = p.id) "
+            "ORDER BY json_extract(p.record, '$.updated_at')",
+            (since,),
+        )
+        return [msgspec.json.decode(row[0]) for row in rows]

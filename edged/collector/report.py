@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edged.collector.followup import offline_payments
 from edged.collector.rebuild import permanent_gaps, rebuild_report
 from edged.collector.schema import (
     BUSY_TIMEOUT_MS,
@@ -142,6 +143,7 @@ def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any
         conn.execute("BEGIN")  # one consistent snapshot for the whole report
         terminals = terminal_report(conn)
         problems = recent_problems(conn, problems_limit)
+        offline = offline_payments(conn)
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         raise CollectorStoreError(f"collector db {path}: cannot read: {exc}") from exc
@@ -154,4 +156,5 @@ def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any
         "held": sum(t.held for t in terminals),
         "terminals": [t.as_dict() for t in terminals],
         "problems": problems,
+        "offline_payments": offline,
     }

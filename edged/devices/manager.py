@@ -8,6 +8,7 @@ settings of a real serial device on each simulator's pty.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,13 @@ class Devices:
     """Builds the drivers the config asks for; `run()` serves them all."""
 
     def __init__(
-        self, cfg: DevicesSection, *, jobs: PrintJobStore, ledger: PaymentLedger, publish: Publish
+        self,
+        cfg: DevicesSection,
+        *,
+        jobs: PrintJobStore,
+        ledger: PaymentLedger,
+        publish: Publish,
+        where: dt.tzinfo,
     ) -> None:
         for name, section in (
             ("printer", cfg.printer),
@@ -66,6 +73,7 @@ class Devices:
                     "edged.simwiring.Simulators(...).devices, which point at the simulator"
                 )
         self._publish = publish
+        self._where = where  # the store's zone: the payment terminal's day ends at its midnight
         self.statuses: dict[str, DeviceStatus] = {}
         self._runners: dict[str, Runner] = {}
         self.printer = self._printer(cfg.printer, jobs) if cfg.printer else None
@@ -181,7 +189,9 @@ class Devices:
             terminal = ZvtTerminal(
                 status, path=cfg.path, password=cfg.password, currency=cfg.currency, **line
             )
-        service = PaymentService(terminal, ledger, self._publish, currency=cfg.currency)
+        service = PaymentService(
+            terminal, ledger, self._publish, currency=cfg.currency, where=self._where
+        )
         self._runners["payment"] = service.run
         return service
 

@@ -50,6 +50,7 @@ NOT_REGISTERED = 0x6B
 
 class Behaviour(enum.Enum):
     APPROVE = "approve"
+    APPROVE_OFFLINE = "approve_offline"  # approved by the PT alone: payment type 0x40 (offline)
     DECLINE = "decline"  # status information with the result code, then 06 1E
     ASK_PIN = "ask_pin"  # "enter PIN", then wait for 06 B0, enter_pin() or the PIN timeout
     SILENT = "silent"  # acknowledge the command, then never answer
@@ -69,6 +70,7 @@ class SimTransaction:
     auth_code: str | None
     date: str  # MMDD
     time: str  # HHMMSS
+    payment_type: int = messages.PAYMENT_TYPE_ONLINE  # BMP 0x19 of its status information
 
 
 @dataclass
@@ -138,6 +140,10 @@ class SimZvtTerminal:
 
     def approve_next(self) -> None:
         self._script.append((Behaviour.APPROVE, 0x00))
+
+    def approve_offline_next(self) -> None:
+        """Approve the next payment without the host, as a PT within its floor limit does."""
+        self._script.append((Behaviour.APPROVE_OFFLINE, 0x00))
 
     def decline_next(self, result_code: int = 0x05) -> None:
         self._script.append((Behaviour.DECLINE, result_code))
@@ -372,7 +378,8 @@ class SimZvtTerminal:
             if await self._tell(line, messages.status_information(self._fields(record))):
                 await self._tell(line, messages.pt_abort(code))
             return
-        record = self._record(kind, amount, currency, 0x00)
+        offline = behaviour is Behaviour.APPROVE_OFFLINE
+        record = self._record(kind, amount, currency, 0x00, offline=offline)
         self._totals.amount += -amount if kind == "refund" else amount
         self._totals.count += 1
         if await self._tell(line, messages.status_information(self._fields(record))):
@@ -466,7 +473,9 @@ class SimZvtTerminal:
 
     # --- records -------------------------------------------------------------------------
 
-    def _record(self, kind: str, amount: int, currency: int, code: int) -> SimTransaction:
+    def _record(
+        self, kind: str, amount: int, currency: int, code: int, *, offline: bool = False
+    ) -> SimTransaction:
         now = datetime.now()
         counters = self._counters
         counters.trace += 1
@@ -485,6 +494,7 @@ class SimZvtTerminal:
             auth_code=self.auth_code if approved else None,
             date=now.strftime("%m%d"),
             time=now.strftime("%H%M%S"),
+            payment_type=messages.PAYMENT_TYPE_OFFLINE if offline else messages.PAYMENT_TYPE_ONLINE,
         )
         self.journal.append(record)
         return record
@@ -500,7 +510,7 @@ class SimZvtTerminal:
             (0x0D, record.date),
             (0x0E, "2812"),
             (0x17, 0),
-            (0x19, 0x40),
+            (0x19, record.payment_type),
             (0x22, self._pan_on_the_wire()),
             (0x29, self.terminal_id),
             (0x2A, self.vu_number),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.devices.payment.base import Outcome, PaymentTerminal
+from edged.devices.payment.base import Authorisation, Outcome, PaymentTerminal
 from edged.devices.payment.concert import NotSupported
 from edged.devices.payment.concert.codec import TransactionType
 from edged.devices.payment.concert.driver import NO_ANSWER
@@ -35,6 +35,8 @@ async def test_approved_payment(tmp_path: Path) -> None:
         assert result.outcome is Outcome.APPROVED
         assert (result.amount, result.currency, result.result_code) == (1000, "EUR", 0)
         assert result.masked_pan is None  # short answers carry no card number
+        assert result.authorisation is Authorisation.UNKNOWN  # E+ never says who approved
+        assert result.to_dict()["authorisation"] == "unknown"
         assert progress.texts == ["waiting for the cardholder on the terminal"]
         assert [r.encode() for r in sim.requests] == [b"0100001000010978          A010B010"]
         assert terminal.status.state is DeviceState.READY

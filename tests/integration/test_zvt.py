@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from edged.backoff import Backoff
-from edged.devices.payment.base import Outcome, PaymentResult, mask_pan
+from edged.devices.payment.base import Authorisation, Outcome, PaymentResult, mask_pan
 from edged.devices.payment.zvt.driver import DEFAULT_CONFIG, ZvtTerminal
 from edged.devices.payment.zvt.protocol import NO_ANSWER
 from edged.devices.payment.zvt.transport import ZvtTimings
@@ -112,10 +112,20 @@ async def test_approve(rig: Rig) -> None:
     assert result.masked_pan == mask_pan(TEST_PAN) == "679999*********0019"
     assert (result.card_name, result.auth_code) == ("Mastercard", "A1B2C3")
     assert (result.terminal_id, result.trace_number, result.receipt_no) == ("52500038", 1, 1)
+    assert result.authorisation is Authorisation.ONLINE
     assert rig.progress == ["insert card", "please wait", "waiting for the host"]
     busy = [p for p in rig.published if p["state"] == "busy"]
     assert busy and busy[-1]["detail"] == "payment in progress"
     assert rig.status.state is DeviceState.READY
+
+
+async def test_approved_offline_by_the_terminal(rig: Rig) -> None:
+    rig.sim.approve_offline_next()
+    offline = await rig.pay(1999)
+    assert (offline.outcome, offline.authorisation) == (Outcome.APPROVED, Authorisation.OFFLINE)
+    assert (await rig.driver.last_result()) == offline  # repeat receipt says so too
+    online = await rig.pay(500)
+    assert online.authorisation is Authorisation.ONLINE
 
 
 async def test_decline(rig: Rig) -> None:

@@ -42,3 +42,23 @@ class MemoryLedger:
             and (record["result"].get("trace_number") or record["result"].get("receipt_no"))
         ]
         return results[-1] if results else None
+
+    async def last_day_closed_at(self) -> str | None:
+        closes = [r["updated_at"] for r in self._records() if r["kind"] == "end_of_day"]
+        return max(closes, default=None)
+
+    async def offline_approvals_since(self, since: str) -> list[dict[str, Any]]:
+        records = self._records()
+        reversed_ = {r.get("reverses") for r in records if r["state"] == "approved"}
+        return [
+            r
+            for r in records
+            if r["state"] == "approved"
+            and r["kind"] == "payment"
+            and (r.get("result") or {}).get("authorisation") == "offline"
+            and r["updated_at"] >= since
+            and r["id"] not in reversed_
+        ]
+
+    def _records(self) -> list[dict[str, Any]]:
+        return [msgspec.json.decode(text) for text in self.rows.values()]

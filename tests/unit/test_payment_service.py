@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import re
@@ -114,7 +115,7 @@ async def rig(
     events = Events()
     ledger = ledger or MemoryLedger()
     async with concert_rig(tmp_path, events, run=False, **settings) as (sim, terminal):
-        service = PaymentService(terminal, ledger, events, currency="EUR")
+        service = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
         async with serving(service):
             yield Rig(sim, service, ledger, events)
 
@@ -287,7 +288,7 @@ async def test_after_a_restart_a_matching_last_transaction_settles_it(tmp_path: 
     async with concert_rig(tmp_path, events, run=False) as (sim, concert):
         terminal = RememberingTerminal(concert)
         ledger = MemoryLedger(in_progress("p1", 1000))
-        service = PaymentService(terminal, ledger, events, currency="EUR")
+        service = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
         await _the_terminal_last_did(sim, terminal, 1000, Reply.decline())
         async with serving(service):
             record = await finished(service, "p1")
@@ -304,7 +305,7 @@ async def test_after_a_restart_another_last_transaction_means_not_completed(
     async with concert_rig(tmp_path, events, run=False) as (sim, concert):
         terminal = RememberingTerminal(concert)
         ledger = MemoryLedger(in_progress("p1", 1000))
-        service = PaymentService(terminal, ledger, events, currency="EUR")
+        service = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
         await _the_terminal_last_did(sim, terminal, 4200, Reply.approve())
         async with serving(service):
             record = await finished(service, "p1")
@@ -386,7 +387,7 @@ async def test_zvt_payment_with_progress_and_no_full_pan(
     caplog.set_level(logging.DEBUG)
     with structlog.testing.capture_logs() as logs:
         async with zvt_terminal(tmp_path, events) as (sim, terminal):
-            service = PaymentService(terminal, ledger, events, currency="EUR")
+            service = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
             async with serving(service):
                 sim.decline_next()
                 for payment_id in ("z1", "z2"):
@@ -407,7 +408,7 @@ async def test_zvt_payment_with_progress_and_no_full_pan(
 async def test_zvt_cancel_while_waiting_for_the_pin(tmp_path: Path) -> None:
     events = Events()
     async with zvt_terminal(tmp_path, events) as (sim, terminal):
-        service = PaymentService(terminal, MemoryLedger(), events, currency="EUR")
+        service = PaymentService(terminal, MemoryLedger(), events, currency="EUR", where=dt.UTC)
         async with serving(service):
             sim.ask_pin_next()
             await service.start("z1", 1000, "EUR")
@@ -434,7 +435,7 @@ async def test_zvt_restart_settles_with_the_terminals_last_transaction(
             with contextlib.suppress(asyncio.CancelledError):
                 await running
         ledger = MemoryLedger(in_progress("p1", left_open))
-        service = PaymentService(terminal, ledger, events, currency="EUR")
+        service = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
         async with serving(service):
             record = await finished(service, "p1")
     assert record["state"] == state
@@ -460,7 +461,46 @@ async def test_zvt_restart_does_not_take_an_older_settled_transaction_for_ours(
                 await running
         settled = {**in_progress("p0", 1000), "state": "approved", "result": earlier.to_dict()}
         ledger = MemoryLedger(settled, in_progress("p1", 1000))
-        service = PaymentService(terminal, ledger, events, currency="EUR")
+        service = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
         async with serving(service):
             record = await finished(service, "p1")
     assert (record["state"], record["message"]) == ("aborted", NOT_ON_TERMINAL)
+
+
+async def test_zvt_offline_approvals_are_counted_until_the_end_of_day(tmp_path: Path) -> None:
+    events, ledger = Events(), MemoryLedger()
+    async with zvt_terminal(tmp_path, events) as (sim, terminal):
+        service = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
+        async with serving(service):
+            for payment_id, amount, offline in (("o1", 1250, True), ("n1", 300, False)):
+                if offline:
+                    sim.approve_offline_next()
+                await service.start(payment_id, amount, "EUR")
+                record = await finished(service, payment_id)
+                assert record["result"]["authorisation"] == ("offline" if offline else "online")
+            sim.approve_offline_next()
+            await service.start("o2", 700, "EUR")
+            await finished(service, "o2")
+            report = service.offline_report()
+            assert report is not None
+            assert (report["count"], report["total"], report["currency"]) == (2, 1950, "EUR")
+            await service.reverse("r2", "o2")  # reversed: nothing to follow up
+            assert (await finished(service, "r2"))["state"] == "approved"
+            assert service.offline_report() == {**report, "count": 1, "total": 1250}
+        restarted = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
+        assert restarted.offline_report() is None  # not read from the journal yet
+        async with serving(restarted):
+            async with asyncio.timeout(HANG_GUARD_S):
+                while restarted.offline_report() is None:
+                    await asyncio.sleep(0.01)
+            assert restarted.offline_report() == {**report, "count": 1, "total": 1250}
+            await restarted.end_of_day()
+            closed = restarted.offline_report()
+            assert closed is not None and (closed["count"], closed["total"]) == (0, 0)
+            assert closed["since"] > report["since"]  # the end of day, not midnight
+        again = PaymentService(terminal, ledger, events, currency="EUR", where=dt.UTC)
+        async with serving(again):
+            async with asyncio.timeout(HANG_GUARD_S):
+                while again.offline_report() is None:
+                    await asyncio.sleep(0.01)
+            assert again.offline_report() == closed  # the end of day is journaled too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,7 @@ async def test_the_device_layer_refuses_a_simulator_it_was_not_wired_to(tmp_path
                 jobs=PrintJobs(journal),
                 ledger=Payments(journal),
                 publish=lambda _type, _data: None,
+                where=dt.UTC,
             )
     finally:
         await journal.close()

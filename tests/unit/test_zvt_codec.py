@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.devices.payment.base import Outcome, mask_pan
+from edged.devices.payment.base import Authorisation, Outcome, mask_pan
 from edged.devices.payment.zvt import codes, commands, currencies, framing, messages, protocol
 from edged.devices.payment.zvt.apdu import (
     ACK_APDU,
@@ -50,7 +50,7 @@ STATUS_INFO = bytes.fromhex(
     "0D 11 23"  # date 23 November
     "0E 28 12"  # expiry (dropped)
     "17 00 01"  # card sequence number
-    "19 40"  # payment type
+    "19 40"  # payment type: offline
     "22 F1 F0 67 99 99 89 00 00 00 00 01 9F"  # PAN, 19 digits (masked when decoded)
     "29 52 50 00 38"  # terminal id
     "2A 53 49 4D 56 55 30 30 30 30 30 30 30 30 30 31"  # VU number "SIMVU0000000001"
@@ -432,7 +432,48 @@ def test_approved_payment_conversation() -> None:
     assert result.masked_pan == "679999*********0019"
     assert (result.auth_code, result.trace_number, result.receipt_no) == ("A1B2C3", 12, 42)
     assert result.terminal_id == "52500038" and result.card_name == "VISA"
+    assert result.authorisation is Authorisation.OFFLINE  # "19 40" in STATUS_INFO
+    assert result.to_dict()["authorisation"] == "offline"
     assert PAN not in repr(result.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("payment_type", "authorisation"),
+    [
+        ("19 40", Authorisation.OFFLINE),
+        ("19 50", Authorisation.OFFLINE),  # card checked, no authorisation carried out
+        ("19 60", Authorisation.ONLINE),
+        ("19 70", Authorisation.UNKNOWN),  # PIN payment: online or offline, the spec says
+        ("", Authorisation.UNKNOWN),  # left out
+    ],
+)
+def test_payment_type_tells_who_approved(payment_type: str, authorisation: Authorisation) -> None:
+    data = STATUS_INFO.replace(bytes.fromhex("19 40"), bytes.fromhex(payment_type))
+    info = messages.parse_status_information(status_apdu(data))
+    assert info.authorisation is authorisation
+    assert protocol.transaction_result(info, "EUR").authorisation is authorisation
+    conversation = Conversation(commands.authorization(1000))
+    finished = run(conversation, ACK_APDU, status_apdu(data), messages.completion())
+    assert isinstance(finished[-1], Finished)
+    result = protocol.payment_result(finished[-1], 1000, "EUR")
+    assert result.to_dict()["authorisation"] == str(authorisation)
+
+
+@given(st.integers(0, 255))
+def test_every_payment_type_byte_decodes_to_one_of_three(payment_type: int) -> None:
+    data = encode_bmps([(0x27, 0), (0x04, 100), (0x19, payment_type)])
+    info = messages.parse_status_information(status_apdu(data))
+    assert info.payment_type == payment_type
+    expected = {0x40: "offline", 0x50: "offline", 0x60: "online"}.get(payment_type, "unknown")
+    assert info.authorisation == expected
+
+
+def test_results_without_a_status_information_are_unknown() -> None:
+    refused = run(Conversation(commands.authorization(1)), negative_ack(0x83))
+    assert isinstance(refused[-1], Finished)
+    result = protocol.payment_result(refused[-1], 1, "EUR")
+    assert result.to_dict()["authorisation"] == "unknown"
+    assert protocol.unknown_result(1, "EUR", "x").to_dict()["authorisation"] == "unknown"
 
 
 def test_declined_aborted_and_refused() -> None:

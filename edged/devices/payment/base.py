@@ -23,6 +23,18 @@ class Outcome(enum.StrEnum):
     UNKNOWN = "unknown"  # no answer: ask the terminal (status enquiry) before charging again
 
 
+class Authorisation(enum.StrEnum):
+    """Who approved a payment, as far as the terminal's protocol tells (README: offline payments).
+
+    The terminal alone decides, with its own line to the acquirer and its own floor limits;
+    edged only reports what it said.
+    """
+
+    ONLINE = "online"  # the acquirer or issuer authorised it while the terminal asked
+    OFFLINE = "offline"  # the terminal approved it alone (floor limit, chip, deferred): follow up
+    UNKNOWN = "unknown"  # the protocol does not say (Concert E+), or the terminal left it out
+
+
 class PaymentResult(msgspec.Struct, frozen=True, omit_defaults=True):
     outcome: Outcome
     amount: int  # minor units
@@ -35,9 +47,13 @@ class PaymentResult(msgspec.Struct, frozen=True, omit_defaults=True):
     trace_number: int | None = None
     terminal_id: str | None = None
     receipt_no: int | None = None  # the terminal's own receipt number, needed for a reversal
+    authorisation: Authorisation = Authorisation.UNKNOWN
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+        """Plain JSON; `authorisation` is always there, `unknown` included."""
+        fields: dict[str, Any] = msgspec.to_builtins(self)
+        fields["authorisation"] = str(self.authorisation)
+        return fields
 
 
 def mask_pan(pan: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import structlog
 
 from edged.clock import utc_now_iso
 from edged.devices.payment.base import Outcome, PaymentResult, PaymentTerminal
+from edged.devices.payment.offline import OfflineTally
 from edged.devices.state import DeviceAbsent, DeviceError, DeviceState
 from edged.errors import (
     DeviceNotReadyError,
@@ -67,6 +69,15 @@ class PaymentLedger(Protocol):
         """The `result` of the newest finished record that names a trace or receipt number."""
         ...
 
+    async def last_day_closed_at(self) -> str | None:
+        """`updated_at` of the newest `end_of_day` record, or None."""
+        ...
+
+    async def offline_approvals_since(self, since: str) -> list[dict[str, Any]]:
+        """Approved payments whose result says `offline`, updated at or after `since`, that
+        no approved reversal names."""
+        ...
+
 
 class PaymentService:
     """Starts, cancels and reports card payments on one terminal; one at a time.
@@ -81,6 +92,7 @@ class PaymentService:
         publish: Callable[[str, dict[str, Any]], None],
         *,
         currency: str,
+        where: dt.tzinfo,
     ) -> None:
         self.terminal = terminal
         self.currency = currency  # the only currency the terminal is set up for
@@ -90,6 +102,7 @@ class PaymentService:
         self._tasks: asyncio.TaskGroup | None = None
         self._current: str | None = None  # the payment the terminal works on (or is settling)
         self._live: dict[str, dict[str, Any]] = {}  # records newer than the ledger's copy
+        self.offline = OfflineTally(where)  # for `status`; rebuilt from the ledger by run()
 
     async def run(self) -> None:
         """Settle the last run's open payments, then serve started ones until cancelled."""
@@ -97,6 +110,7 @@ class PaymentService:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.terminal.run(), name=f"{self.terminal.status.name}-device")
                 self._tasks = tasks
+                await self._load_offline()
                 await self._resolve_unfinished()
                 await asyncio.Future()  # forever; payments run as tasks of the group
         finally:  # cancelled: open payments stay in_progress in the ledger for the next run
@@ -155,9 +169,40 @@ class PaymentService:
 
             totals = await self.terminal.end_of_day(progress)
             log.info("payment_end_of_day_finished", total=totals.get("total"))
+            await self._day_closed(totals)
             return totals
         finally:
             self._current = None
+
+    def offline_report(self) -> dict[str, Any] | None:
+        """Offline-approved payments since the last end of day: {count, total, currency, since}."""
+        return self.offline.report(self.currency)
+
+    async def _load_offline(self) -> None:
+        closed_at = await self._ledger.last_day_closed_at()
+        if closed_at is not None:
+            self.offline.closed(closed_at)
+        self.offline.load(await self._ledger.offline_approvals_since(self.offline.since()))
+
+    async def _day_closed(self, totals: dict[str, Any]) -> None:
+        """Journal the end of day: the offline tally starts again from here, across restarts."""
+        now = utc_now_iso()
+        record = {
+            "id": f"{END_OF_DAY}:{now}",
+            "kind": "end_of_day",
+            "amount": 0,
+            "currency": self.currency,
+            "state": "closed",
+            "result": None,
+            "totals": {k: totals.get(k) for k in ("total", "currency", "trace_number")},
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            await self._ledger.put_payment(record)
+        except Exception:  # the batch is closed all the same; only the tally's start is lost
+            log.exception("payment_end_of_day_not_saved")
+        self.offline.closed(now)
 
     async def get(self, payment_id: str) -> dict[str, Any]:
         """The record; PaymentNotFoundError for an id never started."""
@@ -297,6 +342,10 @@ class PaymentService:
             log.exception("payment_record_not_saved", payment_id=payment_id, state=state)
         else:
             self._live.pop(payment_id, None)
+        if self.offline.add(record):
+            log.info("payment_approved_offline", payment_id=payment_id, amount=record["amount"])
+        if state == "approved" and record["kind"] == "reversal":
+            self.offline.reversed(record["reverses"])
         if self._current == payment_id:
             self._current = None
         log.info("payment_finished", payment_id=payment_id, state=state)

@@ -22,7 +22,7 @@ from typing import Any
 import serial
 import structlog
 
-from edged.devices.payment.base import Outcome, PaymentResult, Progress
+from edged.devices.payment.base import Authorisation, Outcome, PaymentResult, Progress
 from edged.devices.payment.concert.codec import (
     AUTHORIZATION_FORCED,
     AUTHORIZATION_TERMINAL_DECIDES,
@@ -405,6 +405,9 @@ def _answer_result(answer: Answer, request: Request, currency: str) -> PaymentRe
         result_code=answer.status,
         message=message,
         masked_pan=answer.masked_pan,
+        # The E+ answer (status, amount, mode, report, currency, private) never says who
+        # approved: an offline approval cannot be told from an online one (README).
+        authorisation=Authorisation.UNKNOWN,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from edged.devices.payment.base import Authorisation
 from edged.devices.payment.zvt.apdu import Apdu
 from edged.devices.payment.zvt.errors import ZvtProtocolError, error_at
 from edged.devices.payment.zvt.fields import (
@@ -19,6 +20,26 @@ from edged.devices.payment.zvt.fields import (
     read_var_length,
     var_header,
 )
+
+# BMP 0x19 in the Status-Information after an authorisation: the payment type (PA00P015,
+# 3.1.1; README "Offline-approved card payments" cites the sources). 0x70 "PIN payment" is
+# left unknown: the spec allows it for EMV chip payments approved online or offline.
+PAYMENT_TYPE_OFFLINE = 0x40
+PAYMENT_TYPE_CHECKED_NOT_AUTHORISED = 0x50  # card checked by the PT, no authorisation made
+PAYMENT_TYPE_ONLINE = 0x60
+PAYMENT_TYPE_PIN = 0x70
+AUTHORISATION_BY_PAYMENT_TYPE: Mapping[int, Authorisation] = {
+    PAYMENT_TYPE_OFFLINE: Authorisation.OFFLINE,
+    PAYMENT_TYPE_CHECKED_NOT_AUTHORISED: Authorisation.OFFLINE,
+    PAYMENT_TYPE_ONLINE: Authorisation.ONLINE,
+}
+
+
+def authorisation_of(payment_type: int | None) -> Authorisation:
+    """What BMP 0x19 says of who approved the payment; UNKNOWN when absent or not telling."""
+    if payment_type is None:
+        return Authorisation.UNKNOWN
+    return AUTHORISATION_BY_PAYMENT_TYPE.get(payment_type, Authorisation.UNKNOWN)
 
 
 def _int(values: Mapping[int, BmpValue], tag: int) -> int | None:
@@ -52,6 +73,10 @@ class StatusInfo:
     date: str | None = None  # MMDD
     time: str | None = None  # HHMMSS
     additional_text: str | None = None
+
+    @property
+    def authorisation(self) -> Authorisation:
+        return authorisation_of(self.payment_type)
 
     @classmethod
     def from_bmps(cls, values: Mapping[int, BmpValue]) -> StatusInfo:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from edged.devices.payment.base import Outcome, PaymentResult
+from edged.devices.payment.base import Authorisation, Outcome, PaymentResult
 from edged.devices.payment.zvt import codes, currencies, messages
 from edged.devices.payment.zvt.apdu import ACK_APDU, Apdu, negative_ack
 from edged.devices.payment.zvt.errors import ZvtProtocolError
@@ -162,6 +162,7 @@ def _result(
         trace_number=info.trace_number if info else None,
         terminal_id=info.terminal_id if info else None,
         receipt_no=info.receipt_no if info else None,
+        authorisation=info.authorisation if info else Authorisation.UNKNOWN,
     )
 
 
