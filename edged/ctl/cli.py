@@ -10,6 +10,7 @@ from edged import __version__
 from edged.config import DEFAULT_CONFIG_PATH
 from edged.ctl import (
     adopt,
+    bundle,
     diag,
     doctor,
     journalcmd,
@@ -165,6 +166,24 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--follow", "-f", action="store_true", help="keep showing new events")
     cmd.add_argument("--unit", default="edged", help="systemd unit (default edged)")
     cmd.set_defaults(func=logs.run)
+
+    cmd = sub.add_parser(
+        "bundle",
+        parents=[*offline, p["socket"]],
+        help="one archive for support: versions, redacted config, status, doctor, logs",
+    )
+    cmd.add_argument("--out", metavar="FILE", help="the archive (default edged-bundle-*.tar.gz)")
+    cmd.add_argument(
+        "-n",
+        type=int,
+        default=bundle.DEFAULT_LINES,
+        metavar="LINES",
+        help=f"log lines (default {bundle.DEFAULT_LINES})",
+    )
+    cmd.add_argument(
+        "--log-file", metavar="FILE", help="read the log here, not from journalctl -u edged"
+    )
+    cmd.set_defaults(func=bundle.run)
 
     cmd = sub.add_parser("receipt", parents=offline, help="render a sale's receipt from the file")
     cmd.add_argument("seq", type=int, help="the journal entry's seq")

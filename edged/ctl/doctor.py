@@ -322,6 +322,14 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
     report(_clock(journal, status))
 
 
+async def collect(args: argparse.Namespace) -> list[Check]:
+    """Every check, quietly (edgectl bundle): args as doctor's (config, socket, journal,
+    daemon_user)."""
+    checks: list[Check] = []
+    await _run(args, checks.append)
+    return checks
+
+
 def run(args: argparse.Namespace) -> int:
     checks: list[Check] = []
 
