@@ -71,7 +71,9 @@ def parser() -> argparse.ArgumentParser:
     diag_cmd = sub.add_parser("diag", help="try one device through the daemon")
     dsub = diag_cmd.add_subparsers(dest="device", required=True, metavar="DEVICE")
     cmd = dsub.add_parser("printer", parents=api, help="printer status; --test-page prints one")
-    cmd.add_argument("--test-page", action="store_true", help="print a test slip")
+    cmd.add_argument(
+        "--test-page", action="store_true", help="print a test slip (only on a ready printer)"
+    )
     cmd.set_defaults(func=diag.printer)
     cmd = dsub.add_parser("drawer", parents=api, help="open the cash drawer")
     cmd.set_defaults(func=diag.drawer)
@@ -80,7 +82,9 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--count", type=int, metavar="N", help="stop after N scans")
     cmd.set_defaults(func=scanwatch.run)
     cmd = dsub.add_parser("payment", parents=api, help="is the payment terminal answering?")
-    cmd.add_argument("--ping", action="store_true", required=True, help="report its state")
+    cmd.add_argument(
+        "--ping", action="store_true", help="report its state (the only mode, the default)"
+    )
     cmd.set_defaults(func=diag.payment)
 
     cmd = sub.add_parser(
