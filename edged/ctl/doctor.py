@@ -27,6 +27,7 @@ from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, JOIN_EDGED, CtlError, NoPerm
 from edged.ctl.forwarding import link_check, outbox_check
 from edged.ctl.keys import key_check
 from edged.ctl.nodes import device_checks
+from edged.ctl.secretfiles import secret_file_checks
 from edged.errors import ChainError, ConfigError, JournalError
 from edged.journal import readonly
 from edged.journal.preflight import WalLostError
@@ -306,6 +307,8 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
     broker_answers = False
     if cfg is not None:
         for check in device_checks(cfg, status, args.daemon_user):
+            report(check)
+        for check in secret_file_checks(cfg, args.daemon_user):
             report(check)
         broker = await broker_checks(cfg)
         for check in broker:
