@@ -443,9 +443,26 @@ def load_collector_config(path: str | os.PathLike[str]) -> CollectorConfig:
     db = cfg.collector.db
     if not db.startswith("sqlite:///"):
         raise ConfigError(str(file), "collector.db", f"unsupported URL {db!r}; use sqlite:///PATH")
-    db_path = _resolve(base, db.removeprefix("sqlite:///"))
+    db_path = _resolve(base, db.removeprefix("sqlite:///")) or ""
+    _check_db_folder(db, db_path, str(file))
     collector = msgspec.structs.replace(cfg.collector, db=f"sqlite:///{db_path}")
     return msgspec.structs.replace(cfg, uplink=uplink, collector=collector, source=str(file))
+
+
+def _check_db_folder(url: str, db_path: str, file: str) -> None:
+    """The database's folder must exist: a restart cannot create it (exit 78, not 1)."""
+    folder = Path(db_path).parent
+    if not db_path or folder.is_dir():
+        return
+    if url.removeprefix("sqlite:///").startswith("/"):
+        why = "create it (edged-collector.service's StateDirectory= makes /var/lib/edged-collector)"
+    else:
+        why = (
+            "the path is relative to the config file's folder; for an absolute path write four "
+            "slashes: 'sqlite:////var/lib/edged-collector/collector.db'"
+        )
+    why = f"{url!r} resolves to {db_path}, whose folder {folder} does not exist: {why}"
+    raise ConfigError(file, "collector.db", why)
 
 
 def read_password(uplink: UplinkSection, file: str) -> str | None:

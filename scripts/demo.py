@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -61,6 +62,7 @@ class Till:
     def __init__(self, client: ApiClient) -> None:
         self.client = client
         self.rung = 0
+        self.store_up = True  # the demo's story: whether the store broker runs
 
     async def next_event(self, type_: str, **match: Any) -> dict[str, Any]:
         async with asyncio.timeout(30):
@@ -77,7 +79,7 @@ class Till:
         await self.client.call("sim.scan", {"code": code, "symbology": "]E0"})
         scan = await self.next_event("scanner.scan")
         name, price = PRODUCTS[scan["code"]]
-        print(f"  scan  {scan['code']} ({scan['symbology']}, valid={scan['valid']})  {name}")
+        print(f"  Scanned {name}, {price / 100:.2f} EUR")
         return {"sku": scan["code"], "name": name, "qty": 1, "unit_price": price, "amount": price}
 
     async def pay_card(self, amount: int) -> dict[str, Any]:
@@ -88,10 +90,10 @@ class Till:
         while True:
             event = await self.next_event("payment", id=payment_id)
             if event["state"] == "in_progress":
-                print(f"  card  {DIM}{event['message']}{OFF}")
+                print(f"  Card terminal: {DIM}{event['message']}{OFF}")
                 continue
             result = event["result"]
-            print(f"  card  {event['state']}: {result['card_name']} {result['masked_pan']}")
+            print(f"  Card payment {event['state']}: {result['card_name']} {result['masked_pan']}")
             card = {
                 k: result[k]
                 for k in ("masked_pan", "card_name", "auth_code", "trace_number", "terminal_id")
@@ -104,7 +106,9 @@ class Till:
         if n % 2:
             payment = {"method": "cash", "amount": total}
             drawer = await self.client.call("drawer.open")
-            print(f"  cash  {total / 100:.2f} EUR, drawer kicked on pin {drawer['pin']}")
+            print(
+                f"  Paid {total / 100:.2f} EUR cash; the cash drawer opened (pin {drawer['pin']})"
+            )
         else:
             payment = await self.pay_card(total)
         sale = {
@@ -119,9 +123,10 @@ class Till:
         ms = (time.perf_counter() - t0) * 1000
         printed = await self.client.call("printer.print", {"sale_id": sale["id"]})
         self.rung += 1
+        where = "sent to the store" if self.store_up else "kept on the till until the store is back"
         print(
-            f"  sale.commit -> seq {result['seq']:>2}  {result['receipt_no']}  "
-            f"{total / 100:6.2f} EUR  {ms:4.1f} ms; receipt {printed['state']}"
+            f"  Sale {result['seq']} saved (receipt {result['receipt_no']}, {total / 100:.2f} "
+            f"EUR, in {ms:.0f} ms), {where}; receipt {printed['state']}"
         )
         return result
 
@@ -129,7 +134,7 @@ class Till:
         async with asyncio.timeout(timeout_s):
             while not check(await self.client.call("status")):
                 await asyncio.sleep(0.1)
-        print(f"  -> {what}")
+        print(f"  {what}")
 
 
 def store_seqs(db: Path) -> list[int]:
@@ -139,7 +144,6 @@ def store_seqs(db: Path) -> list[int]:
 
 async def demo(work: Path, keep_running: bool) -> None:
     broker = Mosquitto(work)
-    broker.start()
     uplink = uplink_section(broker.port, keepalive_s=2, online_after_s=1)
     collector = CollectorProcess(work / "store", uplink)
     daemon = DaemonProcess(work / "till", store="berlin-01", terminal="till-3", uplink=uplink)
@@ -147,6 +151,7 @@ async def demo(work: Path, keep_running: bool) -> None:
     with daemon.config.open("a") as config:
         config.write(DEVICES.format(receipts=receipts))
     try:
+        broker.start()
         collector.start()
         daemon.start()
         say(f"A broker, the store collector and a till are running in {work}")
@@ -155,7 +160,7 @@ async def demo(work: Path, keep_running: bool) -> None:
             till = Till(client)
             await client.call("subscribe", {"events": ["scanner.scan", "payment"]})
             await till.wait_status(
-                "link online; printer, scanner and payment terminal ready",
+                "The till is connected to the store; printer, scanner and card terminal ready",
                 lambda s: (
                     s["link"]["state"] == "online"
                     and {d["state"] for d in s["devices"].values()} == {"ready"}
@@ -165,23 +170,25 @@ async def demo(work: Path, keep_running: bool) -> None:
             for n in range(3):
                 await till.sell(n)
             await till.wait_status(
-                "every sale acknowledged by the store", lambda s: s["outbox"]["pending"] == 0
+                "The store has every sale", lambda s: s["outbox"]["pending"] == 0
             )
 
             say("The store broker dies (SIGKILL). Selling goes on, nobody picks a mode")
             broker.stop()
+            till.store_up = False
             for n in range(3, 7):
                 await till.sell(n)
             await till.wait_status(
-                "link offline; the sales wait in the journal",
+                "The till is offline; its sales wait safely in its journal",
                 lambda s: s["link"]["state"] == "offline" and s["outbox"]["pending"] > 0,
             )
             run("edgectl", "status", "--socket", daemon.socket)
 
             say("The broker comes back. Nobody presses anything")
             broker.start()
+            till.store_up = True
             await till.wait_status(
-                "the tail drained by itself, every sale acknowledged",
+                "The waiting sales went to the store by themselves; the store has every sale",
                 lambda s: s["outbox"]["pending"] == 0,
             )
             rung = till.rung
@@ -209,13 +216,20 @@ async def demo(work: Path, keep_running: bool) -> None:
         say("Stopping (SIGTERM): in-flight work finishes, the journal closes cleanly")
         print(f"  edged exited with status {daemon.terminate()}")
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
         daemon.kill()
         if collector.running:
             collector.terminate()
         broker.stop()
 
 
-def main() -> None:
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM does what Ctrl-C does: every process stopped, the temporary folder removed."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--keep-running",
@@ -229,11 +243,16 @@ def main() -> None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(demo(work, keep_running=True))
         print(f"\n{BOLD}Done.{OFF} Files are kept in {work}")
-        return
-    with tempfile.TemporaryDirectory(prefix="edged-demo-") as tmp:
-        asyncio.run(demo(Path(tmp), keep_running=False))
+        return 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="edged-demo-") as tmp:
+            asyncio.run(demo(Path(tmp), keep_running=False))
+    except KeyboardInterrupt:
+        print(f"\n{BOLD}Stopped.{OFF} Till, store and broker stopped, temporary folder removed.")
+        return 130
     print(f"\n{BOLD}Done.{OFF} Logs and files were in a temporary folder, now removed.")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

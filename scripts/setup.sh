@@ -26,6 +26,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
+    echo "first run: creating .venv and installing edged with its test tools (about 30 s)..." >&2
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \

@@ -19,6 +19,7 @@ import aiomqtt
 
 from edged.config import Config, UplinkSection, read_password, strict_tls_hint, tls_context
 from edged.ctl.checks import Check
+from edged.ctl.secretfiles import closed_to_me
 from edged.errors import ConfigError
 from edged.uplink.client import peer_of
 
@@ -107,6 +108,14 @@ def _hint(text: str) -> str:
 
 
 async def _mqtt(cfg: Config, up: UplinkSection, context: ssl.SSLContext | None) -> Check:
+    if up.password_file and closed_to_me(up.password_file):
+        return Check(
+            "broker mqtt",
+            "WARN",
+            f"CONNECT not tried: {up.password_file} is closed to this user, as it should be "
+            "(only edged reads the broker password; the password file line says if edged can)",
+            "to try the broker login too, run `sudo edgectl doctor`",
+        )
     try:
         password = read_password(up, cfg.source)
     except ConfigError as exc:

@@ -10,6 +10,7 @@ from edged import __version__
 from edged.config import DEFAULT_CONFIG_PATH
 from edged.ctl import (
     adopt,
+    bundle,
     diag,
     doctor,
     journalcmd,
@@ -70,7 +71,9 @@ def parser() -> argparse.ArgumentParser:
     diag_cmd = sub.add_parser("diag", help="try one device through the daemon")
     dsub = diag_cmd.add_subparsers(dest="device", required=True, metavar="DEVICE")
     cmd = dsub.add_parser("printer", parents=api, help="printer status; --test-page prints one")
-    cmd.add_argument("--test-page", action="store_true", help="print a test slip")
+    cmd.add_argument(
+        "--test-page", action="store_true", help="print a test slip (only on a ready printer)"
+    )
     cmd.set_defaults(func=diag.printer)
     cmd = dsub.add_parser("drawer", parents=api, help="open the cash drawer")
     cmd.set_defaults(func=diag.drawer)
@@ -79,7 +82,9 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--count", type=int, metavar="N", help="stop after N scans")
     cmd.set_defaults(func=scanwatch.run)
     cmd = dsub.add_parser("payment", parents=api, help="is the payment terminal answering?")
-    cmd.add_argument("--ping", action="store_true", required=True, help="report its state")
+    cmd.add_argument(
+        "--ping", action="store_true", help="report its state (the only mode, the default)"
+    )
     cmd.set_defaults(func=diag.payment)
 
     cmd = sub.add_parser(
@@ -165,6 +170,24 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--follow", "-f", action="store_true", help="keep showing new events")
     cmd.add_argument("--unit", default="edged", help="systemd unit (default edged)")
     cmd.set_defaults(func=logs.run)
+
+    cmd = sub.add_parser(
+        "bundle",
+        parents=[*offline, p["socket"]],
+        help="one archive for support: versions, redacted config, status, doctor, logs",
+    )
+    cmd.add_argument("--out", metavar="FILE", help="the archive (default edged-bundle-*.tar.gz)")
+    cmd.add_argument(
+        "-n",
+        type=int,
+        default=bundle.DEFAULT_LINES,
+        metavar="LINES",
+        help=f"log lines (default {bundle.DEFAULT_LINES})",
+    )
+    cmd.add_argument(
+        "--log-file", metavar="FILE", help="read the log here, not from journalctl -u edged"
+    )
+    cmd.set_defaults(func=bundle.run)
 
     cmd = sub.add_parser("receipt", parents=offline, help="render a sale's receipt from the file")
     cmd.add_argument("seq", type=int, help="the journal entry's seq")

@@ -57,10 +57,23 @@ def build_test_page(status: dict[str, Any], cfg: Config | None) -> dict[str, Any
     }
 
 
+# A test page goes only to a printer in these states: a job for any other is kept durably and
+# would print whenever the printer comes back, maybe days later, with nobody waiting for it.
+PRINTS_NOW = frozenset({"ready", "busy"})
+
+
 async def _printer(sock: str, cfg: Config | None, print_test: bool) -> dict[str, Any]:
     async with rpc.connect(sock) as client:
         printer = await rpc.call(client, "printer.status")
         result: dict[str, Any] = {"printer": printer, "test_page": None}
+        if print_test and printer["state"] not in PRINTS_NOW:
+            detail = f" ({printer['detail']})" if printer.get("detail") else ""
+            raise CtlError(
+                f"the printer is {printer['state']}{detail}: no test page was sent (it would "
+                "print whenever the printer comes back); check its power, cable and "
+                "`edgectl status`, then try again",
+                EXIT_PROBLEM,
+            )
         if print_test:
             status = await rpc.call(client, "status")
             slip = build_test_page(status, cfg)

@@ -27,6 +27,7 @@ from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, JOIN_EDGED, CtlError, NoPerm
 from edged.ctl.forwarding import link_check, outbox_check
 from edged.ctl.keys import key_check
 from edged.ctl.nodes import device_checks
+from edged.ctl.secretfiles import secret_file_checks
 from edged.errors import ChainError, ConfigError, JournalError
 from edged.journal import readonly
 from edged.journal.preflight import WalLostError
@@ -307,6 +308,8 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
     if cfg is not None:
         for check in device_checks(cfg, status, args.daemon_user):
             report(check)
+        for check in secret_file_checks(cfg, args.daemon_user):
+            report(check)
         broker = await broker_checks(cfg)
         for check in broker:
             report(check)
@@ -320,6 +323,14 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
     report(key_check(journal, status))
     report(_disk(journal))
     report(_clock(journal, status))
+
+
+async def collect(args: argparse.Namespace) -> list[Check]:
+    """Every check, quietly (edgectl bundle): args as doctor's (config, socket, journal,
+    daemon_user)."""
+    checks: list[Check] = []
+    await _run(args, checks.append)
+    return checks
 
 
 def run(args: argparse.Namespace) -> int:

@@ -75,7 +75,7 @@ def _name_of_user(uid: int) -> str:
         return str(uid)
 
 
-def _describe(path: str, st: os.stat_result) -> str:
+def describe(path: str, st: os.stat_result) -> str:
     target = os.path.realpath(path)
     shown = path if target == path else f"{path} -> {target}"
     owner = f"{_name_of_user(st.st_uid)}:{_name_of_group(st.st_gid)}"
@@ -111,7 +111,7 @@ def node_check(
             f"{path} is not a character device ({stat.filemode(st.st_mode)})",
             f"set devices.{name}.path to the device's node (e.g. /dev/edged/{name})",
         )
-    shown = _describe(path, st)
+    shown = describe(path, st)
     verb = "read and write" if write else "read"
     group = _name_of_group(st.st_gid)
     who, allowed, exact = prober.may_open(path, st, write)

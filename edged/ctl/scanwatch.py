@@ -12,6 +12,9 @@ from typing import Any
 from edged.ctl import output, paths, rpc
 from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, CtlError
 
+# States in which no scan can come: `diag scanner` says so at once instead of watching.
+CANNOT_SCAN = frozenset({"absent", "error"})
+
 
 def _printable(code: str) -> str:
     """Control characters visible: GS1's group separator as <GS>, others as \\xNN."""
@@ -44,6 +47,13 @@ async def _watch(args: argparse.Namespace) -> int:
         scanner = (status.get("devices") or {}).get("scanner")
         if scanner is None:
             raise CtlError("no scanner is configured; add [devices.scanner] to the config")
+        if scanner["state"] in CANNOT_SCAN:
+            detail = f" ({scanner['detail']})" if scanner["detail"] else ""
+            raise CtlError(
+                f"the scanner is {scanner['state']}{detail}: no scan can arrive, so not "
+                "watching; check its cable and `edgectl status`, then try again",
+                EXIT_PROBLEM,
+            )
         _say(
             args,
             "watching",

@@ -249,6 +249,29 @@ def test_config_error_exits_78_with_one_line(tmp_path: Path) -> None:
     ]
 
 
+def test_collector_db_in_a_missing_folder_is_a_config_error_78(tmp_path: Path) -> None:
+    """Three slashes make the path relative to the config file: exit 78 (systemd does not
+    restart it), naming the absolute path it resolved to and the four-slash form."""
+    config = tmp_path / "collector.toml"
+    config.write_text(
+        '[uplink]\nhost = "127.0.0.1"\n[collector]\ndb = "sqlite:///var/lib/edged/collector.db"\n'
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "edged.cli", "collector", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 78, run.stderr
+    resolved = tmp_path / "var/lib/edged/collector.db"
+    assert f"collector.db: 'sqlite:///var/lib/edged/collector.db' resolves to {resolved}" in (
+        run.stderr
+    )
+    assert "sqlite:////var/lib/edged-collector/collector.db" in run.stderr
+    assert not (tmp_path / "var").exists()
+
+
 def test_corrupt_journal_is_a_startup_error(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path)
     Path(daemon.journal).write_bytes(b"garbage" * 1000)

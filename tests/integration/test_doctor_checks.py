@@ -236,7 +236,13 @@ def _as_user(user: pwd.struct_passwd, *args: str) -> subprocess.CompletedProcess
         group=user.pw_gid,
         extra_groups=[],
         cwd="/",
-        env={"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8"},
+        # PYTHONPATH: a checkout first on the path stays first for this user too.
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": "/",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        },
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
@@ -282,5 +288,58 @@ def test_doctor_tells_a_technician_outside_group_edged_to_join_it(
                 in (lines[name])
             ), run.stdout
         assert "systemctl start" not in run.stdout
+    finally:
+        shutil.rmtree(base)
+
+
+def test_doctor_holds_the_password_file_to_one_rule(
+    broker: Mosquitto, throwaway_user: pwd.struct_passwd
+) -> None:
+    """0600, owned by the daemon's user: FAIL if it may not read it, WARN if others may; a
+    technician who may not read it gets a WARN that says so, not a FAIL with a wrong hint."""
+    user = throwaway_user.pw_name
+    base = Path(tempfile.mkdtemp(prefix="edged-secret-"))
+    try:
+        base.chmod(0o755)
+        secret = base / "broker.password"
+        secret.write_text("pw-of-the-till\n")
+        secret.chmod(0o600)  # root's: closed to the daemon's user
+        config = base / "edged.toml"
+        config.write_text(
+            '[terminal]\nstore_id = "S1"\nterminal_id = "T1"\n'
+            f'[journal]\npath = "{base / "journal.db"}"\n[api]\nsocket = "{base / "s.sock"}"\n'
+            + uplink_section(broker.port, username="s1-t1", password_file=str(secret))
+        )
+        config.chmod(0o644)
+
+        def line(*extra: str) -> dict[str, str]:
+            run = edgectl("doctor", "--config", str(config), "--json", *extra)
+            return checks(run)["password file"]
+
+        closed = line("--daemon-user", user)
+        assert closed["level"] == "FAIL"
+        assert f"user {user} may not read it" in closed["found"]
+        assert closed["todo"] == f"chown {user}:{user} {secret} && chmod 0600 {secret}"
+        os.chown(secret, throwaway_user.pw_uid, throwaway_user.pw_gid)
+        secret.chmod(0o640)
+        assert line("--daemon-user", user)["level"] == "WARN"  # the group reads it too
+        secret.chmod(0o600)
+        assert line("--daemon-user", user)["level"] == "OK"
+
+        os.chown(secret, 0, 0)  # the daemon is root here; the technician is not
+        try:
+            tech = _as_user(
+                throwaway_user, EDGECTL, "doctor", "--config", str(config), "--json",
+                "--daemon-user", "root",
+            )  # fmt: skip
+        except PermissionError:
+            pytest.skip(f"{EDGECTL} cannot be run by another user (under /root?)")
+        if not tech.stdout.startswith("{"):
+            pytest.skip(f"edgectl does not run as another user here: {tech.stderr[-200:]}")
+        seen = checks(tech)
+        assert seen["password file"]["level"] == "OK", seen["password file"]
+        assert seen["broker mqtt"]["level"] == "WARN", seen["broker mqtt"]
+        assert "closed to this user, as it should be" in seen["broker mqtt"]["found"]
+        assert "sudo edgectl doctor" in seen["broker mqtt"]["todo"]
     finally:
         shutil.rmtree(base)

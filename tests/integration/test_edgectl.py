@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -469,3 +470,36 @@ async def test_sync_against_a_daemon_that_never_answers_says_so(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def test_diag_on_absent_devices_says_so_at_once(tmp_path: Path) -> None:
+    """No test page queued for an absent printer (it would print days later), no watching an
+    absent scanner for the whole --watch, and `diag payment` pings without --ping."""
+    daemon = DaemonProcess(tmp_path)
+    with daemon.config.open("a") as config:
+        config.write(
+            f'[devices.printer]\npath = "{tmp_path}/no-printer"\n'
+            f'[devices.scanner]\npath = "{tmp_path}/no-scanner"\n'
+            f'[devices.payment]\npath = "{tmp_path}/no-terminal"\n'
+        )
+    daemon.start()
+    try:
+        page = edgectl("--config", str(daemon.config), "diag", "printer", "--test-page")
+        assert page.returncode == 1, page.stdout + page.stderr
+        assert "the printer is absent" in page.stderr
+        assert "no test page was sent" in page.stderr
+        status = json.loads(
+            edgectl("--config", str(daemon.config), "diag", "printer", "--json").stdout
+        )
+        assert status["printer"]["queued"] == 0
+        assert status["test_page"] is None
+        started = time.monotonic()
+        watch = edgectl("--config", str(daemon.config), "diag", "scanner", "--watch", "600")
+        assert watch.returncode == 1, watch.stdout + watch.stderr
+        assert "the scanner is absent" in watch.stderr
+        assert time.monotonic() - started < RUN_TIMEOUT_S  # not the whole --watch
+        ping = edgectl("--config", str(daemon.config), "diag", "payment")
+        assert ping.returncode == 1, ping.stderr
+        assert ping.stdout.startswith("payment terminal: absent")
+    finally:
+        daemon.terminate()

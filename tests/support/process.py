@@ -67,13 +67,18 @@ def spawn_ready(
                 preexec_fn=preexec,  # noqa: PLW1509 (tests set a resource limit, no locks)
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ExitedEarly(args[0], proc.returncode, log)
-            try:
-                if b"READY=1" in notify.recv(4096).split(b"\n"):
-                    return proc
-            except TimeoutError:
-                continue
+        try:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise ExitedEarly(args[0], proc.returncode, log)
+                try:
+                    if b"READY=1" in notify.recv(4096).split(b"\n"):
+                        return proc
+                except TimeoutError:
+                    continue
+        except KeyboardInterrupt:  # Ctrl-C (or the demo's SIGTERM) before READY: no orphan
+            proc.kill()
+            proc.wait(10)
+            raise
     proc.kill()
     raise RuntimeError(f"edged {args[0]}: no READY=1 within {READY_TIMEOUT_S}s:\n{log_tail(log)}")
