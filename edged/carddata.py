@@ -30,8 +30,11 @@ _SCHEMES: tuple[tuple[tuple[tuple[int, int], ...], range], ...] = (
 
 
 def _lengths_by_prefix() -> dict[str, frozenset[int]]:
-    """PAN lengths each 4-digit prefix may have, for an O(1) look-up."""
+    """PAN lengths each 4-digit prefix may have, for an O(1) look-up.
+
+    The few distinct sets are shared: one set per prefix would cost about 2 MiB of RSS."""
     table: dict[str, frozenset[int]] = {}
+    shared: dict[frozenset[int], frozenset[int]] = {}
     for prefix in range(10000):
         text = f"{prefix:04d}"
         lengths: set[int] = set()
@@ -41,7 +44,8 @@ def _lengths_by_prefix() -> dict[str, frozenset[int]]:
                 if low <= int(text[:width]) <= high:
                     lengths.update(allowed)
         if lengths:
-            table[text] = frozenset(lengths)
+            key = frozenset(lengths)
+            table[text] = shared.setdefault(key, key)
     return table
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
+from edged import pkcs8
 from edged.wire import Ack, ResendRequest, Sig
 
 ALG = "ed25519"
@@ -46,40 +46,27 @@ def resend_signed_bytes(store: str, terminal: str, request: ResendRequest) -> by
 
 
 class Signer:
-    """One Ed25519 private key; its public key is `public_hex`."""
+    """One Ed25519 private key (libsodium through PyNaCl); its public key is `public_hex`."""
 
-    def __init__(self, key: Ed25519PrivateKey) -> None:
+    def __init__(self, key: SigningKey) -> None:
         self._key = key
-        raw = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        self.public_hex = raw.hex()
+        self.public_hex = key.verify_key.encode().hex()
 
     @classmethod
     def generate(cls) -> Signer:
-        return cls(Ed25519PrivateKey.generate())
+        return cls(SigningKey.generate())
 
     @classmethod
     def from_pem(cls, pem: bytes) -> Signer:
-        """Load a PKCS#8 PEM Ed25519 key; ValueError if it is not one."""
-        try:
-            key = serialization.load_pem_private_key(pem, password=None)
-        except (TypeError, UnsupportedAlgorithm) as exc:  # encrypted, or an unknown kind
-            raise ValueError(str(exc)) from exc
-        if not isinstance(key, Ed25519PrivateKey):  # a ValueError like cryptography's own
-            raise ValueError(f"not an Ed25519 key but {type(key).__name__}")  # noqa: TRY004
-        return cls(key)
+        """Load a PKCS#8 PEM Ed25519 key (RFC 8410); ValueError if it is not one."""
+        return cls(SigningKey(pkcs8.decode(pem)))
 
     def pem(self) -> bytes:
         """The private key as unencrypted PKCS#8 PEM (`openssl pkey` reads it)."""
-        return self._key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        return pkcs8.encode(self._key.encode())
 
     def sign(self, message: bytes) -> Sig:
-        return Sig(alg=ALG, key=self.public_hex, value=self._key.sign(message).hex())
+        return Sig(alg=ALG, key=self.public_hex, value=self._key.sign(message).signature.hex())
 
 
 def check_key_hex(text: str) -> str:
@@ -97,14 +84,14 @@ def verify(sig: Sig, message: bytes) -> str | None:
     if sig.alg != ALG:
         return f"unsupported signature algorithm {sig.alg!r} (only {ALG!r})"
     try:
-        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(sig.key))
+        key = VerifyKey(bytes.fromhex(sig.key))
         value = bytes.fromhex(sig.value)
     except ValueError as exc:
         return f"malformed key or signature: {exc}"
     if len(value) != SIG_HEX_CHARS // 2:
         return f"signature is {len(value)} bytes, not 64"
     try:
-        key.verify(value, message)
-    except InvalidSignature:
+        key.verify(message, value)
+    except BadSignatureError:
         return "signature does not verify"
     return None

@@ -130,6 +130,25 @@ async def echo_latencies(path: Path, n: int) -> list[float]:
         proc.wait()
 
 
+# structlog imports rich (and rich pygments) when they are importable; they come into the
+# development venv only with the test tools (import-linter, pytest), not with edged. The
+# daemons the bench starts import them as they would on a till: not at all.
+NOT_SHIPPED = ("rich", "pygments")
+
+
+def ship_daemons_as_installed(work: Path) -> None:
+    """Make the daemons this process starts fail to import NOT_SHIPPED (through PYTHONPATH)."""
+    stubs = work / "not-shipped"
+    stubs.mkdir()
+    for name in NOT_SHIPPED:
+        (stubs / f"{name}.py").write_text(
+            f"raise ImportError('{name} is not installed with edged')\n"
+        )
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(stubs), os.environ.get("PYTHONPATH")])
+    )
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -141,6 +160,21 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far, all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def idle_rss_with_test_tools(work: Path) -> None:
+    """The idle RSS of a daemon that may import NOT_SHIPPED, as in the development venv."""
+    shipped = os.environ["PYTHONPATH"]
+    os.environ["PYTHONPATH"] = os.pathsep.join(shipped.split(os.pathsep)[1:])
+    daemon = DaemonProcess(work)
+    try:
+        daemon.start()
+        assert daemon.proc is not None
+        await asyncio.sleep(0.5)
+        emit("startup", "idle_rss_with_test_tools", rss_mib(daemon.proc.pid), "MiB")
+    finally:
+        os.environ["PYTHONPATH"] = shipped
+        daemon.terminate()
 
 
 @scenario
@@ -158,6 +192,7 @@ async def commit(args: argparse.Namespace, work: Path) -> None:
         await asyncio.sleep(0.5)
         emit("startup", "idle_rss", rss_mib(daemon.proc.pid), "MiB")
         emit("startup", "start_to_ready", ready_s, "s")
+        await idle_rss_with_test_tools(work / "d0")
         async with ApiClient(daemon.socket) as client:
             for _ in range(50):
                 await client.call("sale.commit", {"sale": sale()})
@@ -611,6 +646,7 @@ def main() -> None:
     os.environ.setdefault("EDGED_LOG_LEVEL", "warning")
     configure_logging()  # the simulators and drivers that run in this process log to stderr
     with tempfile.TemporaryDirectory(prefix="edged-bench-", dir=os.getcwd()) as tmp:
+        ship_daemons_as_installed(Path(tmp))
         for name in names:
             work = Path(tmp) / name
             work.mkdir()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import gc
 import os
 import socket
 import stat
@@ -21,6 +20,7 @@ from typing import NoReturn, Self
 
 import structlog
 
+from edged import memory
 from edged.api import codes, jsonrpc
 from edged.api.connection import (
     MAX_IN_FLIGHT,
@@ -37,7 +37,6 @@ from edged.api.limits import (
     Tally,
     effective_max_clients,
     fds_in_use,
-    malloc,
     raise_fd_limit,
 )
 from edged.api.methods import Dispatcher
@@ -354,8 +353,7 @@ class ApiServer:
         # Closed connections linger in reference cycles (tasks, exceptions, frames) until
         # the cyclic gc's rare full run: collect them, then hand the freed pages back.
         self._trim = None
-        gc.collect()
-        malloc.trim()
+        memory.release()
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.closing or self._tg is None:

@@ -24,14 +24,14 @@ from typing import Any
 import msgspec
 import structlog
 
-from edged import files
+from edged import files, memory
 from edged.clock import utc_now_iso
 from edged.errors import EdgedError
 from edged.refwire import Article, BodyError, Discount, Manifest, article_key, decode_lines
 
 log = structlog.get_logger(__name__)
 
-INSERT_BATCH = 5000
+INSERT_BATCH = 500
 BUSY_TIMEOUT_S = 5.0
 # Per connection. Lookups are point reads of an index (a few pages each, from the OS's cache
 # when not in ours); a small cache keeps the daemon's RSS flat however large the catalog.
@@ -287,6 +287,9 @@ class RefdataStore:
                 return self._write(manifest)
             except BodyError as exc:
                 raise SnapshotRejected("bad_line", f"snapshot body {exc}") from None
+            finally:  # a build is rare and large: keep none of its memory (README: Performance)
+                self._writer.execute("PRAGMA shrink_memory")
+                memory.release()
 
     def _chunks(self, manifest: Manifest) -> Iterator[bytes]:
         cursor = self._writer.execute(

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROBE = (
-    "import os, edged.devices.printer.receipt;"
+PROBE = (  # a receipt layout is checked against python-escpos's printer database
+    "import os; from edged.devices.printer.layout import ReceiptLayout; ReceiptLayout();"
     "print(os.environ.get('ESCPOS_CAPABILITIES_PICKLE_DIR', ''))"
 )
 

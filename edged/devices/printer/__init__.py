@@ -1,5 +1,5 @@
-"""Receipt printer and cash drawer: ESC/POS bytes out, real status in, durable print jobs."""
+"""Receipt printer and cash drawer: ESC/POS bytes out, real status in, durable print jobs.
 
-from edged.devices.printer.escpos_cache import use_shared_cache
-
-use_shared_cache()
+python-escpos is imported only where bytes are built or a profile is checked, each time after
+`escpos_cache.use_shared_cache()`: a daemon without a printer never loads it.
+"""

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from edged.devices.printer.escpos_cache import use_shared_cache
+
 MIN_COLUMNS = 16  # narrower paper cannot hold a label and an amount side by side
 MAX_COLUMNS = 80
 MAX_FEED_LINES = 20
@@ -184,6 +186,7 @@ class PrinterFacts:
 
 
 def _profile(name: str) -> Any:
+    use_shared_cache()
     from escpos.capabilities import CAPABILITIES, get_profile
 
     if name not in CAPABILITIES["profiles"]:
@@ -195,6 +198,7 @@ def _profile(name: str) -> Any:
 @functools.lru_cache(maxsize=32)
 def printer_facts(profile_name: str, codepage: str, columns: int | None) -> PrinterFacts:
     """Check a profile, code page and column count together; ValueError says what to change."""
+    use_shared_cache()
     from escpos.magicencode import Encoder
 
     profile = _profile(profile_name)

@@ -13,6 +13,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from edged.devices.printer.escpos_cache import use_shared_cache
 from edged.devices.printer.layout import PrinterFacts
 
 QR_MODULE_DOTS = 5
@@ -94,6 +95,7 @@ def _restyle(printer: Any, want: Style, have: Style | None) -> None:
 
 def to_bytes(ops: list[Op], facts: PrinterFacts) -> bytes:
     """The ESC/POS bytes of `ops`, built on python-escpos' `Dummy` printer for `facts`."""
+    use_shared_cache()
     from escpos.constants import QR_ECLEVEL_M
     from escpos.printer import Dummy
 

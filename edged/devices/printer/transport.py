@@ -16,6 +16,7 @@ import stat
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from edged.devices.printer.escpos_cache import use_shared_cache
 from edged.devices.serialport import open_serial
 from edged.devices.state import DeviceAbsent, DeviceError, DeviceGone
 
@@ -258,6 +259,7 @@ async def open_usb_transport(
 ) -> Transport:
     """The USB printer with these ids (the first one found); needs `pip install edged[usb]`."""
     name = f"usb {vendor_id:04x}:{product_id:04x}"
+    use_shared_cache()
     try:
         import usb.core  # noqa: F401  (only to say clearly what is missing)
         from escpos.exceptions import DeviceNotFoundError
