@@ -67,6 +67,15 @@ _TAG57 = re.compile(
     r"(?:(?<![0-9A-Fa-f])|(?<=57[0-9A-Fa-f]{2}))(?=(\d{12,19}) ?[Dd] ?\d{4})", re.ASCII
 )
 _HEX_BYTES = re.compile(r"[0-9A-Fa-f]{2}(?: [0-9A-Fa-f]{2}){7,}", re.ASCII)
+# a UUID, or a digit run inside a hexadecimal token (a hash, a hex order id: 20 or more hex
+# characters with letters on both sides of the run): those digits are no card number, however
+# they happen to fall (one random UUID in about a million would otherwise read as a grouped
+# PAN, and every sale carries one)
+_HEX_IDS = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"|(?<![0-9A-Za-z])(?=[0-9A-Fa-f]{20,}(?![0-9A-Za-z]))[0-9A-Fa-f]*[A-Fa-f][0-9]{13,}[A-Fa-f]",
+    re.ASCII,
+)
 _REDACT = re.compile(r"\d(?:[ -]?\d){11,}")  # any script's digits: masking more is harmless
 _DIGIT = re.compile(r"\d")
 
@@ -105,7 +114,7 @@ def find_card_data(text: str, *, strict: bool = False) -> str | None:
         return "magnetic stripe track 2 data"
     if ("D" in text or "d" in text) and _has_tag57(text):
         return "EMV tag 57 (track 2 equivalent) data"
-    for block in _BLOCK.finditer(text):
+    for block in _BLOCK.finditer(_HEX_IDS.sub("#", text)):
         if block.end() - block.start() >= SCAN_MIN_CHARS and _block_has_pan(block[0], strict):
             return "a full card number"
     return None

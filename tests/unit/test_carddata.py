@@ -7,12 +7,15 @@ ten of which happen to pass Luhn, are never taken for card data.
 from __future__ import annotations
 
 import random
+import uuid
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from edged.carddata import find_card_data, find_card_number, luhn_ok, redact
+
+HEX_LETTERS = set("abcdefABCDEF")
 
 # Test PANs the schemes and acquirers publish (Stripe, Adyen, Cybersource, Braintree, ...).
 PANS_15_TO_19 = [
@@ -173,9 +176,11 @@ def test_gs1_element_strings_are_not_card_data(text: str) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.sampled_from(PANS_15_TO_19), st.text(max_size=20), st.text(max_size=20))
 def test_a_pan_between_any_text_is_found(pan: str, before: str, after: str) -> None:
-    """Any text around it, as long as no digit touches the PAN (which would make it longer)."""
+    """Any text around it, as long as no digit touches the PAN (which would make it longer) and
+    it is not the middle of a hexadecimal token (a hash or hex id, see the next test)."""
     before = before.rstrip("0123456789")
     after = after.lstrip("0123456789")
+    assume(not (before[-1:] in HEX_LETTERS and after[:1] in HEX_LETTERS))
     assert find_card_data(before + pan + after) is not None
 
 
@@ -197,3 +202,21 @@ def test_a_whole_double_is_read_as_the_journal_writes_it() -> None:
     # 38453172259135100 (a Luhn-valid Diners-prefixed 17 digits), which sale.get returns.
     assert int(3.84531722591351e16) == 38453172259135104
     assert find_card_number(3.84531722591351e16) == "a full card number"
+
+
+def test_uuids_and_hex_ids_are_never_card_numbers() -> None:
+    # Every sale carries a UUID; about one random UUID in a million has digit groups that
+    # read as a grouped, Luhn-valid PAN with a scheme's prefix. None may ever be refused.
+    grouped = "abcd4111-1111-1111-1111-abcdefabcdef"
+    assert find_card_data(grouped) is None
+    assert find_card_data("order deadbeef4111111111111111cafe") is None  # a hex order id
+    rnd = random.Random(11)
+    ids = (str(uuid.UUID(int=rnd.getrandbits(128), version=4)) for _ in range(50_000))
+    assert [u for u in ids if find_card_data(u)] == []
+
+
+@pytest.mark.parametrize(
+    "text", ["ORD4111111111111111", "Visa4111111111111111", "x4111111111111111y"]
+)
+def test_a_pan_glued_to_other_letters_is_still_found(text: str) -> None:
+    assert find_card_data(text) == "a full card number"
