@@ -178,7 +178,8 @@ def sell_offline(count: int) -> None:
     os.makedirs("/run/edged", mode=0o750)  # what RuntimeDirectory= does under systemd
     shutil.chown("/run/edged", "edged", "edged")
     daemon = subprocess.Popen(
-        ["runuser", "-u", "edged", "--", "/usr/bin/edged", "run"],
+        # setpriv execs edged itself (runuser would stay its parent and die of the SIGTERM).
+        ["setpriv", "--reuid=edged", "--regid=edged", "--init-groups", "/usr/bin/edged", "run"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
