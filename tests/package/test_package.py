@@ -1,10 +1,11 @@
 """The Debian package, for real: built by scripts/package, installed with dpkg on this machine,
 upgraded with unsent sales in the journal, removed, purged (refused, then forced).
 
-Slow (two builds, about a minute each) and it changes the machine while it runs, so it is
-marked `package` and leaves the machine as it found it: it purges the package even on failure,
-and removes the user and groups the package created. It skips where it is not root, where dpkg
-is missing, and where edged's folders or package are there already (it never touches those).
+Slow (two builds, 30 to 50 s each on an idle machine) and it changes the machine while it
+runs, so it is marked `package` and leaves the machine as it found it: it purges the package
+even on failure, and removes the user and groups the package created. It skips where it is not
+root, where dpkg is missing, and where edged's folders or package are there already (it never
+touches those).
 """
 
 from __future__ import annotations
