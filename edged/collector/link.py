@@ -120,6 +120,7 @@ class BrokerLink:
         """Note the CONNACK's "Shared Subscription Available" before aiomqtt handles it."""
         paho_client = self._client._client
         handler = paho_client.on_connect
+        assert handler is not None  # aiomqtt's own, set in its constructor
 
         def on_connect(*args: Any) -> None:
             properties = args[4] if len(args) > 4 else None
