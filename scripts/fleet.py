@@ -58,14 +58,15 @@ async def worker(args: argparse.Namespace) -> None:
     async with fleet:
         print(json.dumps({"ready": True}), flush=True)
         await asyncio.to_thread(sys.stdin.readline)
-        started = time.time()
+        started, cpu_before = time.time(), time.process_time()  # all threads of this process
         sold = await fleet.sell(args.rate, args.seconds)
         drained = await fleet.drain(DRAIN_S)
-        done = time.time()
+        done, cpu = time.time(), time.process_time() - cpu_before
         verdict = fleet.check(args.db)
         report = {
             "started": started,
             "done": done,
+            "cpu_s": cpu,
             "sold": sold,
             "drained": drained,
             "pending": fleet.pending,
@@ -137,12 +138,9 @@ async def one_run(args: argparse.Namespace, collectors_n: int, work: Path) -> di
         for proc in workers:
             await read_json(proc)  # ready: journals open, uplinks started
         pids = [c.proc.pid for c in collectors if c.proc is not None]
-        others = {
-            "tills": [proc.pid for proc in workers],
-            "brokers": [b.proc.pid for b in brokers if b.proc is not None],
-        }
+        broker_pids = [b.proc.pid for b in brokers if b.proc is not None]
         cpu_before = [cpu_s(pid) for pid in pids]
-        others_before = {k: sum(cpu_s(pid) for pid in v) for k, v in others.items()}
+        brokers_before = sum(cpu_s(pid) for pid in broker_pids)
         go = time.time()
         for proc in workers:
             assert proc.stdin is not None
@@ -150,9 +148,7 @@ async def one_run(args: argparse.Namespace, collectors_n: int, work: Path) -> di
             await proc.stdin.drain()
         reports = [await read_json(proc) for proc in workers]
         cpu_after = [cpu_s(pid) for pid in pids]
-        others_used = {
-            k: sum(cpu_s(pid) for pid in v) - others_before[k] for k, v in others.items()
-        }
+        brokers_used = sum(cpu_s(pid) for pid in broker_pids) - brokers_before
         for proc in workers:
             await proc.wait()
     finally:
@@ -185,8 +181,8 @@ async def one_run(args: argparse.Namespace, collectors_n: int, work: Path) -> di
         else None,
         "collectors_cpu_cores": round(cpu / window, 2),
         "collector_cpu_ms_per_sale": round(1000 * cpu / sold, 3) if sold else None,
-        "tills_cpu_cores": round(others_used["tills"] / window, 2),
-        "brokers_cpu_cores": round(others_used["brokers"] / window, 2),
+        "tills_cpu_cores": round(sum(r["cpu_s"] for r in reports) / window, 2),
+        "brokers_cpu_cores": round(brokers_used / window, 2),
         "unacknowledged": sum(r["pending"] for r in reports),
         "stored_once": sum(r["stored_once"] for r in reports),
         "lost": sum(r["lost"] for r in reports),
