@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -227,6 +228,9 @@ def main() -> int:
         asyncio.run(worker(args))
         return 0
     configure_logging("error")
+    # Stopped by a signal, still stop the brokers and collectors it started (`finally`).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda signum, _frame: sys.exit(128 + signum))
     return asyncio.run(main_async(args))
 
 
