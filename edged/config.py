@@ -19,6 +19,7 @@ from edged.wire import DEFAULT_TOPIC_PREFIX
 
 DEFAULT_CONFIG_PATH = "/etc/edged/edged.toml"
 IDENT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+IDENT_OR_EMPTY_PATTERN = r"^[A-Za-z0-9_-]{0,32}$"
 Ident = Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
@@ -169,13 +170,26 @@ class RefdataSection(_Section, frozen=True):
     chunk_wait_s: Positive = 60.0  # a manifest's chunks must all come within this
 
 
+DEFAULT_SHARED_GROUP = "collectors"
+
+
 class CollectorSection(_Section, frozen=True):
     db: str
-    # MQTT v5 shared subscription group; several collectors with the same group share the load.
-    shared_group: Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN)] | None = None
+    # MQTT v5 shared subscription group: collectors with the same group share the load. On by
+    # default (used where the broker offers shared subscriptions); "" or false turns it off.
+    shared_group: Annotated[str, msgspec.Meta(pattern=IDENT_OR_EMPTY_PATTERN)] | bool = (
+        DEFAULT_SHARED_GROUP
+    )
     # A terminal with no pinned key: its first batch pins it (true), or it is refused until
     # an admin pins its key (false: nobody wins a pin by speaking first).
     trust_on_first_use: bool = True
+
+    @property
+    def group(self) -> str | None:
+        """The shared subscription group, None when turned off."""
+        return (
+            self.shared_group if isinstance(self.shared_group, str) and self.shared_group else None
+        )
 
 
 class Config(_Section, frozen=True):
@@ -208,6 +222,7 @@ _PATTERNS = (
 )
 _FRIENDLY = {
     IDENT_PATTERN: "must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-'",
+    IDENT_OR_EMPTY_PATTERN: "must be up to 32 characters of A-Z, a-z, 0-9, '_' or '-'",
     "^[0-9]{6}$": "must be 6 digits (the terminal's registration password)",
     "^[A-Z]{3}$": "must be an ISO 4217 code of three capitals, e.g. EUR",
     "^[0-9]{2}$": "must be 2 digits, e.g. 01",
@@ -440,6 +455,13 @@ def load_collector_config(path: str | os.PathLike[str]) -> CollectorConfig:
     base = file.resolve().parent
     uplink = _resolve_uplink(base, cfg.uplink, str(file))
     assert uplink is not None
+    if cfg.collector.shared_group is True:
+        raise ConfigError(
+            str(file),
+            "collector.shared_group",
+            f'true names no group; name one (the default is "{DEFAULT_SHARED_GROUP}") '
+            'or write false or "" to turn shared subscriptions off',
+        )
     db = cfg.collector.db
     if not db.startswith("sqlite:///"):
         raise ConfigError(str(file), "collector.db", f"unsupported URL {db!r}; use sqlite:///PATH")

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench_devices as dev
 import bench_refdata
+import fleet
 
 from edged.client import ApiClient
 from edged.log import configure as configure_logging
@@ -632,6 +633,25 @@ def _per_call(func: Callable[[], object], rounds: int) -> float:
     for _ in range(rounds):
         func()
     return (time.perf_counter() - t) / rounds
+
+
+@scenario
+async def fleet_scaling(args: argparse.Namespace, work: Path) -> None:
+    """scripts/fleet for 1, 2 and 3 collectors on one db: ingest vs 1 collector's, same run."""
+    # Offered above what this machine ingests (about 1-1.6k sales/s): the ingest is the limit.
+    tills, seconds, rate = (50, 5.0, 1500) if args.quick else (200, 30.0, 3000)
+    settings = fleet.parse([f"--terminals={tills}", f"--rate={rate}", f"--seconds={seconds}"])
+    single: float | None = None
+    for n in (1, 2, 3):
+        result = await fleet.one_run(settings, n, work / f"collectors-{n}")
+        rate = result["ingest_sales_per_s"]
+        single = single or rate
+        emit(f"fleet_{n}_collectors", "ingest", rate, "sales/s", single)
+        emit(f"fleet_{n}_collectors", "commit_to_ack_p50", result["commit_to_ack_p50_ms"], "ms")
+        emit(f"fleet_{n}_collectors", "commit_to_ack_p99", result["commit_to_ack_p99_ms"], "ms")
+        emit(f"fleet_{n}_collectors", "collectors_cpu", result["collectors_cpu_cores"], "cores")
+        lost = result["lost"] + result["duplicated"] + result["unacknowledged"]
+        emit(f"fleet_{n}_collectors", "lost_duplicated_unacked", lost, "sales")
 
 
 def main() -> None:

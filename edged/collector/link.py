@@ -10,7 +10,7 @@ import contextlib
 import socket
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -90,6 +90,9 @@ class BrokerLink:
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         self._client.pending_calls_threshold = PENDING_CALLS_WARNING
+        self._shared_available = True  # MQTT v5: absent from the CONNACK means available
+        if v5:
+            self._watch_connack()
         # PUBACK only after our commit (aiomqtt has no switch for this; paho does).
         self._client._client.manual_ack_set(True)
         self._messages = self._client.messages
@@ -113,13 +116,33 @@ class BrokerLink:
         with contextlib.suppress(aiomqtt.MqttError):  # the connection is gone either way
             await self._client.__aexit__(exc_type, exc, tb)
 
+    def _watch_connack(self) -> None:
+        """Note the CONNACK's "Shared Subscription Available" before aiomqtt handles it."""
+        paho_client = self._client._client
+        handler = paho_client.on_connect
+        assert handler is not None  # aiomqtt's own, set in its constructor
+
+        def on_connect(*args: Any) -> None:
+            properties = args[4] if len(args) > 4 else None
+            available = getattr(properties, "SharedSubscriptionAvailable", 1)
+            self._shared_available = bool(available)
+            handler(*args)
+
+        paho_client.on_connect = on_connect
+
+    @property
+    def shared_group(self) -> str | None:
+        """The group subscriptions are made in: None when none is configured or the broker
+        said (CONNACK) that it offers no shared subscriptions."""
+        return self.settings.shared_group if self._shared_available else None
+
     def _where(self) -> str:
         up = self.settings.uplink
         return f"broker {up.host}:{up.effective_port}"
 
     async def subscribe(self, topic_filter: str) -> None:
-        """Subscribe QoS 1, in the shared group if one is configured."""
-        group = self.settings.shared_group
+        """Subscribe QoS 1, in the shared group if one is configured and the broker has them."""
+        group = self.shared_group
         full = f"$share/{group}/{topic_filter}" if group else topic_filter
         try:
             granted = await self._client.subscribe(full, qos=1, timeout=SUBSCRIBE_TIMEOUT_S)

@@ -114,10 +114,18 @@ async def _supervise(
             uplink=up,
             client_id=client_id,
             password=read_password(up, cfg.source),
-            shared_group=cfg.collector.shared_group,
+            shared_group=cfg.collector.group,
             source=cfg.source,
         )
         async with BrokerLink(settings) as link:
+            if cfg.collector.group is not None and link.shared_group is None:
+                log.warning(
+                    "collector_shared_unavailable",
+                    broker=f"{up.host}:{up.effective_port}",
+                    shared_group=cfg.collector.group,
+                    hint="the broker offers no shared subscriptions (CONNACK): subscribed "
+                    "alone; run one collector per broker",
+                )
             await link.subscribe(topic_filter)
             await link.subscribe(resend_answer_filter(up.topic_prefix))
             log.info(
@@ -125,7 +133,7 @@ async def _supervise(
                 broker=f"{up.host}:{up.effective_port}",
                 client_id=client_id,
                 filter=topic_filter,
-                shared_group=cfg.collector.shared_group,
+                shared_group=link.shared_group,
                 after_failures=supervisor.backoff.failures,
             )
             await _republish_acks(link, db, signer, up.topic_prefix)

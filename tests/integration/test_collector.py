@@ -62,7 +62,8 @@ def write_config(
     uplink_extra: str = "",
 ) -> Path:
     path = tmp_path / f"{client_id}.toml"
-    group = f'shared_group = "{shared_group}"\n' if shared_group else ""
+    # None: the default (shared); "": turned off.
+    group = f'shared_group = "{shared_group}"\n' if shared_group is not None else ""
     path.write_text(
         "[uplink]\n"
         'host = "127.0.0.1"\n'
@@ -373,8 +374,9 @@ async def test_shared_group_splits_the_load_without_duplicates(
 ) -> None:
     # One db shared by both: `upto` is a property of the whole stream of a terminal, and a
     # member sees only part of it; with separate dbs neither could ever acknowledge past a gap.
-    cfg_a = config(tmp_path, broker.port, client_id="ca", db="shared.db", shared_group="g")
-    cfg_b = config(tmp_path, broker.port, client_id="cb", db="shared.db", shared_group="g")
+    # No shared_group in either config: sharing is the default.
+    cfg_a = config(tmp_path, broker.port, client_id="ca", db="shared.db")
+    cfg_b = config(tmp_path, broker.port, client_id="cb", db="shared.db")
     terminals = ["t1", "t2", "t3"]
     chains = {t: make_chain(t, 40) for t in terminals}
     async with running(cfg_a), running(cfg_b), contextlib.AsyncExitStack() as stack:
@@ -415,7 +417,7 @@ topic write edged/v1/s1/t1/resend_answer
 """
 
 
-@pytest.mark.parametrize("shared_group", [None, "g"])
+@pytest.mark.parametrize("shared_group", ["", None])  # off, and the default (shared)
 async def test_collector_authenticates_and_works_under_the_readme_acl(
     tmp_path: Path, shared_group: str | None
 ) -> None:

@@ -93,9 +93,12 @@ class DaemonProcess(_Process):
 
 
 class CollectorProcess(_Process):
-    """One store collector with its own SQLite database under `workdir`."""
+    """One store collector with its own SQLite database under `workdir`, or `db`: one that
+    several collectors share (in their default shared subscription group)."""
 
-    def __init__(self, workdir: Path, uplink: str, *, extra: str = "") -> None:
+    def __init__(
+        self, workdir: Path, uplink: str, *, extra: str = "", db: str | None = None
+    ) -> None:
         super().__init__(workdir, "collector")
-        self.db = str(workdir / "store.db")
+        self.db = db or str(workdir / "store.db")
         self.config.write_text(uplink + f'[collector]\ndb = "sqlite:///{self.db}"\n' + extra)

@@ -33,3 +33,12 @@ def identity_conf() -> str:
     conf = block("# /etc/mosquitto/conf.d/edged.conf")
     kept = [line for line in conf.splitlines() if line.split(" ", 1)[0] in IDENTITY_KEYS]
     return "\n".join(kept) + "\n"
+
+
+def bridge_conf(address: str) -> str:
+    """The README's store-to-chain bridge, connecting to `address` (host:port) instead."""
+    lines = block("# /etc/mosquitto/conf.d/edged-bridge.conf").splitlines()
+    return (
+        "\n".join(f"address {address}" if line.startswith("address ") else line for line in lines)
+        + "\n"
+    )

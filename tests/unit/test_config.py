@@ -146,6 +146,34 @@ def test_collector_config(tmp_path: Path) -> None:
     assert cfg.collector.db == f"sqlite:///{tmp_path / 'c.db'}"
 
 
+@pytest.mark.parametrize(
+    ("line", "group"),
+    [
+        ("", "collectors"),  # shared by default, as the contract says
+        ('shared_group = "east"', "east"),
+        ('shared_group = ""', None),
+        ("shared_group = false", None),
+    ],
+)
+def test_collector_shares_its_subscription_unless_told_not_to(
+    tmp_path: Path, line: str, group: str | None
+) -> None:
+    path = write(tmp_path, f'[uplink]\nhost = "h"\n[collector]\ndb = "sqlite:///c.db"\n{line}\n')
+    assert load_collector_config(path).collector.group == group
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("true", "true names no group"), ('"a/b"', "must be up to 32 characters")],
+)
+def test_collector_shared_group_errors_say_what_to_write(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    text = f'[uplink]\nhost = "h"\n[collector]\ndb = "sqlite:///c.db"\nshared_group = {value}\n'
+    with pytest.raises(ConfigError, match=f"collector.shared_group: {problem}"):
+        load_collector_config(write(tmp_path, text))
+
+
 def test_collector_rejects_other_databases_for_now(tmp_path: Path) -> None:
     path = write(tmp_path, '[uplink]\nhost = "h"\n[collector]\ndb = "postgres://x"\n')
     with pytest.raises(ConfigError, match="collector.db: unsupported URL"):
