@@ -34,7 +34,7 @@ _UPLINK = (
 SHOWN = frozenset(
     [f"terminal.{k}" for k in ("store_id", "terminal_id", "receipt_format", "timezone")]
     + [f"journal.{k}" for k in ("path", "retain_days", "id_retain_days", "adopt")]
-    + ["api.socket"]
+    + [f"api.{k}" for k in ("socket", "max_clients", "max_buffered_bytes")]
     + [f"uplink.{k}" for k in _UPLINK]
     + [f"devices.printer.{k}" for k in _PRINTER]
     + [f"devices.scanner.{k}" for k in _SCANNER]
