@@ -10,6 +10,7 @@ import typing
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
@@ -166,7 +167,9 @@ class RefdataSection(_Section, frozen=True):
 
 
 class CollectorSection(_Section, frozen=True):
-    db: str
+    db: str  # sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE (db_url_problem)
+    # Where a PostgreSQL collector keeps its key and its database's identity (SQLite: beside it).
+    state_dir: str = ""
     # MQTT v5 shared subscription group; several collectors with the same group share the load.
     shared_group: Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN)] | None = None
     # A terminal with no pinned key: its first batch pins it (true), or it is refused until
@@ -436,12 +439,43 @@ def load_collector_config(path: str | os.PathLike[str]) -> CollectorConfig:
     base = file.resolve().parent
     uplink = _resolve_uplink(base, cfg.uplink, str(file))
     assert uplink is not None
-    db = cfg.collector.db
-    if not db.startswith("sqlite:///"):
-        raise ConfigError(str(file), "collector.db", f"unsupported URL {db!r}; use sqlite:///PATH")
-    db_path = _resolve(base, db.removeprefix("sqlite:///"))
-    collector = msgspec.structs.replace(cfg.collector, db=f"sqlite:///{db_path}")
+    db, state_dir = cfg.collector.db, cfg.collector.state_dir
+    problem = db_url_problem(db)
+    if problem is not None:
+        raise ConfigError(str(file), "collector.db", problem)
+    if db.startswith(SQLITE_URL_PREFIX):
+        db = SQLITE_URL_PREFIX + str(_resolve(base, db.removeprefix(SQLITE_URL_PREFIX)))
+    elif not state_dir:
+        raise ConfigError(
+            str(file),
+            "collector.state_dir",
+            "a PostgreSQL collector needs a directory for its key and its database's identity "
+            "(e.g. /var/lib/edged-collector)",
+        )
+    state_dir = _resolve(base, state_dir) or ""
+    collector = msgspec.structs.replace(cfg.collector, db=db, state_dir=state_dir)
     return msgspec.structs.replace(cfg, uplink=uplink, collector=collector, source=str(file))
+
+
+SQLITE_URL_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+DB_URL_FORMS = "sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE"
+
+
+def db_url_problem(url: str) -> str | None:
+    """Why `url` cannot be the collector's `db`, or None. No password in it: config files are
+    read by many; libpq takes it from its password file or PGPASSWORD."""
+    if url.startswith(SQLITE_URL_PREFIX):
+        return None if url != SQLITE_URL_PREFIX else f"{url!r} has no path; use {DB_URL_FORMS}"
+    parts = urlsplit(url)
+    if parts.scheme not in POSTGRES_SCHEMES:
+        return f"unsupported URL {url!r}; use {DB_URL_FORMS}"
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        return (
+            "the URL holds a password; put it in a libpq password file (~/.pgpass of the "
+            "collector's user, or passfile=FILE in the URL; mode 0600) or in PGPASSWORD"
+        )
+    return None
 
 
 def read_password(uplink: UplinkSection, file: str) -> str | None:
