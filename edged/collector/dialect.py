@@ -25,6 +25,7 @@ TerminalKey = tuple[str, str]
 _PG_TYPES = {"INTEGER": "BIGINT", "BLOB": "BYTEA"}  # SQLite's INTEGER is 64-bit, PG's is not
 _PG_TYPE_WORD = re.compile(r"\b(INTEGER|BLOB)\b")
 _PG_VERSION_TABLE = "edged_schema"
+INSERT_ROWS_MAX = 500  # SQLite rows a statement: 11 columns stay under its 32766 variables
 _PG_MIGRATION_LOCK = 0x65646765  # any constant: one migration at a time per database
 
 
@@ -101,6 +102,41 @@ class Dialect:
             sql = "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
         return int(conn.execute(sql).fetchone()[0])
 
+    def insert_many(
+        self,
+        conn: Conn,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        returning: str,
+    ) -> list[Any]:
+        """INSERT `rows` in order, skipping any that conflicts (`ON CONFLICT DO NOTHING`);
+        returns `returning` of the rows inserted. `columns` are (name, SQL type) pairs.
+
+        SQLite: multi-row VALUES, INSERT_ROWS_MAX rows a statement. PostgreSQL: one statement
+        over `unnest` of one array per column, whatever the count: its text stays the same, so
+        it is prepared once, and no statement carries thousands of placeholders.
+        """
+        if not rows:
+            return []
+        names = ", ".join(name for name, _ in columns)
+        tail = f" ON CONFLICT DO NOTHING RETURNING {returning}"
+        if self.postgres:
+            arrays = ", ".join(f"?::{kind}[]" for _, kind in columns)
+            sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){tail}"
+            assert isinstance(conn, PgConn)
+            arrays_of = [list(col) for col in zip(*rows, strict=True)]
+            return [r[0] for r in conn.execute_binary(sql, arrays_of)]
+        found: list[Any] = []
+        one = "(" + ", ".join("?" * len(columns)) + ")"
+        for start in range(0, len(rows), INSERT_ROWS_MAX):
+            chunk = rows[start : start + INSERT_ROWS_MAX]
+            values = ",".join([one] * len(chunk))
+            params = [value for row in chunk for value in row]
+            sql = f"INSERT INTO {table} ({names}) VALUES {values}{tail}"
+            found += [r[0] for r in conn.execute(sql, params)]
+        return found
+
     def lock_schema(self, conn: Conn) -> None:
         """Inside a write transaction: wait for any other migration of this database."""
         if self.postgres:
@@ -171,9 +207,11 @@ class PgConn:
         cur: Cursor = self._conn.execute(pg_sql(sql), parameters)
         return cur
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        with self._conn.cursor() as cur:
-            cur.executemany(pg_sql(sql), rows)
+    def execute_binary(self, sql: str, parameters: Sequence[Any]) -> Cursor:
+        """`execute` in PostgreSQL's binary format: arrays of text need no escaping."""
+        query = sql.replace("%", "%%").replace("?", "%b")  # parameters sent as binary too
+        cur: Cursor = self._conn.cursor(binary=True).execute(query, parameters)
+        return cur
 
     @property
     def in_transaction(self) -> bool:

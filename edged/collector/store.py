@@ -59,14 +59,22 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-INSERT_ROWS_MAX = 500  # 11 variables a row: well under SQLite's 32766 per statement
-
-_INSERT_HEAD = (
-    "INSERT INTO transactions (store_id, terminal_id, seq, id, receipt_no, created_at,"
-    " prev_hash, hash, body, received_at, received_by) VALUES "
+# The columns of a `transactions` row (_row's order), with their PostgreSQL types.
+_COLUMNS = (
+    ("store_id", "text"),
+    ("terminal_id", "text"),
+    ("seq", "bigint"),
+    ("id", "text"),
+    ("receipt_no", "text"),
+    ("created_at", "text"),
+    ("prev_hash", "text"),
+    ("hash", "text"),
+    ("body", "text"),
+    ("received_at", "text"),
+    ("received_by", "text"),
 )
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_MANY_TAIL = " ON CONFLICT DO NOTHING RETURNING seq"
+_INSERT_HEAD = f"INSERT INTO transactions ({', '.join(name for name, _ in _COLUMNS)}) VALUES "
+_INSERT_ROW = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
 
 
 _SAVEPOINT = "batch"
@@ -237,9 +245,9 @@ class CollectorStore:
         entries: list[Entry],
         now: str,
     ) -> None:
-        """Store entries (sorted by seq) with one multi-row INSERT; analyse only the misses.
+        """Store entries (sorted by seq) with one batched INSERT; analyse only the misses.
 
-        Equivalent to `_put` entry by entry: the multi-row INSERT inserts rows in order with the
+        Equivalent to `_put` entry by entry: the batched INSERT inserts rows in order with the
         same conflict rule, and the rest is handled afterwards in seq order. Where an entry's
         fate could depend on one after it, the same seq twice in the batch, it takes the
         entry-by-entry path. Sales for seqs that slots hold are looked up only if the terminal
@@ -255,14 +263,8 @@ class CollectorStore:
         if state.held and valid:
             taken = held_seqs(conn, key, valid[0][0].seq, valid[-1][0].seq)
             valid = [(e, body) for e, body in valid if e.seq not in taken]
-        inserted: set[int] = set()
-        for start in range(0, len(valid), INSERT_ROWS_MAX):
-            chunk = valid[start : start + INSERT_ROWS_MAX]
-            params: list[object] = []
-            for entry, body in chunk:
-                params += self._row(key, entry, body, now)
-            sql = _INSERT_HEAD + ",".join([_INSERT_ROW] * len(chunk)) + _INSERT_MANY_TAIL
-            inserted.update(seq for (seq,) in conn.execute(sql, params))
+        rows = [self._row(key, entry, body, now) for entry, body in valid]
+        inserted = set(self.dialect.insert_many(conn, "transactions", _COLUMNS, rows, "seq"))
         if inserted:
             state.entries += len(inserted)
             state.inserted += len(inserted)
@@ -289,7 +291,7 @@ class CollectorStore:
                 )
 
     def _row(self, key: TerminalKey, entry: Entry, body: str, now: str) -> tuple[object, ...]:
-        """The `transactions` row of a verified entry, in _INSERT_HEAD's column order."""
+        """The `transactions` row of a verified entry, in _COLUMNS' order."""
         return (
             key[0],
             key[1],

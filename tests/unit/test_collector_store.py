@@ -12,9 +12,10 @@ import structlog
 
 from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
 from edged.cli import main as cli_main
+from edged.collector.dialect import INSERT_ROWS_MAX
 from edged.collector.report import collector_report
 from edged.collector.schema import SCHEMA_VERSION, CollectorStoreError
-from edged.collector.store import INSERT_ROWS_MAX, Batch, CollectorStore
+from edged.collector.store import Batch, CollectorStore
 from edged.collector.verify import Rejected, _accept_fast, _check_entry_exact, check_entry
 from edged.wire import Entry
 from tests.support.collectordb import CollectorDb
