@@ -53,6 +53,11 @@ class CollectorDb:
         return self.target.url
 
     @property
+    def target_dir(self) -> Path:
+        """A directory of this database's own: the SQLite file's, or PostgreSQL's state_dir."""
+        return Path(self.target.local).parent
+
+    @property
     def config_lines(self) -> str:
         """The `[collector]` keys of a config file for this database."""
         lines = f'db = "{self.url}"\n'
@@ -80,6 +85,7 @@ def _with_database(url: str, name: str) -> str:
 @contextmanager
 def fresh_collector_db(backend: str, tmp_path: Path) -> Iterator[CollectorDb]:
     """An empty collector database (nothing created in it yet), removed afterwards."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     if backend == "sqlite":
         path = str(tmp_path / "collector.db")
         yield CollectorDb(backend, db_target(f"sqlite:///{path}"))

@@ -90,9 +90,14 @@ class DaemonProcess(_Process):
 
 
 class CollectorProcess(_Process):
-    """One store collector with its own SQLite database under `workdir`."""
+    """One store collector with its own SQLite database under `workdir`, or the database whose
+    `[collector]` keys `db_lines` gives (tests.support.collectordb.CollectorDb.config_lines)."""
 
-    def __init__(self, workdir: Path, uplink: str, *, extra: str = "") -> None:
+    def __init__(
+        self, workdir: Path, uplink: str, *, extra: str = "", db_lines: str | None = None
+    ) -> None:
         super().__init__(workdir, "collector")
         self.db = str(workdir / "store.db")
-        self.config.write_text(uplink + f'[collector]\ndb = "sqlite:///{self.db}"\n' + extra)
+        if db_lines is None:
+            db_lines = f'db = "sqlite:///{self.db}"\n'
+        self.config.write_text(uplink + "[collector]\n" + db_lines + extra)
