@@ -14,6 +14,7 @@ import pytest
 
 from edged.collector import schema
 from edged.collector.dbfile import marker_path, read_marker
+from edged.collector.dialect import PgConn, postgres
 from edged.collector.report import collector_report
 from edged.collector.schema import CollectorDbChangedError, CollectorStoreError
 from edged.collector.store import CollectorStore, init_collector_db
@@ -278,3 +279,55 @@ def test_cli_refuses_a_lost_postgres_database_with_74(pg: CollectorDb, tmp_path:
     assert "is empty" in refused.stderr, refused.stderr
     init = edged("collector", "--config", str(config), "init")
     assert init.returncode == 0, init
+
+
+def make_old_database(db: CollectorDb, version: int) -> None:
+    """A collector database as an edged of schema `version` left it, with one sale in it."""
+    store_conn = None
+    if db.backend == "sqlite":
+        script = "".join(schema._MIGRATIONS[step] + ";" for step in range(1, version + 1))
+        with sqlite3.connect(db.target.path) as conn:
+            conn.executescript(script + f"PRAGMA user_version = {version};")
+    else:
+        import psycopg
+
+        dialect = postgres()
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            for step in range(1, version + 1):
+                for statement in dialect.ddl(schema._MIGRATIONS[step]).split(";"):
+                    if statement.strip():
+                        conn.execute(statement)  # type: ignore[call-overload]
+                for statement in dialect.extra_ddl(step):
+                    conn.execute(statement)  # type: ignore[call-overload]
+        store_conn = PgConn(db.url)
+        dialect.set_schema_version(store_conn, version)
+        store_conn.close()
+    (entry,) = make_chain(S, T, 1)
+    db.query(
+        "INSERT INTO transactions (store_id, terminal_id, seq, id, receipt_no, created_at,"
+        " prev_hash, hash, body, received_at, received_by)"
+        " VALUES (?, ?, 1, ?, ?, ?, ?, ?, '{}', 'then', 'c0')",
+        (S, T, entry.id, entry.receipt_no, entry.created_at, entry.prev_hash, entry.hash),
+    )
+    if version >= 2:
+        db.query("INSERT INTO identity (db_id, created_at) VALUES ('old-db', 'then')")
+
+
+@pytest.mark.parametrize("version", [2, 4, schema.SCHEMA_VERSION])
+def test_an_older_database_is_upgraded_in_place_and_keeps_its_sales(
+    collector_db: CollectorDb, version: int
+) -> None:
+    """What an older edged made, through the migration history, on either database."""
+    make_old_database(collector_db, version)
+    chain = make_chain(S, T, 3)
+    store = CollectorStore.open(collector_db.target, init=True)  # init: an existing database
+    try:
+        assert store.store_batch(S, T, chain[1:]) == 3  # the old seq 1 counts
+    finally:
+        store.close()
+    report = collector_report(collector_db.target)
+    assert report["schema_version"] == schema.SCHEMA_VERSION
+    assert collector_db.query("SELECT seq FROM transactions ORDER BY seq") == [(1,), (2,), (3,)]
+    (terminal,) = report["terminals"]
+    assert terminal["chain_broken_at"] == 2  # the old seq 1 is of another chain: checked, kept
+    assert collector_db.query("SELECT db_id FROM identity") == [("old-db",)]
