@@ -419,6 +419,21 @@ def nested(levels: int) -> bytes:
     return b'{"id":"x","a":' + b"[" * inner + b"1" + b"]" * inner + b"}"
 
 
+def unhashable_by_spec(sale: bytes) -> Entry:
+    """An entry hashed over `sale` as it is, which has no RFC 8785 form (the exact check says
+    `invalid`): the fast path must not take those bytes for canonical."""
+    digest = entry_hash(GENESIS_HASH, entry_bytes(1, "i1", "r1", "2026-11-23T09:41:00Z", sale))
+    return Entry(
+        seq=1,
+        id="i1",
+        receipt_no="r1",
+        created_at="2026-11-23T09:41:00Z",
+        prev_hash=GENESIS_HASH.hex(),
+        hash=digest.hex(),
+        sale=msgspec.Raw(sale),
+    )
+
+
 MANY_LINES = b'{"lines":[' + b",".join(b'{"sku":"s","qty":[1]}' for _ in range(200)) + b"]}"
 _FAST_CASES: dict[str, tuple[Entry, bool]] = {
     "plain": (forge(1, GENESIS_HASH, sale=SALE), True),
@@ -440,6 +455,14 @@ _FAST_CASES: dict[str, tuple[Entry, bool]] = {
     "sale 100 levels deep": (forge(1, GENESIS_HASH, sale=nested(100)), True),
     "sale 101 levels deep": (forge(1, GENESIS_HASH, sale=nested(101)), False),
     "sale with 600 brackets, 4 deep": (forge(1, GENESIS_HASH, sale=MANY_LINES), True),
+    "16 digits in a string": (forge(1, GENESIS_HASH, sale=b'{"ref":"12345678901234567"}'), True),
+    "integer past 2^53, a double": (forge(1, GENESIS_HASH, sale=b'{"n":9007199254740994}'), True),
+    "integer past 2^53, no double": (unhashable_by_spec(b'{"n":9007199254740993}'), False),
+    "astral and BMP keys": (
+        forge(1, GENESIS_HASH, sale='{"\U0001d11e":1,"\ufffd":2}'.encode()),
+        True,
+    ),
+    "float and string digits": (forge(1, GENESIS_HASH, sale=b'{"a":"0.5","b":0.5}'), True),
 }
 
 
