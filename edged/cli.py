@@ -95,8 +95,8 @@ async def _collector(cfg: CollectorConfig) -> None:
 def _accept_gap(cfg: CollectorConfig, gap: list[str], by: str | None) -> str:
     """`edged collector accept-gap STORE TERMINAL FROM TO [--by NAME]`."""
     from edged.collector import CollectorStore
+    from edged.collector.dburl import configured
     from edged.collector.rebuild import AcceptGapError
-    from edged.collector.schema import sqlite_path
 
     if len(gap) != 4 or not all(part.isdigit() for part in gap[2:]):
         raise AcceptGapError("accept-gap takes STORE TERMINAL FROM TO (FROM and TO are seqs)")
@@ -104,7 +104,7 @@ def _accept_gap(cfg: CollectorConfig, gap: list[str], by: str | None) -> str:
     if not 1 <= first <= to:
         raise AcceptGapError(f"accept-gap: FROM {first} must be at least 1 and not above TO {to}")
     who = by or os.environ.get("SUDO_USER") or getpass.getuser()
-    store = CollectorStore.open(sqlite_path(cfg.collector.db))
+    store = CollectorStore.open(configured(cfg.collector))
     try:
         return store.accept_gap((store_id, terminal_id), first, to, who)
     finally:
@@ -156,6 +156,7 @@ def _collector_main(
     """`edged collector run|status|init|keys|accept-gap`; 74 when its database is missing or
     was replaced."""
     from edged.collector import CollectorDbChangedError, collector_report, init_collector_db
+    from edged.collector.dburl import configured
     from edged.collector.keyadmin import keys_command
 
     if action not in ("accept-gap", "keys", "refdata") and words:
@@ -166,7 +167,7 @@ def _collector_main(
     try:
         if action == "keys":
             try:
-                print(json.dumps(keys_command(cfg.collector.db, words or []), indent=2))
+                print(json.dumps(keys_command(configured(cfg.collector), words or []), indent=2))
             except ValueError as exc:
                 print(f"edged: {exc}", file=sys.stderr)
                 return EX_USAGE
@@ -175,9 +176,9 @@ def _collector_main(
         elif action == "accept-gap":
             print(_accept_gap(cfg, words or [], by))
         elif action == "status":
-            print(json.dumps(collector_report(cfg.collector.db), indent=2))
+            print(json.dumps(collector_report(configured(cfg.collector)), indent=2))
         elif action == "init":
-            print(init_collector_db(cfg.collector.db))
+            print(init_collector_db(configured(cfg.collector)))
         else:
             asyncio.run(_collector(cfg))
     except CollectorDbChangedError as exc:

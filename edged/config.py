@@ -10,6 +10,7 @@ import typing
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
@@ -174,7 +175,9 @@ DEFAULT_SHARED_GROUP = "collectors"
 
 
 class CollectorSection(_Section, frozen=True):
-    db: str
+    db: str  # sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE (db_url_problem)
+    # Where a PostgreSQL collector keeps its key and its database's identity (SQLite: beside it).
+    state_dir: str = ""
     # MQTT v5 shared subscription group: collectors with the same group share the load. On by
     # default (used where the broker offers shared subscriptions); "" or false turns it off.
     shared_group: Annotated[str, msgspec.Meta(pattern=IDENT_OR_EMPTY_PATTERN)] | bool = (
@@ -462,13 +465,45 @@ def load_collector_config(path: str | os.PathLike[str]) -> CollectorConfig:
             f'true names no group; name one (the default is "{DEFAULT_SHARED_GROUP}") '
             'or write false or "" to turn shared subscriptions off',
         )
-    db = cfg.collector.db
-    if not db.startswith("sqlite:///"):
-        raise ConfigError(str(file), "collector.db", f"unsupported URL {db!r}; use sqlite:///PATH")
-    db_path = _resolve(base, db.removeprefix("sqlite:///")) or ""
-    _check_db_folder(db, db_path, str(file))
-    collector = msgspec.structs.replace(cfg.collector, db=f"sqlite:///{db_path}")
+    db, state_dir = cfg.collector.db, cfg.collector.state_dir
+    problem = db_url_problem(db)
+    if problem is not None:
+        raise ConfigError(str(file), "collector.db", problem)
+    if db.startswith(SQLITE_URL_PREFIX):
+        db_path = _resolve(base, db.removeprefix(SQLITE_URL_PREFIX)) or ""
+        _check_db_folder(db, db_path, str(file))
+        db = SQLITE_URL_PREFIX + db_path
+    elif not state_dir:
+        raise ConfigError(
+            str(file),
+            "collector.state_dir",
+            "a PostgreSQL collector needs a directory for its key and its database's identity "
+            "(e.g. /var/lib/edged-collector)",
+        )
+    state_dir = _resolve(base, state_dir) or ""
+    collector = msgspec.structs.replace(cfg.collector, db=db, state_dir=state_dir)
     return msgspec.structs.replace(cfg, uplink=uplink, collector=collector, source=str(file))
+
+
+SQLITE_URL_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+DB_URL_FORMS = "sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE"
+
+
+def db_url_problem(url: str) -> str | None:
+    """Why `url` cannot be the collector's `db`, or None. No password in it: config files are
+    read by many; libpq takes it from its password file or PGPASSWORD."""
+    if url.startswith(SQLITE_URL_PREFIX):
+        return None if url != SQLITE_URL_PREFIX else f"{url!r} has no path; use {DB_URL_FORMS}"
+    parts = urlsplit(url)
+    if parts.scheme not in POSTGRES_SCHEMES:
+        return f"unsupported URL {url!r}; use {DB_URL_FORMS}"
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        return (
+            "the URL holds a password; put it in a libpq password file (~/.pgpass of the "
+            "collector's user, or passfile=FILE in the URL; mode 0600) or in PGPASSWORD"
+        )
+    return None
 
 
 def _check_db_folder(url: str, db_path: str, file: str) -> None:

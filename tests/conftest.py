@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.collectordb import BACKENDS, CollectorDb, fresh_collector_db
 from tests.support.leaks import describe, leaked_tasks, leaked_threads, live_timers
 from tests.support.mosquitto import Mosquitto
 
@@ -31,6 +32,14 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def collector_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CollectorDb]:
+    """A fresh collector database, once on SQLite and once on PostgreSQL (skipped, saying why,
+    where no server answers): the collector's contract tests run on both."""
+    with fresh_collector_db(request.param, tmp_path) as db:
+        yield db
 
 
 @pytest.fixture(autouse=True)

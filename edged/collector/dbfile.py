@@ -66,7 +66,7 @@ def write_marker(db_path: str, db_id: str) -> None:
         raise CollectorStoreError(f"cannot write {path}: {exc}") from exc
 
 
-def check_may_open(db_path: str, *, had: str | None, init: bool) -> None:
+def check_may_open(db_path: str, *, had: str | None, init: bool) -> None:  # SQLite only
     """Refuse a missing database that the marker says existed, unless `init` says start anew."""
     if had is not None and not init and not os.path.exists(db_path):
         raise CollectorDbChangedError(
@@ -75,12 +75,17 @@ def check_may_open(db_path: str, *, had: str | None, init: bool) -> None:
         )
 
 
-def check_identity(db_path: str, *, had: str | None, found: str, init: bool) -> None:
-    """Refuse a database that is not the one the marker names, unless `init` adopts it."""
+def check_identity(
+    db_path: str, *, had: str | None, found: str, init: bool, name: str | None = None
+) -> None:
+    """Refuse a database that is not the one the marker names, unless `init` adopts it.
+
+    `db_path` locates the marker; `name` is the database as messages name it (default: the
+    path; PostgreSQL: its URL)."""
     if had is not None and had != found and not init:
         raise CollectorDbChangedError(
-            f"collector db {db_path} is not the database this collector had (identity {found}, "
-            f"expected {had} from {marker_path(db_path)}): it was replaced. If you put it "
+            f"collector db {name or db_path} is not the database this collector had (identity "
+            f"{found}, expected {had} from {marker_path(db_path)}): it was replaced. If you put it "
             "there on purpose, run `edged collector --config FILE init` to adopt it; otherwise "
             "put this collector's database back (or restore it from the backup)"
         )

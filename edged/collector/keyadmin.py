@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from edged.clock import utc_now_iso
-from edged.collector.schema import CollectorStoreError, sqlite_path
+from edged.collector.dburl import DbTarget, as_target
+from edged.collector.schema import CollectorStoreError
 from edged.collector.store import CollectorStore
 from edged.keys import collector_key_path, read_public
 
 USAGE = "keys list | keys pin STORE TERMINAL KEY | keys forget STORE TERMINAL"
 
 
-def keys_command(db_url: str, words: list[str]) -> dict[str, Any]:
+def keys_command(db: str | DbTarget, words: list[str]) -> dict[str, Any]:
     """Run one keys action on the collector database; ValueError with the usage if malformed."""
-    path = sqlite_path(db_url)
+    target = as_target(db)
     action, args = (words[0], words[1:]) if words else ("list", [])
     arity = {"list": 0, "pin": 3, "forget": 2}
     if arity.get(action) != len(args):
         raise ValueError(f"usage: edged collector --config FILE {USAGE}")
-    store = CollectorStore.open(path)
+    store = CollectorStore.open(target)
     try:
         pins = store.pins
         if action == "pin":
@@ -32,7 +32,7 @@ def keys_command(db_url: str, words: list[str]) -> dict[str, Any]:
                 had = pins.forget((args[0], args[1]))
             return {"forgotten": had, "store": args[0], "terminal": args[1]}
         return {
-            "collector_key": read_public(collector_key_path(path)),
+            "collector_key": read_public(collector_key_path(target.local_files())),
             "terminals": [
                 {
                     "store": p.store_id,
@@ -44,7 +44,7 @@ def keys_command(db_url: str, words: list[str]) -> dict[str, Any]:
                 for p in pins.all()
             ],
         }
-    except sqlite3.Error as exc:
-        raise CollectorStoreError(f"collector db {path}: {exc}") from exc
+    except store.dialect.errors as exc:
+        raise CollectorStoreError(f"collector db {target.path}: {exc}") from exc
     finally:
         store.close()

@@ -13,13 +13,13 @@ nor acknowledged, until an admin pins the terminal's key; the terminal resends b
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
 
+from edged.collector.dialect import Conn, Dialect
 from edged.collector.problems import as_received, record_problem
 from edged.collector.state import TerminalKey
 from edged.signing import check_key_hex, tx_signed_bytes, verify
@@ -43,8 +43,9 @@ class PinnedKey:
 class KeyPins:
     """The `terminal_keys` table over the store's connection (inside its transactions)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, first_use: bool = True) -> None:
+    def __init__(self, conn: Conn, dialect: Dialect, *, first_use: bool = True) -> None:
         self._conn = conn
+        self._dialect = dialect
         self._first_use = first_use  # an unknown terminal's first signed batch pins its key
         self._unsigned_said: set[TerminalKey] = set()
         self._unpinned_said: set[TerminalKey] = set()
@@ -131,7 +132,7 @@ class KeyPins:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """An admin's change on its own (outside store_batches): committed, or rolled back."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute(self._dialect.begin_write)
         try:
             yield
         except BaseException:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import dataclass
 
 import msgspec
 import structlog
 
+from edged.collector.dialect import Conn
 from edged.collector.state import TerminalKey
 from edged.wire import Entry
 
@@ -43,7 +43,7 @@ def as_received(entry: Entry) -> str:
 
 
 def record_problem(
-    conn: sqlite3.Connection,
+    conn: Conn,
     key: TerminalKey,
     *,
     seq: int,
@@ -62,16 +62,14 @@ def record_problem(
         "INSERT INTO problems (store_id, terminal_id, seq, kind, hash, detail, body,"
         " first_at, last_at, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
         " ON CONFLICT (store_id, terminal_id, seq, kind, hash)"
-        " DO UPDATE SET last_at = excluded.last_at, count = count + 1 RETURNING count",
+        " DO UPDATE SET last_at = excluded.last_at, count = problems.count + 1 RETURNING count",
         (*key, seq, kind, _printable(hash_hex), _printable(detail), body, now, now),
     ).fetchone()
     if count == 1 and event is not None:
         log.error(event, store=key[0], terminal=key[1], seq=seq, kind=kind, problem=detail)
 
 
-def quarantine(
-    conn: sqlite3.Connection, item: Quarantine, now: str, *, error: Exception | None = None
-) -> None:
+def quarantine(conn: Conn, item: Quarantine, now: str, *, error: Exception | None = None) -> None:
     """Keep a message that cannot be stored as evidence in `problems`, and log it at ERROR."""
     payload = item.message.payload
     digest = hashlib.sha256(payload).hexdigest()
@@ -83,7 +81,7 @@ def quarantine(
         "INSERT INTO problems (store_id, terminal_id, seq, kind, hash, detail, body, first_at,"
         " last_at, count, topic, raw, raw_size) VALUES (?, ?, ?, 'quarantined', ?, ?, '', ?, ?,"
         " 1, ?, ?, ?) ON CONFLICT (store_id, terminal_id, seq, kind, hash)"
-        " DO UPDATE SET last_at = excluded.last_at, count = count + 1",
+        " DO UPDATE SET last_at = excluded.last_at, count = problems.count + 1",
         (
             store_id,
             terminal_id,

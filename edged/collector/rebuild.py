@@ -8,12 +8,12 @@ permanent gap (`unavailable`, reported in `problems`); a store admin may accept 
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from edged.collector.dialect import Conn
 from edged.collector.problems import record_problem
 from edged.collector.state import TerminalKey, load_state, save_state
 from edged.collector.walk import advance
@@ -42,9 +42,7 @@ class ResendPlan:
     reason: str
 
 
-def plan_resend(
-    conn: sqlite3.Connection, key: TerminalKey, gap: tuple[int, int], now: str
-) -> ResendPlan | None:
+def plan_resend(conn: Conn, key: TerminalKey, gap: tuple[int, int], now: str) -> ResendPlan | None:
     """The request for `gap`, less the seqs the terminal said it no longer has; None if it has
     none of them. Recorded in `rebuilds` (a request within the one before counts as a retry)."""
     first, to = gap
@@ -70,16 +68,18 @@ def plan_resend(
         )
     else:
         conn.execute(
-            "INSERT OR REPLACE INTO rebuilds (store_id, terminal_id, from_seq, upto_seq, reason,"
-            " requests, first_at, last_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+            "INSERT INTO rebuilds (store_id, terminal_id, from_seq, upto_seq, reason, requests,"
+            " first_at, last_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
+            " ON CONFLICT (store_id, terminal_id) DO UPDATE SET from_seq = excluded.from_seq,"
+            " upto_seq = excluded.upto_seq, reason = excluded.reason, requests = 1,"
+            " first_at = excluded.first_at, last_at = excluded.last_at, answered_at = NULL,"
+            " retained_from = NULL",
             (*key, first, to, reason, now, now),
         )
     return ResendPlan(first, to, reason)
 
 
-def record_answer(
-    conn: sqlite3.Connection, key: TerminalKey, answer: ResendAnswer, now: str
-) -> None:
+def record_answer(conn: Conn, key: TerminalKey, answer: ResendAnswer, now: str) -> None:
     """Note a terminal's answer; seqs it purged that the store lacks become a permanent gap."""
     conn.execute(
         "UPDATE rebuilds SET answered_at = ?, retained_from = ?"
@@ -112,9 +112,7 @@ def record_answer(
         )
 
 
-def accept_gap(
-    conn: sqlite3.Connection, key: TerminalKey, seqs: tuple[int, int], *, by: str, now: str
-) -> str:
+def accept_gap(conn: Conn, key: TerminalKey, seqs: tuple[int, int], *, by: str, now: str) -> str:
     """Mark the permanent gap `seqs` (first, to) accepted by `by`, then walk past it; returns
     what was done, for the admin."""
     first, to = seqs
@@ -155,7 +153,7 @@ def accept_gap(
     )
 
 
-def rebuild_report(conn: sqlite3.Connection, key: TerminalKey, upto: int) -> dict[str, Any] | None:
+def rebuild_report(conn: Conn, key: TerminalKey, upto: int) -> dict[str, Any] | None:
     """The latest resend request for a terminal and how far the store got with it."""
     row = conn.execute(
         "SELECT from_seq, upto_seq, reason, requests, first_at, last_at, answered_at,"
@@ -166,7 +164,7 @@ def rebuild_report(conn: sqlite3.Connection, key: TerminalKey, upto: int) -> dic
         return None
     first, to = row[0], row[1]
     held = conn.execute(
-        f"SELECT count(*) FROM ({_HELD_IN})", (*key, first, to, *key, first, to)
+        f"SELECT count(*) FROM ({_HELD_IN}) AS held_in", (*key, first, to, *key, first, to)
     ).fetchone()[0]
     missing = (to - first + 1) - held
     gone = sum(
@@ -187,7 +185,7 @@ def rebuild_report(conn: sqlite3.Connection, key: TerminalKey, upto: int) -> dic
     }
 
 
-def permanent_gaps(conn: sqlite3.Connection, key: TerminalKey) -> list[dict[str, Any]]:
+def permanent_gaps(conn: Conn, key: TerminalKey) -> list[dict[str, Any]]:
     """Seqs the terminal purged before the store had them, and whether an admin accepted them."""
     rows = conn.execute(
         "SELECT seq_from, seq_to, reported_at, accepted_at, accepted_by FROM unavailable"
@@ -198,7 +196,7 @@ def permanent_gaps(conn: sqlite3.Connection, key: TerminalKey) -> list[dict[str,
     return [dict(zip(names, r, strict=True)) for r in rows]
 
 
-def _unavailable(conn: sqlite3.Connection, key: TerminalKey) -> list[tuple[int, int]]:
+def _unavailable(conn: Conn, key: TerminalKey) -> list[tuple[int, int]]:
     rows = conn.execute(
         "SELECT seq_from, seq_to FROM unavailable WHERE store_id = ? AND terminal_id = ?"
         " ORDER BY seq_from",
@@ -207,9 +205,7 @@ def _unavailable(conn: sqlite3.Connection, key: TerminalKey) -> list[tuple[int, 
     return [(int(a), int(b)) for a, b in rows]
 
 
-def _missing(
-    conn: sqlite3.Connection, key: TerminalKey, first: int, to: int
-) -> list[tuple[int, int]]:
+def _missing(conn: Conn, key: TerminalKey, first: int, to: int) -> list[tuple[int, int]]:
     """The runs of seqs in first..to that the store holds nothing for."""
     runs: list[tuple[int, int]] = []
     expect = first

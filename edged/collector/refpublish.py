@@ -18,9 +18,9 @@ import msgspec
 import structlog
 
 from edged.clock import utc_now_iso
+from edged.collector.dburl import configured
 from edged.collector.link import BrokerLink, LinkSettings
 from edged.collector.refsource import read_source
-from edged.collector.schema import sqlite_path
 from edged.collector.service import derive_client_id
 from edged.config import IDENT_PATTERN, CollectorConfig, read_password
 from edged.errors import EdgedError
@@ -46,7 +46,7 @@ class PublishError(EdgedError):
 
 
 def _state_path(cfg: CollectorConfig, store: str) -> Path:
-    return Path(sqlite_path(cfg.collector.db)).parent / f"refdata-{store}.json"
+    return Path(configured(cfg.collector).local_files()).parent / f"refdata-{store}.json"
 
 
 async def publish_refdata(
@@ -69,7 +69,7 @@ async def publish_refdata(
             "use larger chunks (the broker's message_size_limit must allow them)"
         )
     articles = sum(1 for line in lines if isinstance(line, Article))
-    signer = load_or_create(collector_key_path(sqlite_path(cfg.collector.db)))
+    signer = load_or_create(collector_key_path(configured(cfg.collector).local_files()))
     manifest = Manifest(
         v=REFDATA_VERSION,
         store=store,

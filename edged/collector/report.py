@@ -7,14 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edged.collector.dburl import DbTarget, as_target
+from edged.collector.dialect import SQLITE, Conn, Dialect, PgConn, postgres
 from edged.collector.followup import offline_payments
 from edged.collector.rebuild import permanent_gaps, rebuild_report
-from edged.collector.schema import (
-    BUSY_TIMEOUT_MS,
-    SCHEMA_VERSION,
-    CollectorStoreError,
-    sqlite_path,
-)
+from edged.collector.schema import BUSY_TIMEOUT_MS, SCHEMA_VERSION, CollectorStoreError
 from edged.collector.walk import held_after
 
 MAX_REPORTED_GAPS = 100
@@ -61,9 +58,7 @@ class TerminalReport:
         }
 
 
-def _gaps(
-    conn: sqlite3.Connection, store_id: str, terminal_id: str, upto: int
-) -> list[tuple[int, int]]:
+def _gaps(conn: Conn, store_id: str, terminal_id: str, upto: int) -> list[tuple[int, int]]:
     gaps: list[tuple[int, int]] = []
     expect = upto + 1
     for seq in held_after(conn, (store_id, terminal_id), upto):
@@ -75,7 +70,7 @@ def _gaps(
     return gaps
 
 
-def _lost(conn: sqlite3.Connection, store_id: str, terminal_id: str) -> list[tuple[int, int]]:
+def _lost(conn: Conn, store_id: str, terminal_id: str) -> list[tuple[int, int]]:
     rows = conn.execute(
         "SELECT seq_from, seq_to FROM lost WHERE store_id = ? AND terminal_id = ?"
         " ORDER BY seq_from LIMIT ?",
@@ -84,7 +79,7 @@ def _lost(conn: sqlite3.Connection, store_id: str, terminal_id: str) -> list[tup
     return [(first, to) for first, to in rows]
 
 
-def terminal_report(conn: sqlite3.Connection) -> list[TerminalReport]:
+def terminal_report(conn: Conn) -> list[TerminalReport]:
     """Per-terminal report from an open connection (read-only use is fine)."""
     rows = conn.execute(
         "SELECT store_id, terminal_id, contiguous_upto, max_seq, entries, chain_broken_at,"
@@ -113,7 +108,7 @@ def terminal_report(conn: sqlite3.Connection) -> list[TerminalReport]:
     ]
 
 
-def recent_problems(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+def recent_problems(conn: Conn, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT store_id, terminal_id, seq, kind, hash, detail, first_at, last_at, count, topic,"
         " raw_size FROM problems ORDER BY last_at DESC, rowid DESC LIMIT ?",
@@ -123,34 +118,32 @@ def recent_problems(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]
     return [dict(zip((*names, "count", "topic", "size"), r, strict=True)) for r in rows]
 
 
-def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any]:
-    """Diagnostics of a collector db, opened read-only (safe while the collector runs)."""
-    path = sqlite_path(db_url)
-    if not Path(path).is_file():
-        raise CollectorStoreError(f"no collector db at {path}; check [collector] db")
+def collector_report(db: str | DbTarget, *, problems_limit: int = 100) -> dict[str, Any]:
+    """Diagnostics of a collector db, read-only in one snapshot (safe while the collector runs)."""
+    target = as_target(db)
+    where = target.path
+    conn, dialect = _open_read_only(target)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise CollectorStoreError(f"cannot open collector db {path} read-only: {exc}") from exc
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if dialect.postgres:
+            conn.execute(dialect.begin_read)  # the version read in the same snapshot
+        version = dialect.schema_version(conn)
         if version != SCHEMA_VERSION:
             raise CollectorStoreError(
-                f"{path} has schema version {version}; this edged reads {SCHEMA_VERSION} "
+                f"{where} has schema version {version}; this edged reads {SCHEMA_VERSION} "
                 "(an older database is upgraded when the collector starts)"
             )
-        conn.execute("BEGIN")  # one consistent snapshot for the whole report
+        if not dialect.postgres:
+            conn.execute(dialect.begin_read)  # one consistent snapshot for the whole report
         terminals = terminal_report(conn)
         problems = recent_problems(conn, problems_limit)
         offline = offline_payments(conn)
         conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise CollectorStoreError(f"collector db {path}: cannot read: {exc}") from exc
+    except dialect.errors as exc:
+        raise CollectorStoreError(f"collector db {where}: cannot read: {exc}") from exc
     finally:
         conn.close()
     return {
-        "db": path,
+        "db": where,
         "schema_version": version,
         "transactions": sum(t.entries for t in terminals),
         "held": sum(t.held for t in terminals),
@@ -158,3 +151,29 @@ def collector_report(db_url: str, *, problems_limit: int = 100) -> dict[str, Any
         "problems": problems,
         "offline_payments": offline,
     }
+
+
+def _open_read_only(target: DbTarget) -> tuple[sqlite3.Connection | PgConn, Dialect]:
+    """A connection that creates nothing: SQLite read-only, PostgreSQL as it is."""
+    if target.postgres:
+        try:
+            dialect = postgres()
+        except ImportError as exc:
+            raise CollectorStoreError(
+                "PostgreSQL needs psycopg: pip install 'edged[postgres]'"
+            ) from exc
+        try:
+            return PgConn(target.url), dialect
+        except dialect.errors as exc:
+            raise CollectorStoreError(
+                f"cannot connect to collector db {target.url}: {exc}"
+            ) from exc
+    path = target.path
+    if not Path(path).is_file():
+        raise CollectorStoreError(f"no collector db at {path}; check [collector] db")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except sqlite3.Error as exc:
+        raise CollectorStoreError(f"cannot open collector db {path} read-only: {exc}") from exc
+    return conn, SQLITE

@@ -1,13 +1,13 @@
-"""The collector's database file: its URL, schema and migrations, and the error it raises."""
+"""The collector's database: its schema and migrations (both dialects), and the errors it raises."""
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
 import structlog
 
 from edged.clock import utc_now_iso
+from edged.collector.dialect import Conn, Dialect
 from edged.errors import EdgedError
 
 log = structlog.get_logger(__name__)
@@ -17,9 +17,7 @@ SCHEMA_VERSION = 5
 
 
 BUSY_TIMEOUT_MS = 10_000  # several collectors may share one db file
-
-
-SQLITE_URL_PREFIX = "sqlite:///"
+CACHE_KIB = 64 * 1024  # SQLite page cache of the collector's connection
 
 
 _SCHEMA = """
@@ -179,66 +177,74 @@ RESTORE_HINT = (
 )
 
 
-def sqlite_path(db_url: str) -> str:
-    """The file path of a `sqlite:///PATH` URL."""
-    if not db_url.startswith(SQLITE_URL_PREFIX):
-        raise CollectorStoreError(f"unsupported database URL {db_url!r}; use sqlite:///PATH")
-    path = db_url.removeprefix(SQLITE_URL_PREFIX)
-    if not path:
-        raise CollectorStoreError("database URL sqlite:/// has no path; use sqlite:///PATH")
-    return path
+def prepare(conn: Conn, dialect: Dialect, where: str, *, may_create: bool = True) -> None:
+    """The current schema (SQLite: in WAL, synchronous=FULL); an empty database gets one only
+    if `may_create`."""
+    if not dialect.postgres:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise CollectorStoreError(
+                f"collector db {where}: cannot switch to WAL (journal_mode is {mode}); "
+                "put it on a local file system"
+            )
+        conn.execute("PRAGMA synchronous = FULL")
+        # The sale-id index takes random inserts: with SQLite's default 2 MiB cache a growing
+        # table reads its pages back from the OS for every group (scripts/bench drain).
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    _migrate(conn, dialect, where, may_create=may_create)
 
 
-def prepare(conn: sqlite3.Connection, path: str, *, may_create: bool = True) -> None:
-    """WAL, synchronous=FULL and the current schema; an empty file gets one only if `may_create`."""
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise CollectorStoreError(
-            f"collector db {path}: cannot switch to WAL (journal_mode is {mode}); "
-            "put it on a local file system"
-        )
-    conn.execute("PRAGMA synchronous = FULL")
-    _migrate(conn, path, may_create=may_create)
-
-
-def db_identity(conn: sqlite3.Connection) -> str:
+def db_identity(conn: Conn) -> str:
     """The random id the database was given when it was created (or upgraded to version 2)."""
     return str(conn.execute("SELECT db_id FROM identity").fetchone()[0])
 
 
-def _migrate(conn: sqlite3.Connection, path: str, *, may_create: bool) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == SCHEMA_VERSION:
+def _migrate(conn: Conn, dialect: Dialect, where: str, *, may_create: bool) -> None:
+    if dialect.schema_version(conn) == SCHEMA_VERSION:
         return
+    conn.execute(dialect.begin_write)
+    try:
+        dialect.lock_schema(conn)
+        version = dialect.schema_version(conn)  # again, now that no one else migrates
+        if version != SCHEMA_VERSION:
+            _check_version(conn, dialect, where, version, may_create=may_create)
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in dialect.ddl(_MIGRATIONS[step]).split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                for statement in dialect.extra_ddl(step):
+                    conn.execute(statement)
+            if version < 2:  # the identity came with version 2
+                conn.execute(
+                    "INSERT INTO identity (db_id, created_at) VALUES (?, ?)",
+                    (uuid.uuid4().hex, utc_now_iso()),
+                )
+            dialect.set_schema_version(conn, SCHEMA_VERSION)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if version != SCHEMA_VERSION:
+        log.info("collector_db_prepared", db=where, schema_version=SCHEMA_VERSION, was=version)
+
+
+def _check_version(
+    conn: Conn, dialect: Dialect, where: str, version: int, *, may_create: bool
+) -> None:
+    """Refuse a newer schema, a database that is no collector's, or one that should not be new."""
     if version > SCHEMA_VERSION:
         raise CollectorStoreError(
-            f"collector db {path} has schema version {version}, newer than this edged "
+            f"collector db {where} has schema version {version}, newer than this edged "
             f"({SCHEMA_VERSION}); upgrade edged"
         )
-    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-    if version == 0 and tables:
+    if version == 0 and dialect.table_count(conn):
         raise CollectorStoreError(
-            f"{path} holds tables but no edged schema version; it is not a collector db"
+            f"{where} holds tables but no edged schema version; it is not a collector db"
         )
     if version == 0 and not may_create:
         raise CollectorDbChangedError(
-            f"collector db {path} is empty, but this collector had a database there; {RESTORE_HINT}"
+            f"collector db {where} is empty, but this collector had a database there; "
+            f"{RESTORE_HINT}"
         )
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-        if version < 2:  # the identity came with version 2
-            conn.execute(
-                "INSERT INTO identity (db_id, created_at) VALUES (?, ?)",
-                (uuid.uuid4().hex, utc_now_iso()),
-            )
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    log.info("collector_db_prepared", db=path, schema_version=SCHEMA_VERSION, was=version)

@@ -27,11 +27,12 @@ import msgspec
 import structlog
 
 from edged.clock import utc_now_iso
+from edged.collector.dburl import DbTarget, configured
 from edged.collector.link import BrokerLink, Delivery, LinkError, LinkSettings
 from edged.collector.rebuild import ResendPlan
 from edged.collector.report import TerminalReport
 from edged.collector.resend import ResendTracker
-from edged.collector.schema import CollectorDbChangedError, CollectorStoreError, sqlite_path
+from edged.collector.schema import CollectorDbChangedError, CollectorStoreError
 from edged.collector.store import (
     Batch,
     CollectorStore,
@@ -81,13 +82,13 @@ async def run_collector(cfg: CollectorConfig, *, ready: asyncio.Event | None = N
     """Run the collector until cancelled; `ready` is set once it is first subscribed."""
     client_id = cfg.uplink.client_id or derive_client_id(cfg)
     db = StoreThread(
-        sqlite_path(cfg.collector.db),
+        configured(cfg.collector),
         received_by=client_id,
         trust_on_first_use=cfg.collector.trust_on_first_use,
     )
     try:
         await db.open()
-        signer = load_or_create(collector_key_path(db.path))  # signs every ack
+        signer = load_or_create(collector_key_path(db.target.local_files()))  # signs every ack
         log.info("collector_key", key=signer.public_hex)
         await _supervise(cfg, client_id, db, signer, ready)
     except CollectorDbChangedError as exc:
@@ -323,10 +324,14 @@ def parse_delivery(prefix: str, delivery: Delivery) -> Batch | Quarantine:
 
 
 class StoreThread:
-    """The collector store on its own thread, so SQLite's fsync never blocks the event loop."""
+    """The collector store on its own thread, so a commit (SQLite's fsync, a round trip to
+    PostgreSQL) never blocks the event loop."""
 
-    def __init__(self, path: str, *, received_by: str, trust_on_first_use: bool = True) -> None:
-        self.path = path
+    def __init__(
+        self, target: DbTarget, *, received_by: str, trust_on_first_use: bool = True
+    ) -> None:
+        self.target = target
+        self.path = target.path
         self.received_by = received_by
         self._trust_on_first_use = trust_on_first_use
         self._store: CollectorStore | None = None
@@ -337,7 +342,7 @@ class StoreThread:
 
     def _open(self) -> None:
         self._store = CollectorStore.open(
-            self.path, received_by=self.received_by, trust_on_first_use=self._trust_on_first_use
+            self.target, received_by=self.received_by, trust_on_first_use=self._trust_on_first_use
         )
 
     def _require(self) -> CollectorStore:

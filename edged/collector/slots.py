@@ -8,12 +8,12 @@ and hash it states. The problem is logged ERROR once (`entry_held`) and listed i
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 import structlog
 
 from edged.chain import MAX_SAFE_INT
+from edged.collector.dialect import Conn
 from edged.collector.problems import as_received, record_problem
 from edged.collector.state import TerminalKey, TerminalState
 from edged.collector.verify import Rejected, Special
@@ -50,7 +50,7 @@ class Occupant:
     body: str
 
 
-def occupant(conn: sqlite3.Connection, key: TerminalKey, seq: int) -> Occupant | None:
+def occupant(conn: Conn, key: TerminalKey, seq: int) -> Occupant | None:
     """The sale or slot at `seq`, if any."""
     row = conn.execute(
         "SELECT NULL, prev_hash, hash, body FROM transactions"
@@ -62,7 +62,7 @@ def occupant(conn: sqlite3.Connection, key: TerminalKey, seq: int) -> Occupant |
     return Occupant(*row) if row is not None else None
 
 
-def held_seqs(conn: sqlite3.Connection, key: TerminalKey, low: int, high: int) -> set[int]:
+def held_seqs(conn: Conn, key: TerminalKey, low: int, high: int) -> set[int]:
     """The seqs in low..high that slots hold."""
     rows = conn.execute(
         "SELECT seq FROM held WHERE store_id = ? AND terminal_id = ? AND seq BETWEEN ? AND ?",
@@ -72,7 +72,7 @@ def held_seqs(conn: sqlite3.Connection, key: TerminalKey, low: int, high: int) -
 
 
 def hold(
-    conn: sqlite3.Connection,
+    conn: Conn,
     key: TerminalKey,
     state: TerminalState,
     entry: Entry,
@@ -135,7 +135,7 @@ def hold(
 
 
 def meet_held(
-    conn: sqlite3.Connection,
+    conn: Conn,
     key: TerminalKey,
     state: TerminalState,
     entry: Entry,
@@ -172,7 +172,7 @@ def meet_held(
 
 
 def _evidence(
-    conn: sqlite3.Connection,
+    conn: Conn,
     key: TerminalKey,
     state: TerminalState,
     entry: Entry,

@@ -3,10 +3,10 @@ transaction, and the progress an ack reports from it."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from edged.collector.dialect import Conn
 from edged.collector.verify import GENESIS_HEX
 
 TerminalKey = tuple[str, str]
@@ -64,7 +64,7 @@ _COLUMNS = (
 )
 
 
-def all_progress(conn: sqlite3.Connection) -> dict[TerminalKey, Progress]:
+def all_progress(conn: Conn) -> dict[TerminalKey, Progress]:
     """What an ack tells each terminal the store knows, in one pass over `terminals`; `plain`
     for those with no pinned key, as when their batches are stored."""
     pinned = set(conn.execute("SELECT store_id, terminal_id FROM terminal_keys"))
@@ -80,7 +80,7 @@ def all_progress(conn: sqlite3.Connection) -> dict[TerminalKey, Progress]:
     return found
 
 
-def load_state(conn: sqlite3.Connection, key: TerminalKey) -> TerminalState:
+def load_state(conn: Conn, key: TerminalKey) -> TerminalState:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM terminals WHERE store_id = ? AND terminal_id = ?", key
     ).fetchone()
@@ -110,7 +110,7 @@ def _state_of(row: tuple[Any, ...]) -> TerminalState:
     )
 
 
-def save_state(conn: sqlite3.Connection, key: TerminalKey, state: TerminalState) -> None:
+def save_state(conn: Conn, key: TerminalKey, state: TerminalState) -> None:
     conn.execute(
         f"INSERT INTO terminals (store_id, terminal_id, {_COLUMNS}, first_seen_at, last_seen_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

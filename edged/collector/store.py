@@ -8,7 +8,6 @@ received holds it back, so the terminal resends and nothing is skipped silently.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,15 +17,10 @@ import msgspec
 import structlog
 
 from edged.clock import utc_now_iso
-from edged.collector.dbfile import (
-    WAL_SUFFIX,
-    FileIdentity,
-    check_identity,
-    check_may_open,
-    dev_ino,
-    read_marker,
-    write_marker,
-)
+from edged.collector.database import Database
+from edged.collector.dbfile import read_marker
+from edged.collector.dburl import DbTarget, as_target
+from edged.collector.dialect import Conn
 from edged.collector.pins import KeyPins
 from edged.collector.problems import (
     QUARANTINE_SEQ,
@@ -38,13 +32,7 @@ from edged.collector.problems import (
 )
 from edged.collector.rebuild import ResendPlan, accept_gap, plan_resend, record_answer
 from edged.collector.report import TerminalReport, recent_problems, terminal_report
-from edged.collector.schema import (
-    CollectorDbChangedError,
-    CollectorStoreError,
-    db_identity,
-    prepare,
-    sqlite_path,
-)
+from edged.collector.schema import CollectorStoreError
 from edged.collector.slots import Slot, held_seqs, hold, meet_held
 from edged.collector.state import (
     Progress,
@@ -71,24 +59,25 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-INSERT_ROWS_MAX = 500  # 11 variables a row: well under SQLite's 32766 per statement
-
-_INSERT_HEAD = (
-    "INSERT INTO transactions (store_id, terminal_id, seq, id, receipt_no, created_at,"
-    " prev_hash, hash, body, received_at, received_by) VALUES "
+# The columns of a `transactions` row (_row's order), with their PostgreSQL types.
+_COLUMNS = (
+    ("store_id", "text"),
+    ("terminal_id", "text"),
+    ("seq", "bigint"),
+    ("id", "text"),
+    ("receipt_no", "text"),
+    ("created_at", "text"),
+    ("prev_hash", "text"),
+    ("hash", "text"),
+    ("body", "text"),
+    ("received_at", "text"),
+    ("received_by", "text"),
 )
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_MANY_TAIL = " ON CONFLICT DO NOTHING RETURNING seq"
+_INSERT_HEAD = f"INSERT INTO transactions ({', '.join(name for name, _ in _COLUMNS)}) VALUES "
+_INSERT_ROW = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
 
 
 _SAVEPOINT = "batch"
-# sqlite3 errors that come from the values bound, not from the database: the batch is at fault.
-_DATA_ERRORS = (
-    sqlite3.DataError,
-    sqlite3.IntegrityError,
-    sqlite3.InterfaceError,
-    sqlite3.ProgrammingError,
-)
 
 __all__ = [
     "QUARANTINE_SEQ",
@@ -121,69 +110,39 @@ class Batch:
 
 
 class CollectorStore:
-    """SQLite store of forwarded journal entries. Not thread-safe: use it from one thread."""
+    """The store of forwarded journal entries, on SQLite or PostgreSQL (dialect.py). Not
+    thread-safe: use it from one thread."""
 
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        path: str,
-        received_by: str,
-        files: FileIdentity,
-        *,
-        trust_on_first_use: bool = True,
-    ) -> None:
-        self._conn = conn
-        self.path = path
+    def __init__(self, db: Database, received_by: str, *, trust_on_first_use: bool = True) -> None:
+        self._db = db
+        self._conn = db.conn
+        self.dialect = db.dialect
+        self.path = db.name
+        self.target = db.target
         self.received_by = received_by
-        self._files = files
-        self.pins = KeyPins(conn, first_use=trust_on_first_use)
+        self.pins = KeyPins(db.conn, db.dialect, first_use=trust_on_first_use)
 
     @classmethod
     def open(
         cls,
-        path: str,
+        db: str | DbTarget,
         *,
         received_by: str = "",
         init: bool = False,
         trust_on_first_use: bool = True,
     ) -> CollectorStore:
-        """Open the store at `path`, creating it only on a first start or with `init`.
+        """Open the store at `db` (a target, a URL or a SQLite path), creating it only on a
+        first start or with `init`.
 
-        WAL, synchronous=FULL. A database that the marker says existed but is missing or was
-        replaced raises CollectorDbChangedError unless `init` (an admin's decision) is given.
+        SQLite: WAL, synchronous=FULL. A database that the marker says existed but is missing
+        or was replaced raises CollectorDbChangedError unless `init` (an admin's decision) is
+        given.
         """
-        parent = Path(path).parent
-        if not parent.is_dir():
-            raise CollectorStoreError(
-                f"cannot open collector db {path}: directory {parent} does not exist; create it"
-            )
-        had = read_marker(path)
-        check_may_open(path, had=had, init=init)
-        try:
-            conn = sqlite3.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise CollectorStoreError(f"cannot open collector db {path}: {exc}") from exc
-        try:
-            prepare(conn, path, may_create=init or had is None)
-            found = db_identity(conn)
-            check_identity(path, had=had, found=found, init=init)
-            files = FileIdentity.of(path)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise CollectorStoreError(f"cannot prepare collector db {path}: {exc}") from exc
-        except CollectorStoreError:
-            conn.close()
-            raise
-        if files is None:
-            conn.close()
-            raise CollectorDbChangedError(f"collector db {path} was deleted while it was opened")
-        if found != had:
-            write_marker(path, found)
-            log.info("collector_db_adopted", db=path, db_id=found, previous=had)
-        return cls(conn, path, received_by, files, trust_on_first_use=trust_on_first_use)
+        database = Database.open(as_target(db), init=init)
+        return cls(database, received_by, trust_on_first_use=trust_on_first_use)
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def store_batch(self, store_id: str, terminal_id: str, entries: Sequence[Entry]) -> int:
         """Store one batch in one transaction; return the `upto` to acknowledge."""
@@ -203,11 +162,13 @@ class CollectorStore:
         """
         now = utc_now_iso()
         conn = self._conn
+        items = list(items)
         states: dict[TerminalKey, TerminalState] = {}
         try:
             self._check_files()
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(self.dialect.begin_write)
             try:
+                self.dialect.lock_terminals(conn, _keys_of(items))
                 for item in items:
                     if isinstance(item, Quarantine):
                         quarantine(conn, item, now)
@@ -224,7 +185,7 @@ class CollectorStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except self.dialect.errors as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot store: {exc}") from exc
         self._check_files()  # the commit went to the file that will be read later
         for (store_id, terminal_id), state in states.items():
@@ -239,21 +200,12 @@ class CollectorStore:
         return result
 
     def _check_files(self) -> None:
-        """Raise CollectorDbChangedError if the database file at the path is not ours any more.
-
-        Then our WAL, still named after the path, would be read as part of whatever file is
-        put there (a backup restored, another database): it is emptied into our own file first.
-        """
-        try:
-            self._files.check(self.path)
-        except CollectorDbChangedError:
-            if self._files.wal is not None and self._files.wal == dev_ino(self.path + WAL_SUFFIX):
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            raise
+        """Raise CollectorDbChangedError if the database is not ours any more (database.py)."""
+        self._db.check()
 
     def _put_batch(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         states: dict[TerminalKey, TerminalState],
         batch: Batch,
         now: str,
@@ -271,7 +223,8 @@ class CollectorStore:
                 state.touched_at = now
                 self._put_entries(conn, key, state, sorted(batch.entries, key=_seq_of), now)
         except Exception as exc:
-            if isinstance(exc, sqlite3.Error) and not isinstance(exc, _DATA_ERRORS):
+            errors, data_errors = self.dialect.errors, self.dialect.data_errors
+            if isinstance(exc, errors) and not isinstance(exc, data_errors):
                 raise  # the database failed (full, locked, I/O): the whole group is retried
             conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
             conn.execute(f"RELEASE {_SAVEPOINT}")
@@ -286,15 +239,15 @@ class CollectorStore:
 
     def _put_entries(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         key: TerminalKey,
         state: TerminalState,
         entries: list[Entry],
         now: str,
     ) -> None:
-        """Store entries (sorted by seq) with one multi-row INSERT; analyse only the misses.
+        """Store entries (sorted by seq) with one batched INSERT; analyse only the misses.
 
-        Equivalent to `_put` entry by entry: the multi-row INSERT inserts rows in order with the
+        Equivalent to `_put` entry by entry: the batched INSERT inserts rows in order with the
         same conflict rule, and the rest is handled afterwards in seq order. Where an entry's
         fate could depend on one after it, the same seq twice in the batch, it takes the
         entry-by-entry path. Sales for seqs that slots hold are looked up only if the terminal
@@ -310,14 +263,8 @@ class CollectorStore:
         if state.held and valid:
             taken = held_seqs(conn, key, valid[0][0].seq, valid[-1][0].seq)
             valid = [(e, body) for e, body in valid if e.seq not in taken]
-        inserted: set[int] = set()
-        for start in range(0, len(valid), INSERT_ROWS_MAX):
-            chunk = valid[start : start + INSERT_ROWS_MAX]
-            params: list[object] = []
-            for entry, body in chunk:
-                params += self._row(key, entry, body, now)
-            sql = _INSERT_HEAD + ",".join([_INSERT_ROW] * len(chunk)) + _INSERT_MANY_TAIL
-            inserted.update(seq for (seq,) in conn.execute(sql, params))
+        rows = [self._row(key, entry, body, now) for entry, body in valid]
+        inserted = set(self.dialect.insert_many(conn, "transactions", _COLUMNS, rows, "seq"))
         if inserted:
             state.entries += len(inserted)
             state.inserted += len(inserted)
@@ -344,7 +291,7 @@ class CollectorStore:
                 )
 
     def _row(self, key: TerminalKey, entry: Entry, body: str, now: str) -> tuple[object, ...]:
-        """The `transactions` row of a verified entry, in _INSERT_HEAD's column order."""
+        """The `transactions` row of a verified entry, in _COLUMNS' order."""
         return (
             key[0],
             key[1],
@@ -361,7 +308,7 @@ class CollectorStore:
 
     def _put(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         key: TerminalKey,
         state: TerminalState,
         entry: Entry,
@@ -395,7 +342,7 @@ class CollectorStore:
 
     def _not_inserted(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         key: TerminalKey,
         state: TerminalState,
         entry: Entry,
@@ -441,35 +388,38 @@ class CollectorStore:
 
     def plan_resend(self, key: TerminalKey, gap: tuple[int, int]) -> ResendPlan | None:
         """The resend request to send a terminal for `gap` (recorded), or None."""
-        return self._write(lambda conn, now: plan_resend(conn, key, gap, now))
+        return self._write(lambda conn, now: plan_resend(conn, key, gap, now), [key])
 
     def record_answers(self, answers: Sequence[tuple[TerminalKey, ResendAnswer]]) -> None:
         """Record terminals' answers to resend requests (permanent gaps among them)."""
 
-        def record(conn: sqlite3.Connection, now: str) -> None:
+        def record(conn: Conn, now: str) -> None:
             for key, answer in answers:
                 record_answer(conn, key, answer, now)
 
-        self._write(record)
+        self._write(record, [key for key, _ in answers])
 
     def accept_gap(self, key: TerminalKey, first: int, to: int, by: str) -> str:
         """An admin accepts the permanent gap first..to; acks then go past it."""
-        return self._write(lambda conn, now: accept_gap(conn, key, (first, to), by=by, now=now))
+        return self._write(
+            lambda conn, now: accept_gap(conn, key, (first, to), by=by, now=now), [key]
+        )
 
-    def _write(self, fn: Callable[[sqlite3.Connection, str], T]) -> T:
-        """Run `fn` in one write transaction on this database file."""
+    def _write(self, fn: Callable[[Conn, str], T], keys: Iterable[TerminalKey] = ()) -> T:
+        """Run `fn` in one write transaction, the only writer of the terminals `keys`."""
         conn = self._conn
         try:
             self._check_files()
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(self.dialect.begin_write)
             try:
+                self.dialect.lock_terminals(conn, keys)
                 result = fn(conn, utc_now_iso())
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except self.dialect.errors as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot write: {exc}") from exc
         return result
 
@@ -477,37 +427,44 @@ class CollectorStore:
         """The ack every terminal in the database would get now (republished at each connect)."""
         try:
             return all_progress(self._conn)
-        except sqlite3.Error as exc:
+        except self.dialect.errors as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot read: {exc}") from exc
 
     def terminal_report(self) -> list[TerminalReport]:
         """Per terminal: contiguous_upto, gaps, chain problems and counters."""
         try:
             return terminal_report(self._conn)
-        except sqlite3.Error as exc:
+        except self.dialect.errors as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot read: {exc}") from exc
 
     def problems(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent rejected or conflicting entries, newest first (bodies left out)."""
         try:
             return recent_problems(self._conn, limit)
-        except sqlite3.Error as exc:
+        except self.dialect.errors as exc:
             raise CollectorStoreError(f"collector db {self.path}: cannot read: {exc}") from exc
 
 
-def init_collector_db(db_url: str) -> str:
-    """`edged collector init`: make the file at `db_url` this collector's database (created
-    empty if missing, adopted if it is another one); returns what was done, for the admin."""
-    path = sqlite_path(db_url)
-    had = read_marker(path)
-    existed = Path(path).exists()
-    CollectorStore.open(path, init=True).close()
-    now = read_marker(path)
+def init_collector_db(db: str | DbTarget) -> str:
+    """`edged collector init`: make the database at `db` this collector's (created empty if
+    missing, adopted if it is another one); returns what was done, for the admin."""
+    target = as_target(db)
+    local = target.local_files()
+    had = read_marker(local)
+    existed = target.postgres or Path(local).exists()
+    CollectorStore.open(target, init=True).close()
+    now = read_marker(local)
     if not existed:
-        return f"created an empty collector db {path} (identity {now})"
+        return f"created an empty collector db {target.path} (identity {now})"
     if had is None or had == now:
-        return f"collector db {path} is ready (identity {now})"
-    return f"collector db {path} is now this collector's database (identity {now}, was {had})"
+        return f"collector db {target.path} is ready (identity {now})"
+    return (
+        f"collector db {target.path} is now this collector's database (identity {now}, was {had})"
+    )
+
+
+def _keys_of(items: Sequence[Batch | Quarantine]) -> list[TerminalKey]:
+    return [(i.store_id, i.terminal_id) for i in items if isinstance(i, Batch)]
 
 
 def _seq_of(entry: Entry) -> int:

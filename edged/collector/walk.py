@@ -12,12 +12,12 @@ not mend it, as the store never replaces what it holds.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import structlog
 
+from edged.collector.dialect import Conn
 from edged.collector.problems import record_problem
 from edged.collector.state import TerminalKey, TerminalState
 from edged.collector.verify import GENESIS_HEX
@@ -65,7 +65,7 @@ class _Row(NamedTuple):
     gap_to: int | None
 
 
-def held_after(conn: sqlite3.Connection, key: TerminalKey, seq: int) -> Iterator[int]:
+def held_after(conn: Conn, key: TerminalKey, seq: int) -> Iterator[int]:
     """The seqs after `seq` that the store holds something for, in order."""
     rows = conn.execute(_HELD_AFTER, (*key, seq, *key, seq))
     try:
@@ -75,7 +75,7 @@ def held_after(conn: sqlite3.Connection, key: TerminalKey, seq: int) -> Iterator
         rows.close()
 
 
-def advance(conn: sqlite3.Connection, key: TerminalKey, state: TerminalState, now: str) -> None:
+def advance(conn: Conn, key: TerminalKey, state: TerminalState, now: str) -> None:
     """Walk held seqs past contiguous_upto; update the state's upto, hash, gap and break."""
     upto, last = state.contiguous_upto, state.last_hash
     gap: tuple[int, int] | None = None
@@ -109,7 +109,7 @@ def advance(conn: sqlite3.Connection, key: TerminalKey, state: TerminalState, no
 
 
 def _check_link(
-    conn: sqlite3.Connection,
+    conn: Conn,
     key: TerminalKey,
     state: TerminalState,
     row: _Row,
@@ -141,16 +141,14 @@ def _check_link(
     )
 
 
-def _hash_at(conn: sqlite3.Connection, key: TerminalKey, seq: int) -> str | None:
+def _hash_at(conn: Conn, key: TerminalKey, seq: int) -> str | None:
     if seq == 0:
         return GENESIS_HEX
     row = conn.execute(_HASH_AT, (*key, seq, *key, seq)).fetchone()
     return str(row[0]) if row is not None else None
 
 
-def _record_lost(
-    conn: sqlite3.Connection, key: TerminalKey, upto: int, jump: _Row, now: str
-) -> None:
+def _record_lost(conn: Conn, key: TerminalKey, upto: int, jump: _Row, now: str) -> None:
     """Record the seqs upto+1..to that a journal_gap jumps over and the store does not hold."""
     assert jump.gap_to is not None  # _JUMP selects journal_gap entries only
     expect = upto + 1

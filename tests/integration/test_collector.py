@@ -24,6 +24,7 @@ import structlog
 from edged.chain import GENESIS_HASH
 from edged.collector import collector_report, run_collector
 from edged.collector import schema as schema_module
+from edged.collector.dburl import configured
 from edged.config import CollectorConfig, load_collector_config
 from edged.signing import Signer, tx_signed_bytes
 from edged.wire import (
@@ -36,6 +37,7 @@ from edged.wire import (
     decode_resend,
     encode,
 )
+from tests.support.collectordb import CollectorDb
 from tests.support.entries import make_chain as support_chain
 from tests.support.faultproxy import FaultProxy
 from tests.support.mosquitto import Mosquitto
@@ -57,21 +59,21 @@ def write_config(
     port: int,
     *,
     client_id: str,
-    db: str = "collector.db",
+    db: str | CollectorDb = "collector.db",
     shared_group: str | None = None,
     uplink_extra: str = "",
 ) -> Path:
     path = tmp_path / f"{client_id}.toml"
     # None: the default (shared); "": turned off.
     group = f'shared_group = "{shared_group}"\n' if shared_group is not None else ""
+    db_lines = db.config_lines if isinstance(db, CollectorDb) else f'db = "sqlite:///{db}"\n'
     path.write_text(
         "[uplink]\n"
         'host = "127.0.0.1"\n'
         f"port = {port}\n"
         f'client_id = "{client_id}"\n'
         "reconnect_min_s = 0.1\n"
-        "reconnect_max_s = 0.5\n" + uplink_extra + "[collector]\n"
-        f'db = "sqlite:///{db}"\n' + group
+        "reconnect_max_s = 0.5\n" + uplink_extra + "[collector]\n" + db_lines + group
     )
     return path
 
@@ -81,7 +83,7 @@ def config(
     port: int,
     *,
     client_id: str,
-    db: str = "collector.db",
+    db: str | CollectorDb = "collector.db",
     shared_group: str | None = None,
     uplink_extra: str = "",
 ) -> CollectorConfig:
@@ -96,18 +98,22 @@ def config(
     return load_collector_config(path)
 
 
-def stored(db_path: str, terminal: str | None = None) -> list[tuple[str, int, str]]:
+def stored(
+    db: str | CollectorConfig | CollectorDb, terminal: str | None = None
+) -> list[tuple[str, int, str]]:
     """(terminal, seq, received_by) of every stored entry, read while the collector runs."""
-    if not Path(db_path).exists():
-        return []
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
-        return [
-            r
-            for r in conn.execute(
-                "SELECT terminal_id, seq, received_by FROM transactions ORDER BY terminal_id, seq"
-            )
-            if terminal is None or r[0] == terminal
-        ]
+    sql = "SELECT terminal_id, seq, received_by FROM transactions ORDER BY terminal_id, seq"
+    if isinstance(db, CollectorConfig):
+        db = CollectorDb("", configured(db.collector))
+    if isinstance(db, CollectorDb) and db.target.postgres:
+        found = db.query(sql) if db.query("SELECT to_regclass('transactions')")[0][0] else []
+    else:
+        db_path = db.target.path if isinstance(db, CollectorDb) else db
+        if not Path(db_path).exists():
+            return []
+        with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
+            found = conn.execute(sql).fetchall()
+    return [r for r in found if terminal is None or r[0] == terminal]
 
 
 def db_of(cfg: CollectorConfig) -> str:
@@ -216,22 +222,24 @@ class Terminal:
         await until(lambda: bool(self.acks) and max(self.acks) >= upto)
 
 
-async def test_batches_are_stored_and_acknowledged(broker: Mosquitto, tmp_path: Path) -> None:
-    cfg = config(tmp_path, broker.port, client_id="c1")
+async def test_batches_are_stored_and_acknowledged(
+    broker: Mosquitto, tmp_path: Path, collector_db: CollectorDb
+) -> None:
+    cfg = config(tmp_path, broker.port, client_id="c1", db=collector_db)
     chain = make_chain("t1", 15)
     async with running(cfg), Terminal(broker.port, "t1") as term:
         for i in range(0, 15, 5):
             await term.publish(chain[i : i + 5])
         await term.wait_ack(15)
-    assert [seq for _, seq, _ in stored(db_of(cfg))] == list(range(1, 16))
+    assert [seq for _, seq, _ in stored(cfg)] == list(range(1, 16))
     assert sorted(set(term.acks)) == sorted(term.acks)  # one ack per stored prefix, no repeats
     assert term.acks[-1] == 15
 
 
 async def test_resent_batch_is_reacknowledged_not_stored_again(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, tmp_path: Path, collector_db: CollectorDb
 ) -> None:
-    cfg = config(tmp_path, broker.port, client_id="c1")
+    cfg = config(tmp_path, broker.port, client_id="c1", db=collector_db)
     chain = make_chain("t1", 5)
     async with running(cfg), Terminal(broker.port, "t1") as term:
         await term.publish(chain)
@@ -239,19 +247,21 @@ async def test_resent_batch_is_reacknowledged_not_stored_again(
         await term.publish(chain)  # the terminal did not see the ack in time and resends
         await until(lambda: len(term.acks) == 2)
     assert term.acks == [5, 5]
-    assert len(stored(db_of(cfg))) == 5
-    (report,) = collector_report(cfg.collector.db)["terminals"]
+    assert len(stored(cfg)) == 5
+    (report,) = collector_report(configured(cfg.collector))["terminals"]
     assert report["duplicates"] == 5
 
 
-async def test_gap_is_not_acknowledged_until_filled(broker: Mosquitto, tmp_path: Path) -> None:
-    cfg = config(tmp_path, broker.port, client_id="c1")
+async def test_gap_is_not_acknowledged_until_filled(
+    broker: Mosquitto, tmp_path: Path, collector_db: CollectorDb
+) -> None:
+    cfg = config(tmp_path, broker.port, client_id="c1", db=collector_db)
     chain = make_chain("t1", 10)
     async with running(cfg), Terminal(broker.port, "t1") as term:
         await term.publish(chain[5:])
         await until(lambda: len(term.acks) == 1)
         assert term.acks == [0]
-        (report,) = collector_report(cfg.collector.db)["terminals"]
+        (report,) = collector_report(configured(cfg.collector))["terminals"]
         assert report["gaps"] == [[1, 5]]
         await term.publish(chain[:5])
         await term.wait_ack(10)
@@ -259,9 +269,9 @@ async def test_gap_is_not_acknowledged_until_filled(broker: Mosquitto, tmp_path:
 
 
 async def test_bad_payloads_are_quarantined_and_the_collector_keeps_working(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, tmp_path: Path, collector_db: CollectorDb
 ) -> None:
-    cfg = config(tmp_path, broker.port, client_id="c1")
+    cfg = config(tmp_path, broker.port, client_id="c1", db=collector_db)
     good = make_chain("t1", 3)
     tampered = make_chain("tbad", 2)
     tampered[1] = msgspec.structs.replace(
@@ -309,13 +319,13 @@ async def test_bad_payloads_are_quarantined_and_the_collector_keeps_working(
         assert problem in event["problem"], event
         assert event["log_level"] == "error"
     assert term_bad.acks == [2]  # seq 2 is no sale, but held in its slot: the stream goes on
-    assert [(t, seq) for t, seq, _ in stored(db_of(cfg))] == [
+    assert [(t, seq) for t, seq, _ in stored(cfg)] == [
         ("t1", 1),
         ("t1", 2),
         ("t1", 3),
         ("tbad", 1),
     ]
-    problems = collector_report(cfg.collector.db)["problems"]
+    problems = collector_report(configured(cfg.collector))["problems"]
     assert sorted((p["terminal_id"], p["seq"], p["kind"], p["count"]) for p in problems) == [
         *[("t1", 0, "quarantined", 1)] * 4,  # kept with its bytes, each once
         ("t9", 0, "quarantined", 1),
@@ -329,9 +339,9 @@ def quarantined_events(logs: Sequence[MutableMapping[str, Any]]) -> list[Mutable
 
 
 async def test_messages_queued_while_away_arrive_after_restart(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, tmp_path: Path, collector_db: CollectorDb
 ) -> None:
-    cfg = config(tmp_path, broker.port, client_id="c1")
+    cfg = config(tmp_path, broker.port, client_id="c1", db=collector_db)
     chain = make_chain("t1", 6)
     async with Terminal(broker.port, "t1") as term:
         async with running(cfg):
@@ -341,7 +351,7 @@ async def test_messages_queued_while_away_arrive_after_restart(
         async with running(cfg):
             await term.wait_ack(6)
     assert term.acks == [3, 3, 6]  # at its restart it republishes its last ack first
-    assert len(stored(db_of(cfg))) == 6
+    assert len(stored(cfg)) == 6
 
 
 async def test_collector_reconnects_after_the_broker_restarts(
@@ -370,13 +380,13 @@ async def test_collector_reconnects_after_the_broker_restarts(
 
 
 async def test_shared_group_splits_the_load_without_duplicates(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, tmp_path: Path, collector_db: CollectorDb
 ) -> None:
     # One db shared by both: `upto` is a property of the whole stream of a terminal, and a
     # member sees only part of it; with separate dbs neither could ever acknowledge past a gap.
     # No shared_group in either config: sharing is the default.
-    cfg_a = config(tmp_path, broker.port, client_id="ca", db="shared.db")
-    cfg_b = config(tmp_path, broker.port, client_id="cb", db="shared.db")
+    cfg_a = config(tmp_path, broker.port, client_id="ca", db=collector_db)
+    cfg_b = config(tmp_path, broker.port, client_id="cb", db=collector_db)
     terminals = ["t1", "t2", "t3"]
     chains = {t: make_chain(t, 40) for t in terminals}
     async with running(cfg_a), running(cfg_b), contextlib.AsyncExitStack() as stack:
@@ -386,10 +396,10 @@ async def test_shared_group_splits_the_load_without_duplicates(
                 await term.publish(chains[term.terminal][i : i + 5])
         for term in terms:
             await term.wait_ack(40)
-    rows = stored(db_of(cfg_a))
+    rows = stored(cfg_a)
     assert len(rows) == 120
     assert {by for _, _, by in rows} == {"ca", "cb"}  # both members took a share
-    report = collector_report(cfg_a.collector.db)
+    report = collector_report(configured(cfg_a.collector))
     assert [
         (t["terminal_id"], t["contiguous_upto"], t["duplicates"]) for t in report["terminals"]
     ] == [
@@ -517,12 +527,13 @@ async def drain_output(proc: asyncio.subprocess.Process) -> None:
 
 
 async def test_collector_killed_between_commit_and_ack_loses_and_duplicates_nothing(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, tmp_path: Path, collector_db: CollectorDb
 ) -> None:
     chain = make_chain("t1", 10)
-    db_path = str(tmp_path / "collector.db")
     async with FaultProxy(broker.port) as proxy, Terminal(broker.port, "t1") as term:
-        config_path = write_config(tmp_path, proxy.port, client_id="store-collector")
+        config_path = write_config(
+            tmp_path, proxy.port, client_id="store-collector", db=collector_db
+        )
         first = await start_collector_process(config_path)
         output = asyncio.create_task(drain_output(first), name="collector output")
         try:
@@ -532,7 +543,7 @@ async def test_collector_killed_between_commit_and_ack_loses_and_duplicates_noth
             # nor its ack. It still receives, and it commits.
             await proxy.set_mode("drop_upstream")
             await term.publish(chain[5:])
-            await until(lambda: len(stored(db_path)) == 10)
+            await until(lambda: len(stored(collector_db)) == 10)
         finally:
             first.kill()
             await first.wait()
@@ -551,8 +562,8 @@ async def test_collector_killed_between_commit_and_ack_loses_and_duplicates_noth
             assert await second.wait() == 0  # SIGTERM: a clean exit
             await output
     assert term.acks == [5, 10, 10]  # republished as it connects, then for the redelivery
-    assert [seq for _, seq, _ in stored(db_path)] == list(range(1, 11))
-    (report,) = collector_report(f"sqlite:///{db_path}")["terminals"]
+    assert [seq for _, seq, _ in stored(collector_db)] == list(range(1, 11))
+    (report,) = collector_report(collector_db.target)["terminals"]
     assert report["duplicates"] == 5
     assert report["contiguous_upto"] == 10
 
@@ -608,15 +619,14 @@ async def test_store_failure_is_retried_and_the_batch_redelivered(
 
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_collector_killed_at_random_moments_loses_and_duplicates_nothing(
-    broker: Mosquitto, tmp_path: Path, seed: int
+    broker: Mosquitto, tmp_path: Path, collector_db: CollectorDb, seed: int
 ) -> None:
     rng = random.Random(seed)
     n_batches, per_batch, window = 30, 4, 3
     chain = make_chain("t1", n_batches * per_batch)
     # Everything needs at least n_batches / window rounds, so these kills all happen.
     kill_rounds = set(rng.sample(range(1, n_batches // window - 1), 3))
-    config_path = write_config(tmp_path, broker.port, client_id="store-collector")
-    db_path = str(tmp_path / "collector.db")
+    config_path = write_config(tmp_path, broker.port, client_id="store-collector", db=collector_db)
     async with Terminal(broker.port, "t1") as term:
         proc = await start_collector_process(config_path)
         output = asyncio.create_task(drain_output(proc), name="collector output")
@@ -646,7 +656,7 @@ async def test_collector_killed_at_random_moments_loses_and_duplicates_nothing(
             await proc.wait()
             await output
     assert kills == 3
-    assert [seq for _, seq, _ in stored(db_path)] == list(range(1, len(chain) + 1))
-    (report,) = collector_report(f"sqlite:///{db_path}")["terminals"]
+    assert [seq for _, seq, _ in stored(collector_db)] == list(range(1, len(chain) + 1))
+    (report,) = collector_report(collector_db.target)["terminals"]
     assert report["contiguous_upto"] == len(chain)
     assert report["problems"] == 0

@@ -93,12 +93,21 @@ class DaemonProcess(_Process):
 
 
 class CollectorProcess(_Process):
-    """One store collector with its own SQLite database under `workdir`, or `db`: one that
-    several collectors share (in their default shared subscription group)."""
+    """One store collector with its own SQLite database under `workdir`; or `db`, a SQLite file
+    that several collectors share (in their default shared subscription group); or the database
+    whose `[collector]` keys `db_lines` gives (collectordb.CollectorDb.config_lines)."""
 
     def __init__(
-        self, workdir: Path, uplink: str, *, extra: str = "", db: str | None = None
+        self,
+        workdir: Path,
+        uplink: str,
+        *,
+        extra: str = "",
+        db: str | None = None,
+        db_lines: str | None = None,
     ) -> None:
         super().__init__(workdir, "collector")
         self.db = db or str(workdir / "store.db")
-        self.config.write_text(uplink + f'[collector]\ndb = "sqlite:///{self.db}"\n' + extra)
+        if db_lines is None:
+            db_lines = f'db = "sqlite:///{self.db}"\n'
+        self.config.write_text(uplink + "[collector]\n" + db_lines + extra)

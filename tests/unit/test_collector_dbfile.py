@@ -7,15 +7,23 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edged.collector import schema
 from edged.collector.dbfile import marker_path, read_marker
+from edged.collector.dialect import PgConn, postgres
 from edged.collector.report import collector_report
-from edged.collector.schema import CollectorDbChangedError
-from edged.collector.store import CollectorStore
+from edged.collector.schema import CollectorDbChangedError, CollectorStoreError
+from edged.collector.store import CollectorStore, init_collector_db
+from tests.support.collectordb import (
+    CollectorDb,
+    create_empty_postgres_database,
+    drop_postgres_database,
+    fresh_collector_db,
+)
 from tests.support.entries import make_chain
 
 S, T = "s1", "t1"
@@ -178,3 +186,148 @@ def test_cli_refuses_a_missing_database_with_74_and_init_creates_it(
     assert init.returncode == 0, init
     assert "created an empty collector db" in init.stdout
     assert Path(db_path).exists()
+
+
+# PostgreSQL: no file to watch; the database's db_id, remembered in state_dir, is checked at
+# every (re)connect.
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[CollectorDb]:
+    with fresh_collector_db("postgresql", tmp_path) as db:
+        yield db
+
+
+def test_postgres_first_start_remembers_the_database_in_state_dir(pg: CollectorDb) -> None:
+    CollectorStore.open(pg.target).close()
+    db_id = read_marker(pg.target.local)
+    assert marker_path(pg.target.local).parent == Path(pg.target.local).parent
+    assert pg.query("SELECT db_id FROM identity") == [(db_id,)]
+    CollectorStore.open(pg.target).close()  # the same database again: fine
+
+
+def test_postgres_database_lost_is_refused_until_init(pg: CollectorDb) -> None:
+    store = CollectorStore.open(pg.target)
+    store.store_batch(S, T, make_chain(S, T, 3))
+    store.close()
+    drop_postgres_database(pg)
+    with pytest.raises(CollectorDbChangedError, match="does not exist.*restore it from the backup"):
+        CollectorStore.open(pg.target)
+    create_empty_postgres_database(pg)  # what an admin does first; the collector creates none
+    with pytest.raises(CollectorDbChangedError, match="is empty"):
+        CollectorStore.open(pg.target)
+    assert pg.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+    assert "identity" in init_collector_db(pg.target)
+    assert pg.query("SELECT count(*) FROM transactions") == [(0,)]
+    CollectorStore.open(pg.target).close()
+
+
+def test_postgres_another_database_is_refused_until_init_adopts_it(
+    pg: CollectorDb, tmp_path: Path
+) -> None:
+    CollectorStore.open(pg.target).close()
+    mine = read_marker(pg.target.local)
+    pg.query("UPDATE identity SET db_id = 'someone-elses'")  # as a restore of another one
+    with pytest.raises(CollectorDbChangedError, match="was replaced"):
+        CollectorStore.open(pg.target)
+    assert "now this collector's database" in init_collector_db(pg.target)
+    assert read_marker(pg.target.local) not in (None, mine)
+
+
+def test_postgres_database_dropped_under_a_running_store_stops_every_commit(
+    pg: CollectorDb,
+) -> None:
+    store = CollectorStore.open(pg.target)
+    try:
+        assert store.store_batch(S, T, make_chain(S, T, 1)) == 1
+        drop_postgres_database(pg)  # ends the store's connection too
+        create_empty_postgres_database(pg)
+        with pytest.raises(CollectorStoreError):  # the broken connection: nothing stored
+            store.store_batch(S, T, make_chain(S, T, 3)[1:])
+        with pytest.raises(CollectorDbChangedError, match="is empty"):  # at the reconnect
+            store.store_batch(S, T, make_chain(S, T, 3)[1:])
+    finally:
+        store.close()
+
+
+def test_postgres_connection_lost_is_made_again_and_nothing_is_lost(pg: CollectorDb) -> None:
+    """A server restart: the group in flight fails (and is redelivered), the next one stores."""
+    store = CollectorStore.open(pg.target)
+    chain = make_chain(S, T, 4)
+    try:
+        assert store.store_batch(S, T, chain[:2]) == 2
+        pg.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+            " current_database() AND pid <> pg_backend_pid()"
+        )
+        with pytest.raises(CollectorStoreError):
+            store.store_batch(S, T, chain[2:])
+        assert store.store_batch(S, T, chain[2:]) == 4
+    finally:
+        store.close()
+    assert pg.query("SELECT count(*) FROM transactions") == [(4,)]
+
+
+def test_cli_refuses_a_lost_postgres_database_with_74(pg: CollectorDb, tmp_path: Path) -> None:
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[uplink]\nhost = "127.0.0.1"\nport = 9\n[collector]\n{pg.config_lines}')
+    CollectorStore.open(pg.target).close()
+    drop_postgres_database(pg)
+    create_empty_postgres_database(pg)
+    refused = edged("collector", "--config", str(config))
+    assert refused.returncode == EX_IOERR, refused
+    assert "is empty" in refused.stderr, refused.stderr
+    init = edged("collector", "--config", str(config), "init")
+    assert init.returncode == 0, init
+
+
+def make_old_database(db: CollectorDb, version: int) -> None:
+    """A collector database as an edged of schema `version` left it, with one sale in it."""
+    store_conn = None
+    if db.backend == "sqlite":
+        script = "".join(schema._MIGRATIONS[step] + ";" for step in range(1, version + 1))
+        with sqlite3.connect(db.target.path) as conn:
+            conn.executescript(script + f"PRAGMA user_version = {version};")
+    else:
+        import psycopg
+
+        dialect = postgres()
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            for step in range(1, version + 1):
+                for statement in dialect.ddl(schema._MIGRATIONS[step]).split(";"):
+                    if statement.strip():
+                        conn.execute(statement)  # type: ignore[call-overload]
+                for statement in dialect.extra_ddl(step):
+                    conn.execute(statement)  # type: ignore[call-overload]
+        store_conn = PgConn(db.url)
+        dialect.set_schema_version(store_conn, version)
+        store_conn.close()
+    (entry,) = make_chain(S, T, 1)
+    db.query(
+        "INSERT INTO transactions (store_id, terminal_id, seq, id, receipt_no, created_at,"
+        " prev_hash, hash, body, received_at, received_by)"
+        " VALUES (?, ?, 1, ?, ?, ?, ?, ?, '{}', 'then', 'c0')",
+        (S, T, entry.id, entry.receipt_no, entry.created_at, entry.prev_hash, entry.hash),
+    )
+    if version >= 2:
+        db.query("INSERT INTO identity (db_id, created_at) VALUES ('old-db', 'then')")
+
+
+@pytest.mark.parametrize("version", [2, 4, schema.SCHEMA_VERSION])
+def test_an_older_database_is_upgraded_in_place_and_keeps_its_sales(
+    collector_db: CollectorDb, version: int
+) -> None:
+    """What an older edged made, through the migration history, on either database."""
+    make_old_database(collector_db, version)
+    chain = make_chain(S, T, 3)
+    store = CollectorStore.open(collector_db.target, init=True)  # init: an existing database
+    try:
+        assert store.store_batch(S, T, chain[1:]) == 3  # the old seq 1 counts
+    finally:
+        store.close()
+    report = collector_report(collector_db.target)
+    assert report["schema_version"] == schema.SCHEMA_VERSION
+    assert collector_db.query("SELECT seq FROM transactions ORDER BY seq") == [(1,), (2,), (3,)]
+    (terminal,) = report["terminals"]
+    assert terminal["chain_broken_at"] == 2  # the old seq 1 is of another chain: checked, kept
+    assert collector_db.query("SELECT db_id FROM identity") == [("old-db",)]

@@ -1,14 +1,13 @@
 """Poison messages: whatever one message holds, it is stored or quarantined, alone.
 
 Messages go through the collector's real path (parse_delivery, then store_batches on a real
-SQLite file); only the broker is left out.
+database, SQLite and PostgreSQL); only the broker is left out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from typing import Any
 
 import msgspec
@@ -30,6 +29,7 @@ from edged.collector.store import (
     TerminalKey,
 )
 from edged.wire import SEQ_MAX, Topics, TxBatch, encode
+from tests.support.collectordb import CollectorDb
 from tests.support.entries import make_chain
 
 PREFIX = "edged/v1"
@@ -56,17 +56,19 @@ def uptos_of(acks: dict[TerminalKey, Progress]) -> dict[TerminalKey, int]:
     return {key: progress.upto for key, progress in acks.items()}
 
 
-def quarantined(db_path: str) -> list[tuple[str, str, str, str, bytes, int, int]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(
+def quarantined(db: CollectorDb) -> list[tuple[Any, ...]]:
+    return [
+        (*r[:4], bytes(r[4]), *r[5:])  # PostgreSQL's bytea comes as a memoryview
+        for r in db.query(
             "SELECT store_id, terminal_id, topic, hash, raw, raw_size, count FROM problems"
             " WHERE kind = 'quarantined' AND seq = ? ORDER BY rowid",
             (QUARANTINE_SEQ,),
-        ).fetchall()
+        )
+    ]
 
 
 def test_seq_2_to_the_63_is_quarantined_and_the_rest_of_the_group_is_stored(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     """The message that crash-looped the collector (OverflowError in SQLite's binding)."""
     poison = with_seq(tx_payload("tp", make_chain(S, "tp", 1)), 2**63)
@@ -80,7 +82,7 @@ def test_seq_2_to_the_63_is_quarantined_and_the_rest_of_the_group_is_stored(
         again = store.store_batches([parse_delivery(PREFIX, group[1])])  # sent once more
     assert uptos == {(S, "t1"): GOOD_N, (S, "t2"): GOOD_N}  # no ack for the poison's terminal
     assert again == {}
-    ((store_id, terminal_id, topic, digest, raw, size, count),) = quarantined(db_path)
+    ((store_id, terminal_id, topic, digest, raw, size, count),) = quarantined(db)
     assert (store_id, terminal_id, topic) == (S, "tp", Topics(PREFIX, S, "tp").tx)
     assert (digest, raw, size, count) == (
         hashlib.sha256(poison).hexdigest(),
@@ -102,11 +104,11 @@ def test_seq_is_decoded_only_in_1_to_2_to_the_63_minus_1(seq: int, stored: bool)
 
 
 def test_a_batch_the_store_cannot_take_is_rolled_back_alone(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     """Values that pass decoding's bounds but break SQL still hurt nobody else.
 
-    Built by hand, as no decoded message can carry them: a seq SQLite cannot bind, a terminal
+    Built by hand, as no decoded message can carry them: a seq SQL cannot bind, a terminal
     name with a lone surrogate. Earlier batches of the same terminal in the group still count.
     """
     t1 = make_chain(S, "t1", 4)
@@ -121,13 +123,11 @@ def test_a_batch_the_store_cannot_take_is_rolled_back_alone(
     with structlog.testing.capture_logs() as logs:
         uptos = uptos_of(store.store_batches(group))
     assert uptos == {(S, "t1"): 2, (S, "t2"): GOOD_N}  # t1's seq 3..4 went with the bad batch
-    rows = quarantined(db_path)
+    rows = quarantined(db)
     assert [(r[1], r[4]) for r in rows] == [("t1", b"evidence"), ("t?", b"more")]
     failed = [e for e in logs if e["event"] == "tx_quarantined"]
-    assert [e["problem"].split(":")[1].strip() for e in failed] == [
-        "OverflowError",
-        "UnicodeEncodeError",
-    ]
+    too_big = "OverflowError" if db.backend == "sqlite" else "NumericValueOutOfRange"
+    assert [e["problem"].split(":")[1].strip() for e in failed] == [too_big, "UnicodeEncodeError"]
     assert all(e["exc_info"] is not None for e in failed)  # a traceback, in case it is a bug
     assert store.store_batch(S, "t1", t1[2:]) == 4  # the terminal's stream goes on
 
@@ -142,13 +142,13 @@ def test_a_batch_the_store_cannot_take_is_rolled_back_alone(
     ],
 )
 def test_malformed_messages_are_quarantined_with_a_bounded_copy(
-    store: CollectorStore, db_path: str, payload: bytes, topic: str | None, problem: str
+    store: CollectorStore, db: CollectorDb, payload: bytes, topic: str | None, problem: str
 ) -> None:
     item = parse_delivery(PREFIX, delivery(payload, topic=topic))
     assert isinstance(item, Quarantine)
     assert problem in item.reason
     assert store.store_batches([item]) == {}
-    ((_, _, _, digest, raw, size, count),) = quarantined(db_path)
+    ((_, _, _, digest, raw, size, count),) = quarantined(db)
     assert (digest, size, count) == (hashlib.sha256(payload).hexdigest(), len(payload), 1)
     assert raw == payload[:RAW_KEPT_BYTES]
     (listed,) = store.problems()
@@ -214,7 +214,7 @@ _GOOD = [delivery(tx_payload(t, make_chain(S, t, GOOD_N)), t) for t in ("g1", "g
 )
 @given(payload=_messages, position=st.integers(0, 2))
 def test_fuzzed_message_is_stored_or_quarantined_and_never_hurts_the_others(
-    store: CollectorStore, db_path: str, payload: bytes, position: int
+    store: CollectorStore, db: CollectorDb, payload: bytes, position: int
 ) -> None:
     """Any message, among two good ones of other terminals: the defined outcome, nothing else.
 
@@ -224,7 +224,7 @@ def test_fuzzed_message_is_stored_or_quarantined_and_never_hurts_the_others(
     group.insert(position, delivery(payload, "tf"))
     uptos = uptos_of(store.store_batches([parse_delivery(PREFIX, d) for d in group]))
     assert uptos[(S, "g1")] == uptos[(S, "g2")] == GOOD_N
-    in_quarantine = hashlib.sha256(payload).hexdigest() in {r[3] for r in quarantined(db_path)}
+    in_quarantine = hashlib.sha256(payload).hexdigest() in {r[3] for r in quarantined(db)}
     processed = (S, "tf") in uptos
     assert in_quarantine != processed, (in_quarantine, processed, payload)
     if payload == _BASE:

@@ -1,9 +1,8 @@
 """Resend requests at the store: when to ask (ResendTracker), what to ask for, what a terminal's
-answer makes a permanent gap, and how accepting one lets acks go past it (real SQLite files)."""
+answer makes a permanent gap, and how accepting one lets acks go past it (real databases,
+SQLite and PostgreSQL)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -12,6 +11,7 @@ from edged.collector.report import collector_report
 from edged.collector.resend import ResendTracker
 from edged.collector.store import CollectorStore
 from edged.wire import ResendAnswer
+from tests.support.collectordb import CollectorDb
 from tests.support.entries import make_chain
 
 KEY = ("s1", "t1")
@@ -36,8 +36,8 @@ def test_a_gap_is_asked_for_once_then_again_after_the_timeout_a_bounded_number_o
     assert tracker.wait_s(1001.0) is None
 
 
-def test_a_purged_range_becomes_a_permanent_gap_that_an_admin_can_accept(tmp_path: Path) -> None:
-    store = CollectorStore.open(str(tmp_path / "c.db"))
+def test_a_purged_range_becomes_a_permanent_gap_that_an_admin_can_accept(db: CollectorDb) -> None:
+    store = CollectorStore.open(db.target)
     try:
         chain = make_chain("s1", "t1", 12)
         store.store_batch("s1", "t1", chain[:5])
@@ -54,7 +54,7 @@ def test_a_purged_range_becomes_a_permanent_gap_that_an_admin_can_accept(tmp_pat
         assert store.store_batch("s1", "t1", chain[8:10]) == 12  # the rest arrives: all acked
     finally:
         store.close()
-    report = collector_report(f"sqlite:///{tmp_path / 'c.db'}")
+    report = collector_report(db.target)
     (terminal,) = report["terminals"]
     (gap,) = terminal["permanent_gaps"]
     assert (gap["from"], gap["to"], gap["accepted_by"]) == (6, 8, "bob")

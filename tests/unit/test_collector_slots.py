@@ -18,6 +18,7 @@ from edged.collector.report import collector_report
 from edged.collector.store import Batch, CollectorStore
 from edged.entrykinds import damaged_sale, gap_sale
 from edged.wire import Entry
+from tests.support.collectordb import CollectorDb
 from tests.support.entries import CREATED_AT, make_chain
 
 S, T = "s1", "t1"
@@ -46,17 +47,19 @@ def damaged(of: Entry, raw: bytes = b"\xff\xfe{not utf-8") -> Entry:
     return msgspec.structs.replace(of, sale=sale)
 
 
-def table(db_path: str, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(sql).fetchall()
+def table(db: CollectorDb | str, sql: str) -> list[tuple[Any, ...]]:
+    if isinstance(db, str):  # a SQLite file
+        with sqlite3.connect(db) as conn:
+            return conn.execute(sql).fetchall()
+    return db.query(sql)
 
 
-def sale_seqs(db_path: str) -> list[int]:
-    return [r[0] for r in table(db_path, "SELECT seq FROM transactions ORDER BY seq")]
+def sale_seqs(db: CollectorDb) -> list[int]:
+    return [r[0] for r in table(db, "SELECT seq FROM transactions ORDER BY seq")]
 
 
-def report(db_path: str) -> dict[str, Any]:
-    (terminal,) = collector_report(f"sqlite:///{db_path}")["terminals"]
+def report(db: CollectorDb | str) -> dict[str, Any]:
+    (terminal,) = collector_report(db if isinstance(db, str) else db.target)["terminals"]
     return terminal  # type: ignore[no-any-return]
 
 
@@ -65,7 +68,7 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 
 def test_id_conflict_of_a_purged_sale_retried_is_held_and_passed(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     """The issue's reproduction: a sale id purged at the till and retried gets a new seq."""
     chain = make_chain(S, T, 3)
@@ -78,19 +81,19 @@ def test_id_conflict_of_a_purged_sale_retried_is_held_and_passed(
         assert store.store_batch(S, T, [retry]) == 5  # resent: a duplicate, not news
     (held,) = events(logs, "entry_held")
     assert (held["seq"], held["kind"], held["log_level"]) == (4, "id_conflict", "error")
-    assert sale_seqs(db_path) == [1, 2, 3, 5]
-    ((kind, body),) = table(db_path, "SELECT kind, body FROM held WHERE seq = 4")
+    assert sale_seqs(db) == [1, 2, 3, 5]
+    ((kind, body),) = table(db, "SELECT kind, body FROM held WHERE seq = 4")
     assert kind == "id_conflict"
     assert msgspec.json.decode(body)["sale"] == sale  # the whole body is kept
-    rep = report(db_path)
+    rep = report(db)
     assert (rep["contiguous_upto"], rep["held"], rep["duplicates"]) == (5, 1, 1)
-    (problem,) = collector_report(f"sqlite:///{db_path}")["problems"]
+    (problem,) = collector_report(db.target)["problems"]
     assert problem["kind"] == "id_conflict"
     assert f"{S}/{T} seq 2 (the same sale: a retry)" in problem["detail"]
 
 
 def test_invalid_and_bad_hash_entries_are_held_and_passed(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(S, T, 4)
     tampered = msgspec.structs.replace(
@@ -104,24 +107,24 @@ def test_invalid_and_bad_hash_entries_are_held_and_passed(
         (3, "invalid"),
     ]
     assert not events(logs, "chain_broken")  # the walk goes on from their stated hashes
-    assert sale_seqs(db_path) == [1, 4]
-    bodies = table(db_path, "SELECT seq, body FROM held ORDER BY seq")
+    assert sale_seqs(db) == [1, 4]
+    bodies = table(db, "SELECT seq, body FROM held ORDER BY seq")
     assert [(seq, msgspec.json.decode(body)["sale"]) for seq, body in bodies] == [
         (2, msgspec.json.decode(tampered.sale)),
         (3, msgspec.json.decode(no_id.sale)),
     ]
 
 
-def test_damaged_entry_is_held_with_its_raw_bytes(store: CollectorStore, db_path: str) -> None:
+def test_damaged_entry_is_held_with_its_raw_bytes(store: CollectorStore, db: CollectorDb) -> None:
     chain = make_chain(S, T, 3)
     broken = damaged(chain[1])
     with structlog.testing.capture_logs() as logs:
         assert store.store_batch(S, T, [chain[0], broken, chain[2]]) == 3
     assert [(e["seq"], e["kind"]) for e in events(logs, "entry_held")] == [(2, "damaged_entry")]
     assert not events(logs, "chain_broken")
-    assert sale_seqs(db_path) == [1, 3]
+    assert sale_seqs(db) == [1, 3]
     ((kind, prev_hash, hash_, raw, detail),) = table(
-        db_path, "SELECT kind, prev_hash, hash, raw, detail FROM held"
+        db, "SELECT kind, prev_hash, hash, raw, detail FROM held"
     )
     assert (kind, prev_hash, hash_, raw) == (
         "damaged_entry",
@@ -132,7 +135,7 @@ def test_damaged_entry_is_held_with_its_raw_bytes(store: CollectorStore, db_path
     assert "not valid UTF-8" in detail
 
 
-def test_slot_entries_resent_are_duplicates(store: CollectorStore, db_path: str) -> None:
+def test_slot_entries_resent_are_duplicates(store: CollectorStore, db: CollectorDb) -> None:
     chain = make_chain(S, T, 3)
     gap = gap_entry(4, 4, 3, chain[2].hash)  # declares nothing lost: hash checked at seq 3
     batch = [chain[0], damaged(chain[1]), chain[2], gap]
@@ -141,13 +144,15 @@ def test_slot_entries_resent_are_duplicates(store: CollectorStore, db_path: str)
         assert store.store_batch(S, T, batch) == 4
         assert store.store_batch(S, T, [batch[1]]) == 4
     assert [e for e in logs if e["log_level"] in ("warning", "error")] == []
-    rep = report(db_path)
+    rep = report(db)
     assert (rep["held"], rep["duplicates"], rep["problems"]) == (2, 5, 2)
-    counts = [r[0] for r in table(db_path, "SELECT count FROM problems")]
+    counts = [r[0] for r in table(db, "SELECT count FROM problems")]
     assert counts == [1, 1]
 
 
-def test_valid_sale_with_the_slots_hashes_replaces_it(store: CollectorStore, db_path: str) -> None:
+def test_valid_sale_with_the_slots_hashes_replaces_it(
+    store: CollectorStore, db: CollectorDb
+) -> None:
     """The genuine entry a damaged row stood for (a journal repaired from a backup)."""
     chain = make_chain(S, T, 3)
     store.store_batch(S, T, [chain[0], damaged(chain[1]), chain[2]])
@@ -155,14 +160,14 @@ def test_valid_sale_with_the_slots_hashes_replaces_it(store: CollectorStore, db_
         assert store.store_batch(S, T, [chain[1]]) == 3
     (replaced,) = events(logs, "held_entry_replaced")
     assert (replaced["seq"], replaced["kind"]) == (2, "damaged_entry")
-    assert sale_seqs(db_path) == [1, 2, 3]
-    assert table(db_path, "SELECT count(*) FROM held") == [(0,)]
-    problems = table(db_path, "SELECT seq, kind FROM problems")
+    assert sale_seqs(db) == [1, 2, 3]
+    assert table(db, "SELECT count(*) FROM held") == [(0,)]
+    problems = table(db, "SELECT seq, kind FROM problems")
     assert problems == [(2, "damaged_entry")]  # the evidence stays
 
 
 def test_other_valid_sale_at_a_held_seq_is_a_kept_conflict(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(S, T, 3)
     store.store_batch(S, T, [chain[0], damaged(chain[1]), chain[2]])
@@ -173,14 +178,14 @@ def test_other_valid_sale_at_a_held_seq_is_a_kept_conflict(
         (e["seq"], e["kind"], e["log_level"]) for e in events(logs, "entry_rejected")
     ]
     assert (seq, kind, level) == (2, "seq_conflict", "error")
-    assert sale_seqs(db_path) == [1, 3]
-    assert table(db_path, "SELECT seq, kind FROM held") == [(2, "damaged_entry")]
-    ((body,),) = table(db_path, "SELECT body FROM problems WHERE kind = 'seq_conflict'")
+    assert sale_seqs(db) == [1, 3]
+    assert table(db, "SELECT seq, kind FROM held") == [(2, "damaged_entry")]
+    ((body,),) = table(db, "SELECT body FROM problems WHERE kind = 'seq_conflict'")
     assert msgspec.json.decode(body)["sale"] == {"id": "y", "total": 5}  # kept as evidence
 
 
 def test_journal_gap_with_the_store_ahead_of_the_terminal(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     """The store holds 1..10; the till's journal lost 8..10 and continues at 11."""
     chain = make_chain(S, T, 10)
@@ -192,13 +197,13 @@ def test_journal_gap_with_the_store_ahead_of_the_terminal(
     assert [(e["seq"], e["kind"]) for e in events(logs, "entry_held")] == [(11, "journal_gap")]
     assert not events(logs, "terminal_journal_gap")  # the store lacks none of 8..10
     assert not events(logs, "chain_broken")
-    assert sale_seqs(db_path) == [*range(1, 11), 12]  # the gap entry is no sale
-    rep = report(db_path)
+    assert sale_seqs(db) == [*range(1, 11), 12]  # the gap entry is no sale
+    rep = report(db)
     assert (rep["contiguous_upto"], rep["lost"], rep["gaps"]) == (12, [], [])
 
 
 def test_journal_gap_with_the_store_behind_records_the_lost_seqs(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     """The store has 1..5; the till had 1..10, lost 8..10, sends 6, 7 and continues at 11."""
     chain = make_chain(S, T, 7)
@@ -212,7 +217,7 @@ def test_journal_gap_with_the_store_behind_records_the_lost_seqs(
     assert (lost["store"], lost["terminal"], lost["seq_from"], lost["seq_to"]) == (S, T, 8, 10)
     assert (lost["gap_seq"], lost["log_level"]) == (11, "error")
     assert not events(logs, "chain_broken")
-    rep = report(db_path)
+    rep = report(db)
     assert (rep["contiguous_upto"], rep["lost"], rep["gaps"], rep["max_seq"]) == (
         12,
         [[8, 10]],
@@ -221,7 +226,9 @@ def test_journal_gap_with_the_store_behind_records_the_lost_seqs(
     )
 
 
-def test_journal_gap_over_seqs_the_store_holds_some_of(store: CollectorStore, db_path: str) -> None:
+def test_journal_gap_over_seqs_the_store_holds_some_of(
+    store: CollectorStore, db: CollectorDb
+) -> None:
     """The store has 1..5 and 9 (from before the loss); the till lost 6..10."""
     chain = make_chain(S, T, 9)
     store.store_batch(S, T, [*chain[:5], chain[8]])
@@ -230,8 +237,8 @@ def test_journal_gap_over_seqs_the_store_holds_some_of(store: CollectorStore, db
         assert store.store_batch(S, T, [gap]) == 11
     lost = [(e["seq_from"], e["seq_to"]) for e in events(logs, "terminal_journal_gap")]
     assert lost == [(6, 8), (10, 10)]
-    assert sale_seqs(db_path) == [1, 2, 3, 4, 5, 9]  # the store's 9 is kept
-    assert report(db_path)["lost"] == [[6, 8], [10, 10]]
+    assert sale_seqs(db) == [1, 2, 3, 4, 5, 9]  # the store's 9 is kept
+    assert report(db)["lost"] == [[6, 8], [10, 10]]
 
 
 def test_journal_gap_waits_for_the_seqs_before_it(store: CollectorStore) -> None:
@@ -244,13 +251,13 @@ def test_journal_gap_waits_for_the_seqs_before_it(store: CollectorStore) -> None
 
 
 def test_journal_gap_that_does_not_end_before_itself_is_held_as_invalid(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(S, T, 3)
     store.store_batch(S, T, chain)
     odd = gap_entry(9, 4, 6, chain[2].hash)  # claims 4..6 but sits at 9: 7, 8 unexplained
     assert store.store_batch(S, T, [odd]) == 3
-    ((kind, detail),) = table(db_path, "SELECT kind, detail FROM held")
+    ((kind, detail),) = table(db, "SELECT kind, detail FROM held")
     assert kind == "invalid"
     assert "must end at seq 8" in detail
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +12,13 @@ import structlog
 
 from edged.chain import GENESIS_HASH, canonical, entry_bytes, entry_hash
 from edged.cli import main as cli_main
+from edged.collector.dialect import INSERT_ROWS_MAX
 from edged.collector.report import collector_report
 from edged.collector.schema import SCHEMA_VERSION, CollectorStoreError
-from edged.collector.store import INSERT_ROWS_MAX, Batch, CollectorStore
+from edged.collector.store import Batch, CollectorStore
 from edged.collector.verify import Rejected, _accept_fast, _check_entry_exact, check_entry
 from edged.wire import Entry
+from tests.support.collectordb import CollectorDb
 from tests.support.entries import make_chain as support_chain
 
 S, T = "s1", "t1"
@@ -39,13 +40,11 @@ def _restore_logging() -> Iterator[None]:
     root.handlers[:] = handlers
 
 
-def rows(db_path: str, store_id: str = S, terminal_id: str = T) -> list[tuple[int, str]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(
-            "SELECT seq, hash FROM transactions WHERE store_id = ? AND terminal_id = ?"
-            " ORDER BY seq",
-            (store_id, terminal_id),
-        ).fetchall()
+def rows(db: CollectorDb, store_id: str = S, terminal_id: str = T) -> list[tuple[int, str]]:
+    return db.query(
+        "SELECT seq, hash FROM transactions WHERE store_id = ? AND terminal_id = ? ORDER BY seq",
+        (store_id, terminal_id),
+    )
 
 
 def report_of(store: CollectorStore, terminal_id: str = T) -> dict[str, object]:
@@ -53,20 +52,30 @@ def report_of(store: CollectorStore, terminal_id: str = T) -> dict[str, object]:
     return rep.as_dict()
 
 
-def test_batch_is_stored_and_acked_up_to_its_last_seq(store: CollectorStore, db_path: str) -> None:
+def test_batch_is_stored_and_acked_up_to_its_last_seq(
+    store: CollectorStore, db: CollectorDb
+) -> None:
     chain = make_chain(5)
     assert store.store_batch(S, T, chain) == 5
-    assert [r[0] for r in rows(db_path)] == [1, 2, 3, 4, 5]
-    assert [r[1] for r in rows(db_path)] == [e.hash for e in chain]
+    assert [r[0] for r in rows(db)] == [1, 2, 3, 4, 5]
+    assert [r[1] for r in rows(db)] == [e.hash for e in chain]
 
 
-def test_schema_is_versioned_wal_and_has_the_contract_columns(
-    store: CollectorStore, db_path: str
+def test_schema_is_versioned_and_has_the_contract_columns(
+    store: CollectorStore, db: CollectorDb
 ) -> None:
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(transactions)")}
+    assert collector_report(db.target)["schema_version"] == SCHEMA_VERSION
+    if db.backend == "sqlite":
+        assert db.query("PRAGMA journal_mode") == [("wal",)]
+        columns = {r[1] for r in db.query("PRAGMA table_info(transactions)")}
+    else:
+        columns = {
+            r[0]
+            for r in db.query(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                ("transactions",),
+            )
+        }
     assert {
         "store_id",
         "terminal_id",
@@ -82,12 +91,11 @@ def test_schema_is_versioned_wal_and_has_the_contract_columns(
 
 
 def test_body_is_the_canonical_entry_and_lets_an_auditor_recompute_the_hash(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     (entry,) = make_chain(1)
     store.store_batch(S, T, [entry])
-    with sqlite3.connect(db_path) as conn:
-        (body,) = conn.execute("SELECT body FROM transactions").fetchone()
+    ((body,),) = db.query("SELECT body FROM transactions")
     doc = msgspec.json.decode(body)
     assert canonical(doc).decode() == body
     recomputed = entry_hash(
@@ -99,26 +107,26 @@ def test_body_is_the_canonical_entry_and_lets_an_auditor_recompute_the_hash(
     assert recomputed.hex() == doc["hash"] == entry.hash
 
 
-def test_duplicates_are_ignored_and_reacked(store: CollectorStore, db_path: str) -> None:
+def test_duplicates_are_ignored_and_reacked(store: CollectorStore, db: CollectorDb) -> None:
     chain = make_chain(6)
     assert store.store_batch(S, T, chain[:4]) == 4
     assert store.store_batch(S, T, chain[:4]) == 4  # a resend: same answer, nothing added
     assert store.store_batch(S, T, chain[2:6]) == 6  # overlapping resend plus new entries
-    assert len(rows(db_path)) == 6
+    assert len(rows(db)) == 6
     rep = report_of(store)
     assert rep["entries"] == 6
     assert rep["duplicates"] == 6
     assert rep["problems"] == 0
 
 
-def test_duplicate_inside_one_batch_is_stored_once(store: CollectorStore, db_path: str) -> None:
+def test_duplicate_inside_one_batch_is_stored_once(store: CollectorStore, db: CollectorDb) -> None:
     chain = make_chain(3)
     assert store.store_batch(S, T, [*chain, chain[1]]) == 3
-    assert len(rows(db_path)) == 3
+    assert len(rows(db)) == 3
 
 
 def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     original = make_chain(3)
     store.store_batch(S, T, original)
@@ -126,7 +134,7 @@ def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
     with structlog.testing.capture_logs() as logs:
         upto = store.store_batch(S, T, impostor[:2])
     assert upto == 3  # the store keeps what it holds; the impostors are evidence, no stop
-    assert [r[1] for r in rows(db_path)] == [e.hash for e in original]
+    assert [r[1] for r in rows(db)] == [e.hash for e in original]
     assert sorted((p["kind"], p["seq"]) for p in store.problems()) == [
         ("seq_conflict", 1),
         ("seq_conflict", 2),
@@ -144,7 +152,9 @@ def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
     assert counts == {1: 2, 2: 1}
 
 
-def test_same_sale_id_under_another_seq_is_a_conflict(store: CollectorStore, db_path: str) -> None:
+def test_same_sale_id_under_another_seq_is_a_conflict(
+    store: CollectorStore, db: CollectorDb
+) -> None:
     chain = make_chain(2)
     store.store_batch(S, T, chain)
     other_terminal = make_chain(1)
@@ -157,14 +167,14 @@ def test_same_sale_id_under_another_seq_is_a_conflict(store: CollectorStore, db_
     )
     reused = msgspec.structs.replace(reused, hash=digest.hex())
     assert store.store_batch(S, "t2", [reused]) == 1  # held in its slot: the stream goes on
-    assert rows(db_path, S, "t2") == []
+    assert rows(db, S, "t2") == []
     (problem,) = store.problems()
     assert problem["kind"] == "id_conflict"
     assert f"{S}/{T} seq 1" in problem["detail"]
 
 
 def test_upto_never_passes_a_gap_and_advances_once_it_is_filled(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(10)
     assert store.store_batch(S, T, chain[:3]) == 3
@@ -174,7 +184,7 @@ def test_upto_never_passes_a_gap_and_advances_once_it_is_filled(
     assert [(e["seq"], e["missing_to"], e["store"], e["terminal"]) for e in gap_logs] == [
         (4, 6, S, T)
     ]
-    assert len(rows(db_path)) == 7  # stored although not acknowledged
+    assert len(rows(db)) == 7  # stored although not acknowledged
     rep = report_of(store)
     assert rep["contiguous_upto"] == 3
     assert rep["gaps"] == [[4, 6]]
@@ -195,7 +205,7 @@ def test_first_entries_missing_hold_upto_at_zero(store: CollectorStore) -> None:
 
 
 def test_broken_link_is_stored_reported_once_and_passed(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     first = make_chain(3)
     # A self-consistent entry 4 that does not chain from entry 3 (e.g. entry 3 was altered).
@@ -207,7 +217,7 @@ def test_broken_link_is_stored_reported_once_and_passed(
     assert [(e["seq"], e["store"], e["terminal"], e["log_level"]) for e in broken] == [
         (4, S, T, "error")
     ]
-    assert len(rows(db_path)) == 5  # stored; the store never replaces it, so holding helps none
+    assert len(rows(db)) == 5  # stored; the store never replaces it, so holding helps none
     rep = report_of(store)
     assert rep["chain_broken_at"] == 4
     assert rep["contiguous_upto"] == 5
@@ -224,19 +234,19 @@ def test_seq_one_must_chain_from_genesis(store: CollectorStore) -> None:
     assert report_of(store)["chain_broken_at"] == 1
 
 
-def test_entry_whose_hash_does_not_verify_is_held(store: CollectorStore, db_path: str) -> None:
+def test_entry_whose_hash_does_not_verify_is_held(store: CollectorStore, db: CollectorDb) -> None:
     chain = make_chain(3)
     tampered = msgspec.structs.replace(
         chain[1], sale=msgspec.Raw(bytes(chain[1].sale).replace(b'"total":1002', b'"total":1'))
     )
     assert bytes(tampered.sale) != bytes(chain[1].sale)
     assert store.store_batch(S, T, [chain[0], tampered, chain[2]]) == 3  # held, passed
-    assert [r[0] for r in rows(db_path)] == [1, 3]
+    assert [r[0] for r in rows(db)] == [1, 3]
     (problem,) = store.problems()
     assert problem["kind"] == "bad_hash"
     assert problem["seq"] == 2
     assert store.store_batch(S, T, [chain[1]]) == 3  # the genuine entry replaces the slot
-    assert [r[0] for r in rows(db_path)] == [1, 2, 3]
+    assert [r[0] for r in rows(db)] == [1, 2, 3]
     assert report_of(store)["held"] == 0
 
 
@@ -262,7 +272,9 @@ def test_malformed_entries_are_rejected_with_the_reason(
     assert problem in recorded["detail"]
 
 
-def test_batches_of_several_terminals_commit_together(store: CollectorStore, db_path: str) -> None:
+def test_batches_of_several_terminals_commit_together(
+    store: CollectorStore, db: CollectorDb
+) -> None:
     a, b = make_chain(3), make_chain(2)
     result = store.store_batches(
         [Batch.of(S, "ta", a[:2]), Batch.of(S, "tb", b), Batch.of(S, "ta", a[2:])]
@@ -271,29 +283,29 @@ def test_batches_of_several_terminals_commit_together(store: CollectorStore, db_
 
 
 def test_database_failure_fails_the_whole_group_and_stores_nothing(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(3)
 
     class Failing(list[Entry]):
         def __iter__(self):  # type: ignore[no-untyped-def]
-            raise sqlite3.OperationalError("disk I/O error")
+            raise store.dialect.operational_error("disk I/O error")
 
     failing = Batch(S, "t2", Failing(), Batch.of(S, "t2", []).message)
     with pytest.raises(CollectorStoreError, match="disk I/O error"):
         store.store_batches([Batch.of(S, T, chain), failing])
-    assert rows(db_path) == []
+    assert rows(db) == []
     assert store.problems() == []  # not the batch's fault: nothing quarantined, all retried
     assert store.store_batch(S, T, chain) == 3
 
 
-def test_state_survives_reopen(db_path: str) -> None:
+def test_state_survives_reopen(db: CollectorDb) -> None:
     chain = make_chain(8)
-    first = CollectorStore.open(db_path, received_by="c1")
+    first = CollectorStore.open(db.target, received_by="c1")
     first.store_batch(S, T, chain[:3])
     first.store_batch(S, T, chain[5:])
     first.close()
-    again = CollectorStore.open(db_path, received_by="c2")
+    again = CollectorStore.open(db.target, received_by="c2")
     try:
         rep = report_of(again)
         assert rep["contiguous_upto"] == 3
@@ -305,34 +317,32 @@ def test_state_survives_reopen(db_path: str) -> None:
         again.close()
 
 
-def test_two_connections_on_one_db_share_the_contiguous_prefix(db_path: str) -> None:
+def test_two_connections_on_one_db_share_the_contiguous_prefix(db: CollectorDb) -> None:
     chain = make_chain(6)
-    one = CollectorStore.open(db_path, received_by="c1")
-    two = CollectorStore.open(db_path, received_by="c2")
+    one = CollectorStore.open(db.target, received_by="c1")
+    two = CollectorStore.open(db.target, received_by="c2")
     try:
         assert one.store_batch(S, T, chain[3:]) == 0
         assert two.store_batch(S, T, chain[:3]) == 6
-        with sqlite3.connect(db_path) as conn:
-            by = dict(conn.execute("SELECT received_by, count(*) FROM transactions GROUP BY 1"))
+        by = dict(db.query("SELECT received_by, count(*) FROM transactions GROUP BY 1"))
         assert by == {"c1": 3, "c2": 3}
     finally:
         one.close()
         two.close()
 
 
-def test_newer_schema_is_refused(db_path: str) -> None:
-    CollectorStore.open(db_path).close()
-    with sqlite3.connect(db_path) as conn:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+def test_newer_schema_is_refused(db: CollectorDb) -> None:
+    store = CollectorStore.open(db.target)
+    store.dialect.set_schema_version(store._conn, SCHEMA_VERSION + 1)
+    store.close()
     with pytest.raises(CollectorStoreError, match="newer than this edged"):
-        CollectorStore.open(db_path)
+        CollectorStore.open(db.target)
 
 
-def test_foreign_db_is_refused(db_path: str) -> None:
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("CREATE TABLE other (x)")
+def test_foreign_db_is_refused(db: CollectorDb) -> None:
+    db.query("CREATE TABLE other (x INTEGER)")
     with pytest.raises(CollectorStoreError, match="not a collector db"):
-        CollectorStore.open(db_path)
+        CollectorStore.open(db.target)
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -341,11 +351,11 @@ def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_collector_report_reads_while_the_store_is_open(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(5)
     store.store_batch(S, T, [*chain[:2], *chain[3:]])
-    report = collector_report(f"sqlite:///{db_path}")
+    report = collector_report(db.target)
     assert report["transactions"] == 4
     (terminal,) = report["terminals"]
     assert terminal["contiguous_upto"] == 2
@@ -357,15 +367,15 @@ def test_collector_report_on_missing_db_is_a_clear_error(tmp_path: Path) -> None
     with pytest.raises(CollectorStoreError, match="no collector db"):
         collector_report(f"sqlite:///{tmp_path}/absent.db")
     with pytest.raises(CollectorStoreError, match="sqlite:///PATH"):
-        collector_report("postgres://x")
+        collector_report("mysql://x")
 
 
 def test_status_command_prints_the_report(
-    store: CollectorStore, db_path: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: CollectorStore, db: CollectorDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store.store_batch(S, T, make_chain(2))
     config = tmp_path / "collector.toml"
-    config.write_text(f'[uplink]\nhost = "127.0.0.1"\n[collector]\ndb = "sqlite:///{db_path}"\n')
+    config.write_text(f'[uplink]\nhost = "127.0.0.1"\n[collector]\n{db.config_lines}')
     capsys.readouterr()  # drop the store's log lines
     assert cli_main(["collector", "--config", str(config), "status"]) == 0
     report = msgspec.json.decode(capsys.readouterr().out)
@@ -409,6 +419,21 @@ def nested(levels: int) -> bytes:
     return b'{"id":"x","a":' + b"[" * inner + b"1" + b"]" * inner + b"}"
 
 
+def unhashable_by_spec(sale: bytes) -> Entry:
+    """An entry hashed over `sale` as it is, which has no RFC 8785 form (the exact check says
+    `invalid`): the fast path must not take those bytes for canonical."""
+    digest = entry_hash(GENESIS_HASH, entry_bytes(1, "i1", "r1", "2026-11-23T09:41:00Z", sale))
+    return Entry(
+        seq=1,
+        id="i1",
+        receipt_no="r1",
+        created_at="2026-11-23T09:41:00Z",
+        prev_hash=GENESIS_HASH.hex(),
+        hash=digest.hex(),
+        sale=msgspec.Raw(sale),
+    )
+
+
 MANY_LINES = b'{"lines":[' + b",".join(b'{"sku":"s","qty":[1]}' for _ in range(200)) + b"]}"
 _FAST_CASES: dict[str, tuple[Entry, bool]] = {
     "plain": (forge(1, GENESIS_HASH, sale=SALE), True),
@@ -430,11 +455,19 @@ _FAST_CASES: dict[str, tuple[Entry, bool]] = {
     "sale 100 levels deep": (forge(1, GENESIS_HASH, sale=nested(100)), True),
     "sale 101 levels deep": (forge(1, GENESIS_HASH, sale=nested(101)), False),
     "sale with 600 brackets, 4 deep": (forge(1, GENESIS_HASH, sale=MANY_LINES), True),
+    "16 digits in a string": (forge(1, GENESIS_HASH, sale=b'{"ref":"12345678901234567"}'), True),
+    "integer past 2^53, a double": (forge(1, GENESIS_HASH, sale=b'{"n":9007199254740994}'), True),
+    "integer past 2^53, no double": (unhashable_by_spec(b'{"n":9007199254740993}'), False),
+    "astral and BMP keys": (
+        forge(1, GENESIS_HASH, sale='{"\U0001d11e":1,"\ufffd":2}'.encode()),
+        True,
+    ),
+    "float and string digits": (forge(1, GENESIS_HASH, sale=b'{"a":"0.5","b":0.5}'), True),
 }
 
 
 def test_sale_nested_past_the_limit_is_invalid_even_with_its_hash_right(
-    store: CollectorStore,
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     """The limit is the collector's, not the interpreter's recursion limit: same on every Python."""
     assert store.store_batch(S, T, [forge(1, GENESIS_HASH, sale=nested(101))]) == 1  # held
@@ -442,7 +475,7 @@ def test_sale_nested_past_the_limit_is_invalid_even_with_its_hash_right(
     assert recorded["kind"] == "invalid"
     assert "nested too deeply (over 100 levels" in recorded["detail"]
     assert store.store_batch(S, "t2", [forge(1, GENESIS_HASH, sale=nested(100))]) == 1
-    assert rows(store.path, S, "t2") != []
+    assert rows(db, S, "t2") != []
 
 
 @pytest.mark.parametrize("case", sorted(_FAST_CASES))
@@ -472,11 +505,11 @@ def test_fast_check_refuses_a_hash_over_non_canonical_entry_bytes() -> None:
 
 
 def test_batch_larger_than_one_insert_statement_is_stored_whole(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(2 * INSERT_ROWS_MAX + 3)
     assert store.store_batch(S, T, chain) == len(chain)
-    assert [r[0] for r in rows(db_path)] == list(range(1, len(chain) + 1))
+    assert [r[0] for r in rows(db)] == list(range(1, len(chain) + 1))
     rep = report_of(store)
     assert (rep["entries"], rep["duplicates"], rep["problems"]) == (len(chain), 0, 0)
     assert store.store_batch(S, T, chain) == len(chain)
@@ -484,7 +517,7 @@ def test_batch_larger_than_one_insert_statement_is_stored_whole(
 
 
 def test_sale_id_reused_inside_one_batch_keeps_the_lower_seq(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(2)
     reused = forge(3, bytes.fromhex(chain[1].hash), sale=SALE, sale_id=chain[1].id)
@@ -493,14 +526,14 @@ def test_sale_id_reused_inside_one_batch_keeps_the_lower_seq(
     assert [(e["seq"], e["kind"]) for e in logs if e["event"] == "entry_held"] == [
         (3, "id_conflict")
     ]
-    assert [r[0] for r in rows(db_path)] == [1, 2]
+    assert [r[0] for r in rows(db)] == [1, 2]
     (problem,) = store.problems()
     assert (problem["kind"], problem["seq"]) == ("id_conflict", 3)
     assert f"{S}/{T} seq 2" in problem["detail"]
 
 
 def test_same_seq_twice_in_one_batch_is_judged_in_arrival_order(
-    store: CollectorStore, db_path: str
+    store: CollectorStore, db: CollectorDb
 ) -> None:
     chain = make_chain(3)
     store.store_batch(S, T, chain[:2])
@@ -516,7 +549,7 @@ def test_same_seq_twice_in_one_batch_is_judged_in_arrival_order(
         ("entry_rejected", "seq_conflict"),
         ("entry_rejected", "seq_conflict"),
     ]
-    assert rows(db_path)[-1] == (2, chain[1].hash)
+    assert rows(db)[-1] == (2, chain[1].hash)
     kinds = sorted((p["kind"], p["hash"]) for p in store.problems())
     assert kinds == sorted(
         [

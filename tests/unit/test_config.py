@@ -174,10 +174,29 @@ def test_collector_shared_group_errors_say_what_to_write(
         load_collector_config(write(tmp_path, text))
 
 
-def test_collector_rejects_other_databases_for_now(tmp_path: Path) -> None:
-    path = write(tmp_path, '[uplink]\nhost = "h"\n[collector]\ndb = "postgres://x"\n')
-    with pytest.raises(ConfigError, match="collector.db: unsupported URL"):
+@pytest.mark.parametrize(
+    ("collector", "key", "problem"),
+    [
+        ('db = "mysql://x"', "collector.db", "unsupported URL"),
+        ('db = "postgresql://edged:secret@db/edged"', "collector.db", "holds a password"),
+        ('db = "postgresql://edged@db/edged?password=x"', "collector.db", "holds a password"),
+        ('db = "postgresql://edged@db/edged"', "collector.state_dir", "needs a directory"),
+    ],
+)
+def test_collector_db_url_problems_name_the_key(
+    tmp_path: Path, collector: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, f'[uplink]\nhost = "h"\n[collector]\n{collector}\n')
+    with pytest.raises(ConfigError, match=f"{key}: .*{problem}"):
         load_collector_config(path)
+
+
+def test_collector_on_postgres_resolves_its_state_dir(tmp_path: Path) -> None:
+    url = "postgresql://edged@db.example:5433/edged?passfile=/etc/edged/pgpass"
+    body = f'[uplink]\nhost = "h"\n[collector]\ndb = "{url}"\nstate_dir = "state"\n'
+    cfg = load_collector_config(write(tmp_path, body))
+    assert cfg.collector.db == url
+    assert cfg.collector.state_dir == str(tmp_path / "state")
 
 
 def test_tls_files_that_cannot_be_loaded_name_their_key(tmp_path: Path) -> None:
