@@ -66,6 +66,13 @@ def render(status: dict[str, Any], where: tzinfo | None = None) -> str:
         seqs = ", ".join(map(str, listed)) + (" ..." if count > len(listed) else "")
         entries = f"{count} entr{'y' if count == 1 else 'ies'}"
         rows.append(("damaged", f"{entries}, seq {seqs}: sent to the store flagged (doctor)"))
+    offline = (status.get("payments") or {}).get("offline_approved")
+    if offline is not None:
+        total = output.money(offline["total"], offline["currency"])
+        since = _when(offline["since"], where)
+        rows.append(
+            ("card offline", f"{offline['count']} approved offline, {total}, since {since}")
+        )
     devices = status.get("devices") or {}
     if not devices:
         rows.append(("devices", "none configured"))

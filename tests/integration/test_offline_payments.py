@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,6 +83,9 @@ async def offline_status(client: ApiClient) -> dict[str, Any]:
     return found
 
 
+EDGECTL = str(Path(sys.executable).with_name("edgectl"))
+
+
 async def test_offline_card_payment_while_the_store_link_is_down(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
@@ -116,6 +121,14 @@ async def test_offline_card_payment_while_the_store_link_is_down(
             await asyncio.to_thread(daemon.start)  # the tally is read back from the journal
             async with ApiClient(daemon.socket) as client:
                 assert await offline_status(client) == tally
+            shown = subprocess.run(
+                [EDGECTL, "status", "--socket", str(daemon.socket)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+            assert "1 approved offline, 12.50 EUR, since" in shown
             broker.start()
             await asyncio.to_thread(collector.start)
 
