@@ -40,7 +40,7 @@ SHOWN = frozenset(
     + [f"devices.scanner.{k}" for k in _SCANNER]
     + [f"devices.payment.{k}" for k in _PAYMENT]
     + [f"refdata.{k}" for k in ("path", "keep", "chunk_wait_s")]
-    + [f"collector.{k}" for k in ("db", "shared_group", "trust_on_first_use")]
+    + [f"collector.{k}" for k in ("db", "state_dir", "shared_group", "trust_on_first_use")]
 )
 SHOWN_TABLES = frozenset({"operations"})  # every key: operation kinds, values "online"/"any"
 # Log fields that name a sale: a bundle carries no sale, not even its id.
