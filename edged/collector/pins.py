@@ -86,18 +86,7 @@ class KeyPins:
         """Refuse a batch of a terminal nobody pinned: evidence in `problems`, ERROR once."""
         offered = "unsigned" if sig is None else f"signed by key {sig.key}"
         detail = f"not stored: no key is pinned for this terminal ({offered})"
-        for entry in entries:
-            record_problem(
-                self._conn,
-                key,
-                seq=entry.seq,
-                hash_hex=entry.hash,
-                kind=UNPINNED_KIND,
-                detail=detail,
-                body=as_received(entry),
-                now=now,
-                event=None,
-            )
+        self._refuse(key, entries, UNPINNED_KIND, detail, now, event=None)
         if key not in self._unpinned_said:
             self._unpinned_said.add(key)
             log.error(
@@ -115,6 +104,20 @@ class KeyPins:
     def _forged(
         self, key: TerminalKey, entries: Sequence[Entry], kind: str, detail: str, now: str
     ) -> bool:
+        self._refuse(key, entries, kind, f"forged, not stored: {detail}", now, event="entry_forged")
+        return False
+
+    def _refuse(
+        self,
+        key: TerminalKey,
+        entries: Sequence[Entry],
+        kind: str,
+        detail: str,
+        now: str,
+        *,
+        event: str | None,
+    ) -> None:
+        """Each refused entry goes to `problems` as evidence (logged as `event`, if any)."""
         for entry in entries:
             record_problem(
                 self._conn,
@@ -122,12 +125,11 @@ class KeyPins:
                 seq=entry.seq,
                 hash_hex=entry.hash,
                 kind=kind,
-                detail=f"forged, not stored: {detail}",
+                detail=detail,
                 body=as_received(entry),
                 now=now,
-                event="entry_forged",
+                event=event,
             )
-        return False
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
