@@ -27,7 +27,7 @@ from edged.ctl.errors import EXIT_OK, EXIT_PROBLEM, JOIN_EDGED, CtlError, NoPerm
 from edged.ctl.forwarding import link_check, outbox_check
 from edged.ctl.keys import key_check
 from edged.ctl.nodes import device_checks
-from edged.ctl.secretfiles import secret_file_checks
+from edged.ctl.secretfiles import closed_to_me, secret_file_checks
 from edged.errors import ChainError, ConfigError, JournalError
 from edged.journal import readonly
 from edged.journal.preflight import WalLostError
@@ -42,17 +42,6 @@ STORE_CLOCK_WARN_S = 5  # this far from the store's clock: WARN (FAIL past CLOCK
 LOST_LISTED = 3  # declared gaps named on the journal line, the most recent ones
 
 
-def _closed(path: str | Path) -> bool:
-    """True if `path` is there but closed to this user (itself, or a folder on the way)."""
-    try:
-        os.stat(path)
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return not os.access(path, os.R_OK)
-
-
 def _backlog(cfg: Config | None) -> Thresholds | None:
     """The outbox thresholds of the config's `[uplink]`; None without one (or without config)."""
     if cfg is None or cfg.uplink is None:
@@ -65,7 +54,7 @@ def _config(path: str) -> tuple[Config | None, Check]:
         cfg = load_config(path)
     except ConfigError as exc:
         todo = "fix it; edged refuses to start with it (exit 78)"
-        if _closed(path):
+        if closed_to_me(path):
             todo = JOIN_EDGED
         elif not os.path.exists(path):
             todo = "pass --config FILE, or install the config there"
@@ -119,7 +108,7 @@ def _journal(path: str, status: dict[str, Any] | None) -> Check:
         return Check("journal", "FAIL", str(exc), "restore the -wal or a backup, as it says")
     except JournalError as exc:
         todo = JOIN_EDGED
-        if not _closed(path) and not os.path.exists(path):
+        if not closed_to_me(path) and not os.path.exists(path):
             todo = "edged creates it at its first start: is journal.path right?"
         return Check("journal", "FAIL", str(exc), todo)
     size = output.size(readonly.file_bytes(path))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 from edged.config import Config
 from edged.ctl import daemonuser
@@ -64,8 +65,8 @@ def secret_file_checks(cfg: Config, daemon_user: str | None = None) -> list[Chec
     return [_one(name, path, prober) for name, path in named if path]
 
 
-def closed_to_me(path: str) -> bool:
-    """True if `path` exists but this user may not read it (the rule above, for a technician)."""
+def closed_to_me(path: str | Path) -> bool:
+    """True if `path` is there but this user may not read it (itself, or a folder on the way)."""
     try:
         os.stat(path)
     except PermissionError:
