@@ -62,10 +62,23 @@ def test_rfc8785_examples() -> None:
         (struct.unpack(">d", bytes.fromhex("44b52d02c7e14af5"))[0], "9.999999999999997e+22"),
         (struct.unpack(">d", bytes.fromhex("44b52d02c7e14af6"))[0], "1e+23"),
         (6.149967769412922e16, "61499677694129220"),
+        # Between 0.1 and 1 ECMAScript writes a leading zero; a negative whole float keeps its
+        # sign and loses its ".0": an auditor recomputing with RFC 8785 gets these bytes.
+        (0.5, "0.5"),
+        (0.25, "0.25"),
+        (0.1, "0.1"),
+        (-0.5, "-0.5"),
+        (-1.0, "-1"),
+        (-100.0, "-100"),
+        (-1e21, "-1e+21"),
+        (-1e-7, "-1e-7"),
+        (1.5e-7, "1.5e-7"),
+        (1.5e300, "1.5e+300"),
     ],
 )
 def test_numbers_follow_ecmascript(number: float, text: str) -> None:
     assert canonical(number) == text.encode()
+    assert canonical({"n": [number]}) == b'{"n":[' + text.encode() + b"]}"  # the fast path too
 
 
 def test_timestamps_take_the_fast_path() -> None:
