@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from edged.errors import JournalError, JournalFullError
+from edged.errors import JournalError, JournalFullError, ValidationError
 from edged.journal import Journal
 from edged.journal.verify import verify_journal
 from tests.support.sales import cash_sale
@@ -154,4 +154,100 @@ async def test_health_says_stuck_while_the_writer_cannot_write(tmp_path: Path) -
     async with asyncio.timeout(HANG_S):
         assert (await commit).seq == 1
     assert not j.health(stuck_after_s=0.05).stuck
+    await j.close()
+
+
+async def test_two_copies_of_one_sale_in_one_group_get_its_own_answer(tmp_path: Path) -> None:
+    """The second copy is a duplicate of the first, never another sale's seq."""
+    j = await open_journal(tmp_path / "j.db")
+    a, b = cash_sale(), cash_sale()
+    async with asyncio.timeout(HANG_S):
+        first, other, again = await asyncio.gather(j.commit(a), j.commit(b), j.commit(dict(a)))
+    assert (first.seq, first.duplicate, other.seq) == (1, False, 2)
+    assert again == msgspec.structs.replace(first, duplicate=True)
+    await j.close()
+    assert verify_journal(tmp_path / "j.db").last_seq == 2
+
+
+async def test_a_cancelled_first_copy_still_answers_the_second(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    a = cash_sale()
+    gone = asyncio.create_task(j.commit(a))
+    await asyncio.sleep(0)  # queued
+    waiting = asyncio.create_task(j.commit(dict(a)))
+    await asyncio.sleep(0)  # queued behind it, in the same group
+    gone.cancel()
+    async with asyncio.timeout(HANG_S):
+        result = await waiting
+        later = await j.commit(cash_sale())
+    assert (result.seq, later.seq) == (1, 2)
+    assert j.health().alive
+    await j.close()
+    assert verify_journal(tmp_path / "j.db").last_seq == 2
+
+
+async def test_a_failed_group_with_two_copies_fails_both_then_a_retry_commits(
+    tmp_path: Path,
+) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    insert = j._insert
+    armed = True
+
+    async def fails_once(items: Any) -> Any:
+        nonlocal armed
+        if armed:
+            armed = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return await insert(items)
+
+    j._insert = fails_once  # type: ignore[method-assign]
+    a = cash_sale()
+    with capture_logs() as logs:
+        async with asyncio.timeout(HANG_S):
+            results = await asyncio.gather(j.commit(a), j.commit(dict(a)), return_exceptions=True)
+    assert all(isinstance(r, JournalError) for r in results)
+    assert not any(isinstance(r, JournalFullError) for r in results)
+    assert "write failed (disk I/O error); the outcome of this commit is unknown" in str(results[0])
+    failed = [entry for entry in logs if entry["event"] == "journal_write_failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "disk I/O error"
+    assert failed[0]["sale_ids"] == [a["id"], a["id"]]
+    health = j.health()
+    assert health.alive and health.failing_since is not None
+    assert health.last_error == str(results[0])
+    with capture_logs() as logs:
+        async with asyncio.timeout(HANG_S):
+            retried = await j.commit(dict(a))
+    assert (retried.seq, retried.duplicate) == (1, False)
+    assert [entry["event"] for entry in logs] == ["journal_write_recovered"]
+    assert j.health().failing_since is None
+    await j.close()
+
+
+async def test_a_commit_while_closing_is_refused_and_the_queued_one_is_answered(
+    tmp_path: Path,
+) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    queued = asyncio.create_task(j.commit(cash_sale()))
+    await asyncio.sleep(0)  # queued, not yet written
+    closing = asyncio.create_task(j.close())
+    await asyncio.sleep(0)
+    with pytest.raises(JournalError, match="the journal is closing"):
+        await j.commit(cash_sale())
+    async with asyncio.timeout(HANG_S):
+        assert (await queued).seq == 1
+        await closing
+    assert verify_journal(tmp_path / "j.db").last_seq == 1
+
+
+async def test_a_sale_without_canonical_form_is_a_validation_error(tmp_path: Path) -> None:
+    """A lone surrogate passes the validator (it is a str) but has no UTF-8 form to hash."""
+    j = await open_journal(tmp_path / "j.db")
+    broken = cash_sale()
+    broken["meta"] = {"note": "caf\ud800"}
+    with pytest.raises(ValidationError) as info:
+        await j.commit(broken)
+    assert [(p.path, p.problem) for p in info.value.problems] == [
+        ("sale", "a string holds a lone UTF-16 surrogate, which is not text")
+    ]
+    assert (await j.commit(cash_sale())).seq == 1
     await j.close()
