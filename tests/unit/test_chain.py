@@ -164,3 +164,11 @@ def test_entry_bytes_equal_canonical_of_whole_entry() -> None:
 def test_hash_is_sha256_of_prev_and_canonical() -> None:
     body = b'{"seq":1}'
     assert entry_hash(GENESIS_HASH, body) == hashlib.sha256(bytes(32) + body).digest()
+
+
+@pytest.mark.parametrize("field", ["sale_id", "receipt_no", "created_at"])
+def test_entry_bytes_refuse_a_lone_surrogate(field: str) -> None:
+    strings = {"sale_id": "x", "receipt_no": "S-T-1", "created_at": "2026-11-23T09:41:00.123Z"}
+    strings[field] = "bad\udc80"
+    with pytest.raises(CanonicalError, match="lone UTF-16 surrogate"):
+        entry_bytes(1, strings["sale_id"], strings["receipt_no"], strings["created_at"], b"{}")
