@@ -12,6 +12,10 @@ import pytest
 from tests.support.leaks import describe, leaked_tasks, leaked_threads, live_timers
 from tests.support.mosquitto import Mosquitto
 
+# A fault test drives a whole chain through broker restarts, kills and full disks, with hang
+# detectors of its own of up to 90 s per step: pyproject's default timeout is for the rest.
+FAULT_TIMEOUT_S = 600
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """python-escpos pickles its printer database into a new temp folder on each import; give
@@ -20,6 +24,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if "ESCPOS_CAPABILITIES_PICKLE_DIR" not in os.environ:
         os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = tempfile.mkdtemp(prefix="edged-escpos-")
     import escpos.capabilities  # noqa: F401
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fault tests get FAULT_TIMEOUT_S unless they name their own timeout."""
+    for item in items:
+        if item.get_closest_marker("fault") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(FAULT_TIMEOUT_S))
 
 
 @pytest.fixture

@@ -341,6 +341,8 @@ def test_null_floats_and_big_numbers_inside_payments(value: Any, problem: str | 
         "1b4e28ba2fa111d2883f0016d3cca427",
         "1b4e28ba-2fa1-11d2-883f-0016d3cca42",
         "1b4e28ba-2fa1-11d2-883f-0016d3cca427 ",
+        "1b4e28ba-2fa1-11d2-883f-0016d3cca42g",
+        "sale-number-one-of-today-at-the-till",  # 36 characters, no UUID
     ],
 )
 def test_only_the_canonical_uuid_spelling_is_an_id(sale_id: str) -> None:
@@ -349,3 +351,27 @@ def test_only_the_canonical_uuid_spelling_is_an_id(sale_id: str) -> None:
 
 def test_uppercase_uuid_is_an_id() -> None:
     validate_sale(good_sale(id="1B4E28BA-2FA1-11D2-883F-0016D3CCA427"))
+
+
+@pytest.mark.parametrize(
+    ("qty", "kind"),
+    [
+        (True, "a boolean"),
+        (None, "null"),
+        (1.5, "1.5"),
+        (12345678901234.5, "a number of many digits"),
+        ("x" * 41, "a long string"),
+        ("1,5", '"1,5"'),
+        ("1234567890123", "a string of many digits"),
+        ([1], "an array"),
+        ({"n": 1}, "an object"),
+    ],
+)
+def test_a_wrong_value_is_named_by_its_kind_and_never_echoes_many_digits(
+    qty: Any, kind: str
+) -> None:
+    sale = good_sale()
+    sale["lines"][0]["qty"] = qty
+    assert problems(sale)["sale.lines[0].qty"] == (
+        f'must be an integer count or a decimal string such as "0.350", got {kind}'
+    )
