@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.leaks import describe, leaked_tasks, leaked_threads, live_timers
+from tests.support.leaks import (
+    describe,
+    leaked_tasks,
+    leaked_threads,
+    live_timers,
+    stop_unclosed_sqlite,
+)
 from tests.support.mosquitto import Mosquitto
 
 # A fault test drives a whole chain through broker restarts, kills and full disks, with hang
@@ -24,6 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if "ESCPOS_CAPABILITIES_PICKLE_DIR" not in os.environ:
         os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = tempfile.mkdtemp(prefix="edged-escpos-")
     import escpos.capabilities  # noqa: F401
+
+
+def pytest_sessionfinish() -> None:
+    """The last net: a connection left open by a test that failed without the leak check
+    (a sync test, an error in a fixture) must not keep the process from exiting."""
+    stop_unclosed_sqlite()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,4 +72,6 @@ async def no_leaks() -> AsyncIterator[None]:
     # asyncio.to_thread's workers end with the loop; end them now, before the thread check.
     await asyncio.get_running_loop().shutdown_default_executor()
     threads = leaked_threads(threads_before)
+    if threads:
+        stop_unclosed_sqlite()  # else the process waits for them forever at exit
     assert not threads, f"the test left threads running: {[t.name for t in threads]}"

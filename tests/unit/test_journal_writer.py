@@ -251,3 +251,45 @@ async def test_a_sale_without_canonical_form_is_a_validation_error(tmp_path: Pat
     ]
     assert (await j.commit(cash_sale())).seq == 1
     await j.close()
+
+
+async def test_a_writer_bug_that_forgets_a_caller_fails_it_at_once(tmp_path: Path) -> None:
+    """A group written but not answered (a bug): its callers fail loudly, never hang."""
+    j = await open_journal(tmp_path / "j.db")
+    j._answer = lambda group, stored: None  # type: ignore[assignment]
+    with capture_logs() as logs:
+        async with asyncio.timeout(HANG_S):
+            with pytest.raises(JournalError, match="left this commit unanswered"):
+                await j.commit(cash_sale())
+    unanswered = [entry for entry in logs if entry["event"] == "journal_commit_unanswered"]
+    assert len(unanswered) == 1 and unanswered[0]["log_level"] == "error"
+    assert j.health().alive
+    del j._answer
+    async with asyncio.timeout(HANG_S):
+        assert (await j.commit(cash_sale())).seq == 2  # the forgotten sale did land as seq 1
+    await j.close()
+
+
+async def test_a_writer_that_dies_while_failing_a_group_fails_its_callers_at_once(
+    tmp_path: Path,
+) -> None:
+    j = await open_journal(tmp_path / "j.db")
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("injected bug")
+
+    j._insert = broken  # type: ignore[method-assign]
+    j._reload_head = broken  # type: ignore[method-assign]  # _fail_group's last step
+    with capture_logs() as logs:
+        async with asyncio.timeout(HANG_S):
+            results = await asyncio.gather(
+                j.commit(cash_sale()), j.commit(cash_sale()), return_exceptions=True
+            )
+            assert j._writer is not None
+            await asyncio.wait([j._writer])  # it ends once _fail_group raised
+    assert all(isinstance(r, JournalError) for r in results), results
+    assert not j.health().alive
+    assert [e["event"] for e in logs if e["log_level"] == "error"][-1] == "journal_writer_ended"
+    with pytest.raises(JournalError, match="journal writer is not running"):
+        await j.commit(cash_sale())
+    await j.close()
