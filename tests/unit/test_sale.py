@@ -375,3 +375,73 @@ def test_a_wrong_value_is_named_by_its_kind_and_never_echoes_many_digits(
     assert problems(sale)["sale.lines[0].qty"] == (
         f'must be an integer count or a decimal string such as "0.350", got {kind}'
     )
+
+
+def problem_list(sale: Any) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationError) as info:
+        validate_sale(sale)
+    return [(p.path, p.problem) for p in info.value.problems]
+
+
+def test_at_most_50_problems_are_reported() -> None:
+    sale = good_sale()
+    sale["lines"] = [{"sku": "", "qty": 1, "amount": 1}] * 60
+    assert len(problem_list(sale)) == 50
+
+
+def test_money_beyond_2_53_names_its_bound() -> None:
+    bound = "must be within ±9007199254740991 minor units, got "
+    assert problem_list(good_sale(total=2**60))[0] == ("sale.total", bound + str(2**60))
+    sale = good_sale()
+    sale["lines"][0]["amount"] = -(2**53)
+    assert problem_list(sale)[0] == ("sale.lines[0].amount", bound + str(-(2**53)))
+    sale["lines"][0]["amount"] = 200
+    sale["meta"]["limit"] = {"amount": 2**53 - 1, "tax": -(2**53 - 1)}  # the bounds: fine
+    validate_sale(sale)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "path"),
+    [
+        ("note", PAN, "sale.meta.note"),  # a string child: scanned once
+        ("pan", PAN, "sale.payments[0].pan"),  # a card secret: its value is not scanned again
+        ("masked_pan", PAN, "sale.payments[0].masked_pan"),
+    ],
+)
+def test_each_problem_is_reported_once(key: str, value: Any, path: str) -> None:
+    sale = good_sale()
+    (sale["meta"] if key == "note" else sale["payments"][0])[key] = value
+    assert [p for p, _ in problem_list(sale)] == [path]
+
+
+def test_card_data_in_an_array_is_reported_once() -> None:
+    sale = good_sale()
+    sale["meta"]["notes"] = ["ok", f"card {PAN}"]
+    assert [p for p, _ in problem_list(sale)] == ["sale.meta.notes[1]"]
+
+
+def test_a_key_holding_card_data_is_reported_without_descending_into_its_value() -> None:
+    sale = good_sale()
+    sale["meta"]["refs"] = {PAN: PAN}  # the path would carry the key
+    assert_refused_unechoed(sale, "sale.meta.refs", PAN)
+    assert len(problem_list(sale)) == 1
+
+
+def test_a_missing_or_wrong_list_is_one_problem() -> None:
+    sale = good_sale()
+    del sale["payments"]
+    assert problem_list(sale) == [("sale.payments", "is required")]
+    assert problem_list(good_sale(lines="xy")) == [("sale.lines", 'must be an array, got "xy"')]
+
+
+def test_a_13_digit_number_just_past_10_to_the_12_is_scanned_in_payments() -> None:
+    sale = good_sale()
+    sale["payments"][0]["terminal_ref"] = 1000000000009  # Luhn-valid, 13 digits
+    assert_refused_unechoed(sale, "sale.payments[0].terminal_ref", "1000000000009")
+    sale["payments"][0]["terminal_ref"] = 999999999999  # 12 digits: never card data
+    validate_sale(sale)
+
+
+def test_what_uuid_accepts_in_36_characters_is_an_id() -> None:
+    """Hyphens elsewhere: uuid.UUID reads it, and it has the canonical length."""
+    validate_sale(good_sale(id="1b4e28ba2fa1-11d2-883f-0016d3cca4-27"))
