@@ -58,7 +58,9 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_journal_full.py",
         "tests/unit/test_journal_damage.py",
         "tests/unit/test_journal_adoption.py",
+        "tests/unit/test_signed_resends.py",
         "tests/integration/test_uplink.py",
+        "tests/integration/test_resend.py",
     ],
     "edged/signing.py": [
         "tests/unit/test_signing.py",
