@@ -197,3 +197,54 @@ def test_a_whole_double_is_read_as_the_journal_writes_it() -> None:
     # 38453172259135100 (a Luhn-valid Diners-prefixed 17 digits), which sale.get returns.
     assert int(3.84531722591351e16) == 38453172259135104
     assert find_card_number(3.84531722591351e16) == "a full card number"
+
+
+def luhn_number(prefix: str, length: int) -> str:
+    """`prefix` padded with zeros to `length` digits, the last one making it Luhn-valid."""
+    body = prefix + "0" * (length - len(prefix) - 1)
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
+# Each scheme's IIN range and PAN lengths at their edges: just inside is a card number, just
+# outside (a prefix or length no scheme issues) is not. Discover and UnionPay lie within
+# Maestro's 56-69.
+SCHEME_EDGES = [
+    # (prefix, length, a PAN?)
+    ("4", 16, True), ("4", 19, True), ("4", 17, False), ("4", 15, False),
+    ("51", 16, True), ("55", 16, True), ("51", 17, False), ("51", 15, False),
+    ("2221", 16, True), ("2720", 16, True), ("2220", 16, False), ("2721", 16, False),
+    ("34", 15, True), ("37", 15, True), ("35", 15, False), ("34", 16, False),
+    ("37", 16, False), ("33", 15, False),
+    ("3528", 16, True), ("3589", 19, True), ("3527", 16, False), ("3590", 16, False),
+    ("300", 16, True), ("305", 19, True), ("306", 16, False), ("36", 16, True),
+    ("38", 17, True), ("39", 16, True), ("40", 17, False),
+    ("50", 16, True), ("56", 16, True), ("69", 19, True), ("70", 16, False),
+    ("2200", 16, True), ("2204", 19, True), ("2205", 16, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("prefix", "length", "pan"), SCHEME_EDGES)
+def test_scheme_prefixes_and_lengths_at_their_edges(prefix: str, length: int, pan: bool) -> None:
+    number = luhn_number(prefix, length)
+    assert (find_card_data(number) is not None) == pan, number
+    assert (find_card_data(f"{number}=2512") is not None) == pan, number  # track 2, no sentinel
+
+
+@pytest.mark.parametrize(
+    ("prefix", "length", "pan"),
+    [
+        ("36", 14, True),
+        ("50", 12, True),
+        ("4", 13, True),
+        ("51", 14, False),
+        ("4", 12, False),
+        ("4", 14, False),
+    ],
+)
+def test_short_pans_count_in_track_data_by_their_scheme(
+    prefix: str, length: int, pan: bool
+) -> None:
+    """Track data is card data by shape: 12 to 14 digits there are a PAN if a scheme says so."""
+    number = luhn_number(prefix, length)
+    assert (find_card_data(f"{number}=2512101") is not None) == pan, number
+    assert find_card_data(number) is None  # bare, 12-14 digits are left alone (GTINs)
