@@ -211,7 +211,8 @@ def luhn_number(prefix: str, length: int) -> str:
 SCHEME_EDGES = [
     # (prefix, length, a PAN?)
     ("4", 16, True), ("4", 19, True), ("4", 17, False), ("4", 15, False),
-    ("51", 16, True), ("55", 16, True), ("51", 17, False), ("51", 15, False),
+    ("51", 16, True), ("55", 16, True), ("51", 17, False), ("51", 15, False), ("51", 19, False),
+    ("55", 19, False),
     ("2221", 16, True), ("2720", 16, True), ("2220", 16, False), ("2721", 16, False),
     ("34", 15, True), ("37", 15, True), ("35", 15, False), ("34", 16, False),
     ("37", 16, False), ("33", 15, False),
@@ -248,3 +249,10 @@ def test_short_pans_count_in_track_data_by_their_scheme(
     number = luhn_number(prefix, length)
     assert (find_card_data(f"{number}=2512101") is not None) == pan, number
     assert find_card_data(number) is None  # bare, 12-14 digits are left alone (GTINs)
+
+
+def test_diners_14_digits_printed_4_6_4_count_only_in_payments() -> None:
+    for printed in ("3622 720627 1667", "3622-720627-1667", "ref 3056 930902 5904 ok"):
+        assert find_card_data(printed, strict=True) == "a full card number", printed
+        assert find_card_data(printed) is None, printed
+    assert find_card_data("3622 720627 1668", strict=True) is None  # not Luhn-valid

@@ -362,6 +362,7 @@ def test_uppercase_uuid_is_an_id() -> None:
         (12345678901234.5, "a number of many digits"),
         ("x" * 41, "a long string"),
         ("1,5", '"1,5"'),
+        ("fourteen chars", '"fourteen chars"'),  # 13 characters or more, but few digits
         ("1234567890123", "a string of many digits"),
         ([1], "an array"),
         ({"n": 1}, "an object"),
