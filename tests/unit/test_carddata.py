@@ -108,6 +108,9 @@ def test_the_kind_of_card_data_is_named() -> None:
         "4001092815905",  # GTIN-13, Luhn-valid
         "40010928159050",  # GTIN-14 shape
         "2512-1010-0000",
+        "x^2 for order 1234567890123",  # a caret, no track 1
+        "total=350 order 1234567890123",  # an equals sign, no track 2
+        "Dept 7 order 1234567890123",  # a D, no tag 57
     ],
 )
 def test_retail_data_is_not_card_data(text: str) -> None:
