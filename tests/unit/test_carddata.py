@@ -259,3 +259,31 @@ def test_diners_14_digits_printed_4_6_4_count_only_in_payments() -> None:
         assert find_card_data(printed, strict=True) == "a full card number", printed
         assert find_card_data(printed) is None, printed
     assert find_card_data("3622 720627 1668", strict=True) is None  # not Luhn-valid
+
+
+def test_track_1_counts_with_its_sentinel_whatever_the_digits_without_it_only_a_pan() -> None:
+    assert find_card_data("%B1234567890123^DOE/JOHN^2512") == "magnetic stripe track 1 data"
+    assert find_card_data("B4111111111111111^DOE/JOHN^2512") == "magnetic stripe track 1 data"
+    assert find_card_data("B1234567890123^DOE/JOHN^2512") is None
+
+
+def test_only_the_printed_card_layouts_are_joined() -> None:
+    """Groups are joined only as 4-4-4-4(-1..3) and Amex 4-6-5 (4-6-4 in payments)."""
+    pan16, pan17, pan19 = luhn_number("4", 16), luhn_number("67", 17), luhn_number("4", 19)
+    assert find_card_data(f"{pan16[:8]} {pan16[8:]}") is None  # 8-8: two order numbers
+    amex_and_more = f"{pan17[:4]} {pan17[4:10]} {pan17[10:15]} {pan17[15:]}"  # 4-6-5-2
+    assert not luhn_ok(pan17[:15])
+    assert find_card_data(amex_and_more) is None
+    assert not luhn_ok(pan19[:16])
+    visa19 = " ".join([pan19[0:4], pan19[4:8], pan19[8:12], pan19[12:16], pan19[16:]])
+    assert find_card_data(visa19) == "a full card number"  # 4-4-4-4-3
+    assert find_card_data(f"{visa19} 12") == "a full card number"  # and a group after it
+    assert find_card_data(f"{visa19[:-2]} {visa19[-2:]}") is None  # 4-4-4-4-1-2
+
+
+def test_inside_payments_luhn_valid_runs_of_13_to_19_digits_count() -> None:
+    for length, counts in ((12, False), (13, True), (19, True), (20, False)):
+        number = luhn_number("1", length)  # no scheme starts with 1
+        assert (find_card_data(f"ref {number}", strict=True) is not None) == counts, number
+        assert (find_card_number(int(number), strict=True) is not None) == counts, number
+        assert find_card_data(f"ref {number}") is None
