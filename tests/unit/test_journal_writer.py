@@ -18,6 +18,7 @@ from edged.journal.verify import verify_journal
 from tests.support.sales import cash_sale
 
 HANG_S = 20  # only a hang detector
+FAIL_FAST_S = 5  # for an answer that needs no disk: a refusal, a dead writer
 
 
 async def open_journal(path: Path) -> Journal:
@@ -127,7 +128,8 @@ async def test_a_writer_that_ended_fails_fast_and_can_be_restarted(tmp_path: Pat
     assert logs[0]["log_level"] == "error" and logs[0]["reason"] == "cancelled"
     assert not j.health().alive
     with pytest.raises(JournalError, match="journal writer is not running"):
-        await j.commit(cash_sale())
+        async with asyncio.timeout(FAIL_FAST_S):
+            await j.commit(cash_sale())
     assert j.ensure_writer() is True
     async with asyncio.timeout(HANG_S):
         assert (await j.commit(cash_sale())).seq == 1
@@ -232,7 +234,8 @@ async def test_a_commit_while_closing_is_refused_and_the_queued_one_is_answered(
     closing = asyncio.create_task(j.close())
     await asyncio.sleep(0)
     with pytest.raises(JournalError, match="the journal is closing"):
-        await j.commit(cash_sale())
+        async with asyncio.timeout(FAIL_FAST_S):
+            await j.commit(cash_sale())
     async with asyncio.timeout(HANG_S):
         assert (await queued).seq == 1
         await closing
@@ -291,5 +294,6 @@ async def test_a_writer_that_dies_while_failing_a_group_fails_its_callers_at_onc
     assert not j.health().alive
     assert [e["event"] for e in logs if e["log_level"] == "error"][-1] == "journal_writer_ended"
     with pytest.raises(JournalError, match="journal writer is not running"):
-        await j.commit(cash_sale())
+        async with asyncio.timeout(FAIL_FAST_S):
+            await j.commit(cash_sale())
     await j.close()
