@@ -379,9 +379,10 @@ def run_tests(tree: Path, tests: list[str], per_test_s: float, wall_s: float) ->
     text = log_path.read_text(errors="replace") if log_path.exists() else ""
     if code == 0:
         return Outcome("survived", seconds)
+    if _TIMEOUT_MARK.search(text):  # pytest may end with an internal error then (exit 3)
+        return Outcome("timeout", seconds, _first_failure(text))
     if code in (1, 2) or code < 0:  # failed, interrupted by a collection error, or crashed
-        kind = "timeout" if _TIMEOUT_MARK.search(text) else "killed"
-        return Outcome(kind, seconds, _first_failure(text))
+        return Outcome("killed", seconds, _first_failure(text))
     return Outcome("error", seconds, text[-2000:])  # pytest's own trouble: usage, no tests
 
 

@@ -297,3 +297,12 @@ async def test_a_writer_that_dies_while_failing_a_group_fails_its_callers_at_onc
         async with asyncio.timeout(FAIL_FAST_S):
             await j.commit(cash_sale())
     await j.close()
+
+
+async def test_a_writer_ending_at_close_is_no_error(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    await j.commit(cash_sale())
+    with capture_logs() as logs:
+        await j.close()
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == []
+    assert [e["event"] for e in logs] == ["journal_closed"]
