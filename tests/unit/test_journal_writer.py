@@ -121,7 +121,7 @@ async def test_a_writer_that_ended_fails_fast_and_can_be_restarted(tmp_path: Pat
     await asyncio.sleep(0)  # queued, the writer not yet run
     with capture_logs() as logs:
         j._writer.cancel()
-        async with asyncio.timeout(HANG_S):
+        async with asyncio.timeout(FAIL_FAST_S):
             with pytest.raises(JournalError, match="journal writer stopped"):
                 await waiting
     assert [entry["event"] for entry in logs] == ["journal_writer_ended"]
@@ -306,3 +306,34 @@ async def test_a_writer_ending_at_close_is_no_error(tmp_path: Path) -> None:
         await j.close()
     assert [e["event"] for e in logs if e["log_level"] == "error"] == []
     assert [e["event"] for e in logs] == ["journal_closed"]
+
+
+async def test_a_restarted_writer_continues_after_what_the_dead_one_wrote(
+    tmp_path: Path,
+) -> None:
+    """The writer died after its INSERT landed but before it moved the head: the new writer
+    reads the head from the file, and the next sale follows it at once."""
+    j = await open_journal(tmp_path / "j.db")
+    fetch = j._fetch
+    armed = True
+
+    async def dies_after_insert(sql: str, params: Any = ()) -> Any:
+        nonlocal armed
+        rows = await fetch(sql, params)
+        if armed and sql.startswith("INSERT INTO entries"):
+            armed = False
+            raise asyncio.CancelledError  # not an Exception: the writer ends
+        return rows
+
+    j._fetch = dies_after_insert  # type: ignore[method-assign]
+    first = cash_sale()
+    async with asyncio.timeout(HANG_S):
+        with pytest.raises(JournalError, match="journal writer stopped"):
+            await j.commit(first)
+    assert j.ensure_writer() is True
+    async with asyncio.timeout(HANG_S):
+        assert (await j.commit(cash_sale())).seq == 2
+        retried = await j.commit(first)
+    assert (retried.seq, retried.duplicate) == (1, True)
+    await j.close()
+    assert verify_journal(tmp_path / "j.db").last_seq == 2
