@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from edged.errors import JournalError, JournalFullError, ValidationError
 from edged.journal import Journal
+from edged.journal.seqmark import SeqMark, read_mark
 from edged.journal.verify import verify_journal
 from tests.support.sales import cash_sale
 
@@ -79,6 +80,7 @@ async def test_a_failure_after_the_insert_landed_reloads_the_head(tmp_path: Path
         retried = await j.commit(victim)
     assert after.seq == 2
     assert (retried.seq, retried.duplicate) == (1, True)
+    assert read_mark(j.path) == SeqMark(2, bytes.fromhex(after.hash))
     assert j.stats().last_seq == 2
     await j.close()
     assert verify_journal(tmp_path / "j.db").last_seq == 2
@@ -175,9 +177,9 @@ async def test_a_cancelled_first_copy_still_answers_the_second(tmp_path: Path) -
     j = await open_journal(tmp_path / "j.db")
     a = cash_sale()
     gone = asyncio.create_task(j.commit(a))
-    await asyncio.sleep(0)  # queued
     waiting = asyncio.create_task(j.commit(dict(a)))
-    await asyncio.sleep(0)  # queued behind it, in the same group
+    await asyncio.sleep(0)  # both queued, the writer not yet run: one group
+    assert len(j._queue) == 2
     gone.cancel()
     async with asyncio.timeout(HANG_S):
         result = await waiting
@@ -261,7 +263,7 @@ async def test_a_writer_bug_that_forgets_a_caller_fails_it_at_once(tmp_path: Pat
     j = await open_journal(tmp_path / "j.db")
     j._answer = lambda group, stored: None  # type: ignore[assignment]
     with capture_logs() as logs:
-        async with asyncio.timeout(HANG_S):
+        async with asyncio.timeout(FAIL_FAST_S):
             with pytest.raises(JournalError, match="left this commit unanswered"):
                 await j.commit(cash_sale())
     unanswered = [entry for entry in logs if entry["event"] == "journal_commit_unanswered"]
@@ -337,3 +339,37 @@ async def test_a_restarted_writer_continues_after_what_the_dead_one_wrote(
     assert (retried.seq, retried.duplicate) == (1, True)
     await j.close()
     assert verify_journal(tmp_path / "j.db").last_seq == 2
+
+
+async def test_a_failed_head_reload_leaves_the_writer_running(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    fetch = j._fetch
+    failing = {"INSERT INTO entries", "SELECT seq, hash FROM entries"}
+
+    async def fails_once_each(sql: str, params: Any = ()) -> Any:
+        hit = next((prefix for prefix in failing if sql.startswith(prefix)), None)
+        if hit is not None:
+            failing.discard(hit)
+            raise sqlite3.OperationalError("disk I/O error")
+        return await fetch(sql, params)
+
+    j._fetch = fails_once_each  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        async with asyncio.timeout(HANG_S):
+            with pytest.raises(JournalError, match="outcome of this commit is unknown"):
+                await j.commit(cash_sale())
+            assert (await j.commit(cash_sale())).seq == 1  # the writer went on
+    assert "journal_head_reload_failed" in [e["event"] for e in logs]
+    assert j.health().alive
+    await j.close()
+
+
+async def test_the_first_group_marks_a_journal_opened_on_a_full_disk_open(tmp_path: Path) -> None:
+    """Opened on a full disk, the journal could not say "open" in its file; its first group
+    does, so that a lost -wal is seen from then on."""
+    j = await open_journal(tmp_path / "j.db")
+    await j.execute("UPDATE run_state SET open = 0")
+    j._open_marked = False  # as _prepare leaves it on a full disk
+    await j.commit(cash_sale())
+    assert await j.execute("SELECT open FROM run_state") == [(1,)]
+    await j.close()
