@@ -73,9 +73,12 @@ async def test_a_failure_after_the_insert_landed_reloads_the_head(tmp_path: Path
 
     j._fetch = fails_after_insert  # type: ignore[method-assign]
     victim = cash_sale()
+    forwarder_waiting = asyncio.create_task(j.wait_committed(0))
     async with asyncio.timeout(HANG_S):
         with pytest.raises(JournalError, match="outcome of this commit is unknown"):
             await j.commit(victim)
+        async with asyncio.timeout(FAIL_FAST_S):
+            await forwarder_waiting  # woken by the reload that found seq 1
         after = await j.commit(cash_sale())
         retried = await j.commit(victim)
     assert after.seq == 2
