@@ -129,3 +129,21 @@ async def test_batches_over_the_byte_cap_are_cut(tmp_path: Path) -> None:
     damaged = [msgspec.structs.replace(e, damage="not JSON") for e in entries]
     assert [e.seq for e in _cap_bytes(damaged)] == [1, 2]
     await j.close()
+
+
+async def test_the_byte_cap_is_exact_for_intact_and_damaged_entries(tmp_path: Path) -> None:
+    """400 bytes of JSON around each sale, a damaged row's bytes as base64 (4/3): entries that
+    add up to exactly 1 MiB go in one batch, one byte more cuts the last one off."""
+    j = await journal_with_sales(tmp_path, 2)
+    a, b = await j.unacked(0, 10)
+    half = BATCH_MAX_BYTES // 2 - 400
+    exact = [msgspec.structs.replace(e, sale_json=b"x" * half) for e in (a, b)]
+    assert _cap_bytes(exact) == exact
+    over = [exact[0], msgspec.structs.replace(b, sale_json=b"x" * (half + 1))]
+    assert _cap_bytes(over) == over[:1]
+    raw = half * 3 // 4  # its base64 is `half` bytes
+    damaged = [msgspec.structs.replace(e, sale_json=b"x" * raw, damage="bad") for e in (a, b)]
+    assert _cap_bytes(damaged) == damaged
+    grown = [damaged[0], msgspec.structs.replace(damaged[1], sale_json=b"x" * (raw + 1))]
+    assert _cap_bytes(grown) == grown[:1]
+    await j.close()
