@@ -107,6 +107,7 @@ async def test_wake_sets_what_the_loop_waits_on(tmp_path: Path) -> None:
     """sync.now wakes the forwarder: its loop waits on this event with no deadline at idle."""
     j = await journal_with_sales(tmp_path, 1)
     fwd = bare_forwarder(j)
+    assert (fwd.batches_sent, fwd.resends, fwd.in_flight) == (0, 0, 0)  # the counters start at 0
     assert not fwd._wake.is_set()
     fwd.wake()
     assert fwd._wake.is_set()
