@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 from tests.support.collectordb import BACKENDS, CollectorDb, fresh_collector_db
-from tests.support.leaks import describe, leaked_tasks, leaked_threads, live_timers
+from tests.support.leaks import (
+    describe,
+    leaked_tasks,
+    leaked_threads,
+    live_timers,
+    stop_unclosed_sqlite,
+)
 from tests.support.mosquitto import Mosquitto
+
+# A fault test drives a whole chain through broker restarts, kills and full disks, with hang
+# detectors of its own of up to 90 s per step: pyproject's default timeout is for the rest.
+FAULT_TIMEOUT_S = 600
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,6 +31,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if "ESCPOS_CAPABILITIES_PICKLE_DIR" not in os.environ:
         os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = tempfile.mkdtemp(prefix="edged-escpos-")
     import escpos.capabilities  # noqa: F401
+
+
+def pytest_sessionfinish() -> None:
+    """The last net: a connection left open by a test that failed without the leak check
+    (a sync test, an error in a fixture) must not keep the process from exiting."""
+    stop_unclosed_sqlite()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fault tests get FAULT_TIMEOUT_S unless they name their own timeout."""
+    for item in items:
+        if item.get_closest_marker("fault") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(FAULT_TIMEOUT_S))
 
 
 @pytest.fixture
@@ -58,4 +81,6 @@ async def no_leaks() -> AsyncIterator[None]:
     # asyncio.to_thread's workers end with the loop; end them now, before the thread check.
     await asyncio.get_running_loop().shutdown_default_executor()
     threads = leaked_threads(threads_before)
+    if threads:
+        stop_unclosed_sqlite()  # else the process waits for them forever at exit
     assert not threads, f"the test left threads running: {[t.name for t in threads]}"

@@ -484,9 +484,29 @@ class Journal:
                     await self._write_group(group)
                 except Exception as exc:  # any failure belongs to this group alone
                     await self._fail_group(group, exc)
+                self._fail_unanswered(group)
                 self._in_flight = []
             if self._closing:
                 return
+
+    def _fail_unanswered(self, group: list[_Pending]) -> None:
+        """No caller waits forever: one the group left unanswered (a bug) is failed loudly."""
+        unanswered = [item for item in group if not item.future.done()]
+        if not unanswered:
+            return
+        log.error(
+            "journal_commit_unanswered",
+            path=str(self.path),
+            sale_ids=[item.sale_id for item in unanswered],
+            last_seq=self._last_seq,
+        )
+        failure = JournalError(
+            f"journal {self.path}: the journal writer left this commit unanswered (a bug in "
+            "edged; please report it); its outcome is unknown. Retry with the same id: a sale "
+            "already committed is answered as a duplicate, never stored twice"
+        )
+        for item in unanswered:
+            item.future.set_exception(failure)
 
     async def _write_group(self, group: list[_Pending]) -> None:
         """Write the group's sales and answer its callers; raise for those left unanswered."""

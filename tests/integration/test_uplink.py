@@ -17,6 +17,7 @@ from typing import Any
 import aiomqtt
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from edged.config import TerminalSection, UplinkSection
 from edged.events import EventHub
@@ -700,3 +701,19 @@ async def test_before_the_first_ack_on_a_connection_resends_come_early(
             await acker.ready.wait()
             await until(lambda: journal.stats().acked_upto == 20, timeout=10)
     assert uplink.forwarder.resends >= 1  # long before ack_timeout_s (60 s)
+
+
+async def test_early_resends_double_then_start_at_1_s_again_after_a_reconnect(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    await commit_sales(journal, 5)
+    uplink = make_uplink(uplink_cfg(broker, ack_timeout_s=60.0), journal)
+    with capture_logs() as logs:
+        async with running(uplink.run()):
+            await until(lambda: uplink.forwarder.resends >= 2)  # no collector: after 1 s, 2 s
+            broker.stop()
+            await until(lambda: uplink.status()["state"] == "offline")
+            broker.start()
+            await until(lambda: uplink.forwarder.resends >= 3)
+    waits = [e["waited_s"] for e in logs if e["event"] == "ack_timeout_resend"]
+    assert waits[:3] == [1.0, 2.0, 1.0]  # not 4 s: a new connection starts over

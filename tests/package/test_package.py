@@ -31,7 +31,8 @@ from edged.client import ApiClient
 from tests.support.ports import free_port
 from tests.support.sales import cash_sale
 
-pytestmark = pytest.mark.package
+# Two package builds, install, upgrade and purge: 77 s on a quiet machine, 6 min under load.
+pytestmark = [pytest.mark.package, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]

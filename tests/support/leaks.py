@@ -45,3 +45,19 @@ def leaked_threads(before: set[threading.Thread]) -> list[threading.Thread]:
         if not new or time.monotonic() >= deadline:
             return new
         new[0].join(max(0.0, deadline - time.monotonic()))
+
+
+def stop_unclosed_sqlite() -> int:
+    """Stop the worker threads of aiosqlite connections nobody closed (a test that failed
+    before its journal's close): they are not daemon threads, so the test process could never
+    exit, and a failure would look like a hang. Returns how many were stopped."""
+    import gc
+
+    import aiosqlite
+
+    stopped = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, aiosqlite.Connection) and obj._connection is not None:
+            obj.stop()
+            stopped += 1
+    return stopped

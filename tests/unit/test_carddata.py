@@ -111,6 +111,9 @@ def test_the_kind_of_card_data_is_named() -> None:
         "4001092815905",  # GTIN-13, Luhn-valid
         "40010928159050",  # GTIN-14 shape
         "2512-1010-0000",
+        "x^2 for order 1234567890123",  # a caret, no track 1
+        "total=350 order 1234567890123",  # an equals sign, no track 2
+        "Dept 7 order 1234567890123",  # a D, no tag 57
     ],
 )
 def test_retail_data_is_not_card_data(text: str) -> None:
@@ -220,3 +223,90 @@ def test_uuids_and_hex_ids_are_never_card_numbers() -> None:
 )
 def test_a_pan_glued_to_other_letters_is_still_found(text: str) -> None:
     assert find_card_data(text) == "a full card number"
+
+
+def luhn_number(prefix: str, length: int) -> str:
+    """`prefix` padded with zeros to `length` digits, the last one making it Luhn-valid."""
+    body = prefix + "0" * (length - len(prefix) - 1)
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
+# Each scheme's IIN range and PAN lengths at their edges: just inside is a card number, just
+# outside (a prefix or length no scheme issues) is not. Discover and UnionPay lie within
+# Maestro's 56-69.
+SCHEME_EDGES = [
+    # (prefix, length, a PAN?)
+    ("4", 16, True), ("4", 19, True), ("4", 17, False), ("4", 15, False),
+    ("51", 16, True), ("55", 16, True), ("51", 17, False), ("51", 15, False), ("51", 19, False),
+    ("55", 19, False),
+    ("2221", 16, True), ("2720", 16, True), ("2220", 16, False), ("2721", 16, False),
+    ("34", 15, True), ("37", 15, True), ("35", 15, False), ("34", 16, False),
+    ("37", 16, False), ("33", 15, False),
+    ("3528", 16, True), ("3589", 19, True), ("3527", 16, False), ("3590", 16, False),
+    ("300", 16, True), ("305", 19, True), ("306", 16, False), ("36", 16, True),
+    ("38", 17, True), ("39", 16, True), ("40", 17, False),
+    ("50", 16, True), ("56", 16, True), ("69", 19, True), ("70", 16, False),
+    ("2200", 16, True), ("2204", 19, True), ("2205", 16, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("prefix", "length", "pan"), SCHEME_EDGES)
+def test_scheme_prefixes_and_lengths_at_their_edges(prefix: str, length: int, pan: bool) -> None:
+    number = luhn_number(prefix, length)
+    assert (find_card_data(number) is not None) == pan, number
+    assert (find_card_data(f"{number}=2512") is not None) == pan, number  # track 2, no sentinel
+
+
+@pytest.mark.parametrize(
+    ("prefix", "length", "pan"),
+    [
+        ("36", 14, True),
+        ("50", 12, True),
+        ("4", 13, True),
+        ("51", 14, False),
+        ("4", 12, False),
+        ("4", 14, False),
+    ],
+)
+def test_short_pans_count_in_track_data_by_their_scheme(
+    prefix: str, length: int, pan: bool
+) -> None:
+    """Track data is card data by shape: 12 to 14 digits there are a PAN if a scheme says so."""
+    number = luhn_number(prefix, length)
+    assert (find_card_data(f"{number}=2512101") is not None) == pan, number
+    assert find_card_data(number) is None  # bare, 12-14 digits are left alone (GTINs)
+
+
+def test_diners_14_digits_printed_4_6_4_count_only_in_payments() -> None:
+    for printed in ("3622 720627 1667", "3622-720627-1667", "ref 3056 930902 5904 ok"):
+        assert find_card_data(printed, strict=True) == "a full card number", printed
+        assert find_card_data(printed) is None, printed
+    assert find_card_data("3622 720627 1668", strict=True) is None  # not Luhn-valid
+
+
+def test_track_1_counts_with_its_sentinel_whatever_the_digits_without_it_only_a_pan() -> None:
+    assert find_card_data("%B1234567890123^DOE/JOHN^2512") == "magnetic stripe track 1 data"
+    assert find_card_data("B4111111111111111^DOE/JOHN^2512") == "magnetic stripe track 1 data"
+    assert find_card_data("B1234567890123^DOE/JOHN^2512") is None
+
+
+def test_only_the_printed_card_layouts_are_joined() -> None:
+    """Groups are joined only as 4-4-4-4(-1..3) and Amex 4-6-5 (4-6-4 in payments)."""
+    pan16, pan17, pan19 = luhn_number("4", 16), luhn_number("67", 17), luhn_number("4", 19)
+    assert find_card_data(f"{pan16[:8]} {pan16[8:]}") is None  # 8-8: two order numbers
+    amex_and_more = f"{pan17[:4]} {pan17[4:10]} {pan17[10:15]} {pan17[15:]}"  # 4-6-5-2
+    assert not luhn_ok(pan17[:15])
+    assert find_card_data(amex_and_more) is None
+    assert not luhn_ok(pan19[:16])
+    visa19 = " ".join([pan19[0:4], pan19[4:8], pan19[8:12], pan19[12:16], pan19[16:]])
+    assert find_card_data(visa19) == "a full card number"  # 4-4-4-4-3
+    assert find_card_data(f"{visa19} 12") == "a full card number"  # and a group after it
+    assert find_card_data(f"{visa19[:-2]} {visa19[-2:]}") is None  # 4-4-4-4-1-2
+
+
+def test_inside_payments_luhn_valid_runs_of_13_to_19_digits_count() -> None:
+    for length, counts in ((12, False), (13, True), (19, True), (20, False)):
+        number = luhn_number("1", length)  # no scheme starts with 1
+        assert (find_card_data(f"ref {number}", strict=True) is not None) == counts, number
+        assert (find_card_number(int(number), strict=True) is not None) == counts, number
+        assert find_card_data(f"ref {number}") is None

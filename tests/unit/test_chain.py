@@ -62,10 +62,23 @@ def test_rfc8785_examples() -> None:
         (struct.unpack(">d", bytes.fromhex("44b52d02c7e14af5"))[0], "9.999999999999997e+22"),
         (struct.unpack(">d", bytes.fromhex("44b52d02c7e14af6"))[0], "1e+23"),
         (6.149967769412922e16, "61499677694129220"),
+        # Between 0.1 and 1 ECMAScript writes a leading zero; a negative whole float keeps its
+        # sign and loses its ".0": an auditor recomputing with RFC 8785 gets these bytes.
+        (0.5, "0.5"),
+        (0.25, "0.25"),
+        (0.1, "0.1"),
+        (-0.5, "-0.5"),
+        (-1.0, "-1"),
+        (-100.0, "-100"),
+        (-1e21, "-1e+21"),
+        (-1e-7, "-1e-7"),
+        (1.5e-7, "1.5e-7"),
+        (1.5e300, "1.5e+300"),
     ],
 )
 def test_numbers_follow_ecmascript(number: float, text: str) -> None:
     assert canonical(number) == text.encode()
+    assert canonical({"n": [number]}) == b'{"n":[' + text.encode() + b"]}"  # the fast path too
 
 
 def test_timestamps_take_the_fast_path() -> None:
@@ -151,3 +164,11 @@ def test_entry_bytes_equal_canonical_of_whole_entry() -> None:
 def test_hash_is_sha256_of_prev_and_canonical() -> None:
     body = b'{"seq":1}'
     assert entry_hash(GENESIS_HASH, body) == hashlib.sha256(bytes(32) + body).digest()
+
+
+@pytest.mark.parametrize("field", ["sale_id", "receipt_no", "created_at"])
+def test_entry_bytes_refuse_a_lone_surrogate(field: str) -> None:
+    strings = {"sale_id": "x", "receipt_no": "S-T-1", "created_at": "2026-11-23T09:41:00.123Z"}
+    strings[field] = "bad\udc80"
+    with pytest.raises(CanonicalError, match="lone UTF-16 surrogate"):
+        entry_bytes(1, strings["sale_id"], strings["receipt_no"], strings["created_at"], b"{}")

@@ -93,3 +93,60 @@ def test_acks_and_resend_requests_are_each_logged_once_per_problem(tmp_path: Pat
         ("resend_ignored", "error"),
         ("resend_ignored", "debug"),
     ]
+
+
+def signed_ack(signer: Signer, upto: int) -> Ack:
+    ack = Ack(v=1, upto=upto, at="2026-12-06T10:00:00.000Z")
+    return msgspec.structs.replace(ack, sig=signer.sign(ack_signed_bytes("S1", "T1", ack)))
+
+
+ACK_TOPIC = "edged/v1/S1/T1/ack"
+
+
+def test_rejections_are_counted_and_name_what_was_rejected(tmp_path: Path) -> None:
+    g = gate(tmp_path)
+    collector = Signer.generate()
+    write_pin(g.pin_path, collector.public_hex)
+    assert g.rejected == 0
+    with capture_logs() as logs:
+        assert g.admit(Ack(v=1, upto=1), ACK_TOPIC) is False
+        assert g.admit_resend(request(None, 1), TOPIC) is False
+    assert g.rejected == 2
+    problems = [e["problem"] for e in logs]
+    assert problems == [
+        f"unsigned ack, but collector key {collector.public_hex} is pinned",
+        f"unsigned resend request, but collector key {collector.public_hex} is pinned",
+    ]
+
+
+def test_a_good_message_makes_the_next_problem_an_error_again(tmp_path: Path) -> None:
+    """Said once at ERROR per problem since the last message that was acted on: a signed one
+    or, before any pin and where allowed, an unsigned one."""
+    collector = Signer.generate()
+    forged = msgspec.structs.replace(signed_ack(collector, 2), upto=5)  # a bad signature
+    g = gate(tmp_path, require_signed=False)
+    with capture_logs() as logs:
+        for good in (Ack(v=1, upto=1), signed_ack(collector, 1)):  # unsigned, then signed
+            assert g.admit(forged, ACK_TOPIC) is False
+            assert g.admit(forged, ACK_TOPIC) is False
+            assert g.admit(good, ACK_TOPIC) is True
+        assert g.admit(forged, ACK_TOPIC) is False
+    levels = [e["log_level"] for e in logs if e["event"] == "ack_ignored"]
+    assert levels == ["error", "debug", "error", "debug", "error"]
+
+
+def test_an_unreadable_or_unwritable_pin_rejects(tmp_path: Path) -> None:
+    g = gate(tmp_path)
+    g.pin_path.write_text("nonsense")
+    collector = Signer.generate()
+    with capture_logs() as logs:
+        assert g.admit(signed_ack(collector, 1), ACK_TOPIC) is False
+    assert [(e["kind"], e["log_level"]) for e in logs] == [("pin_unreadable", "error")]
+    g = AckGate(
+        tmp_path / "missing" / "collector.pub", store="S1", terminal="T1", require_signed=True
+    )
+    with capture_logs() as logs:
+        assert g.admit(signed_ack(collector, 1), ACK_TOPIC) is False
+    assert [(e["kind"], e["log_level"]) for e in logs] == [("pin_unwritable", "error")]
+    assert "cannot write" in str(logs[0]["problem"])
+    assert read_pin(g.pin_path) is None

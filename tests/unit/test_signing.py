@@ -10,7 +10,14 @@ import pytest
 
 from edged.errors import KeyFileError
 from edged.keys import load_or_create, read_pin, write_pin
-from edged.signing import Signer, ack_signed_bytes, resend_signed_bytes, tx_signed_bytes, verify
+from edged.signing import (
+    Signer,
+    ack_signed_bytes,
+    check_key_hex,
+    resend_signed_bytes,
+    tx_signed_bytes,
+    verify,
+)
 from edged.wire import Ack, ResendRequest, Sig, TxBatch, decode_resend, decode_tx, encode
 
 H1, H2 = "ab" * 32, "cd" * 32
@@ -107,3 +114,32 @@ def test_a_pin_is_hex_and_replaced_atomically(tmp_path: Path) -> None:
     path.write_text("nonsense")
     with pytest.raises(KeyFileError, match="pin-collector"):
         read_pin(path)
+
+
+def test_each_bad_signature_says_its_problem() -> None:
+    signer = Signer.generate()
+    message = tx_signed_bytes("S1", "T1", [(1, H1)])
+    sig = signer.sign(message)
+    assert verify(Sig("ed25519", sig.key, sig.value[:-2]), message) == (
+        "signature is 63 bytes, not 64"
+    )
+    assert verify(Sig("ed25519", sig.key, sig.value + "00"), message) == (
+        "signature is 65 bytes, not 64"
+    )
+    assert verify(Sig("Ed25519", sig.key, sig.value), message) == (
+        "unsupported signature algorithm 'Ed25519' (only 'ed25519')"
+    )
+    assert (verify(Sig("ed25519", sig.key, "xyz"), message) or "").startswith(
+        "malformed key or signature: "
+    )
+    assert (verify(Sig("ed25519", sig.key[:-2], sig.value), message) or "").startswith(
+        "malformed key or signature: "
+    )
+
+
+def test_a_public_key_is_64_hex_digits() -> None:
+    key = Signer.generate().public_hex
+    assert check_key_hex(f" {key.upper()}\n") == key
+    for bad in (key[:-1], key + "0", "g" + key[1:], ""):
+        with pytest.raises(ValueError, match=r"an Ed25519 public key is 64 hex digits, got"):
+            check_key_hex(bad)

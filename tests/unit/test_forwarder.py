@@ -1,0 +1,150 @@
+"""The forwarder's timing and batching decisions, on a real journal with no connection: when a
+batch counts as lost, how long it waits before its first ack, when the loop must wake, and how
+a batch is cut under the broker's byte cap."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+from structlog.testing import capture_logs
+
+from edged.journal import Journal
+from edged.uplink.forwarder import (
+    BATCH_MAX_BYTES,
+    ENTRY_OVERHEAD_BYTES,
+    FIRST_ACK_TIMEOUT_S,
+    Forwarder,
+    _cap_bytes,
+    _InFlight,
+)
+from tests.support.forwarding import bare_forwarder
+from tests.support.sales import cash_sale
+
+TOPIC = "edged/v1/S1/T1/ack"
+
+
+async def journal_with_sales(tmp_path: Path, n: int, pad: int = 0) -> Journal:
+    j = await Journal.open(tmp_path / "j.db", store_id="S1", terminal_id="T1")
+    for _ in range(n):
+        await j.commit(cash_sale(pad=pad))
+    return j
+
+
+def sent(fwd: Forwarder, first: int, last: int, at: float) -> None:
+    """What _fill records for a published batch."""
+    fwd._inflight.append(_InFlight(first, last, at))
+    fwd._next_after = last
+
+
+async def test_an_ack_timeout_clears_the_window_and_goes_back_to_acked_upto(
+    tmp_path: Path,
+) -> None:
+    j = await journal_with_sales(tmp_path, 30)
+    fwd = bare_forwarder(j)  # ack_timeout_s=1.0
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":5}')
+    sent(fwd, 6, 15, at=100.0)
+    sent(fwd, 16, 25, at=100.5)
+    fwd._expire(100.99)  # not yet
+    assert (fwd.in_flight, fwd.resends, fwd._next_after) == (2, 0, 25)
+    with capture_logs() as logs:
+        fwd._expire(101.0)
+    assert (fwd.in_flight, fwd.resends, fwd._next_after) == (0, 1, 5)
+    assert [(e["event"], e["log_level"]) for e in logs] == [("ack_timeout_resend", "warning")]
+    assert logs[0]["waited_s"] == 1.0
+    assert (logs[0]["first_seq"], logs[0]["last_sent_seq"], logs[0]["acked_upto"]) == (6, 25, 5)
+    fwd._expire(200.0)  # nothing in flight: nothing to resend
+    assert fwd.resends == 1
+    await j.close()
+
+
+async def test_before_the_first_ack_resends_come_after_1_2_4_s_up_to_ack_timeout(
+    tmp_path: Path,
+) -> None:
+    j = await journal_with_sales(tmp_path, 3)
+    fwd = bare_forwarder(j)
+    fwd._ack_timeout_s = 5.0
+    waits = []
+    now = 0.0
+    for _ in range(5):
+        sent(fwd, 1, 3, at=now)
+        timeout = fwd._timeout_s()
+        fwd._expire(now + timeout - 0.01)
+        assert fwd.in_flight == 1  # not early
+        fwd._expire(now + timeout)
+        assert fwd.in_flight == 0
+        waits.append(timeout)
+        now += timeout
+    assert waits == [FIRST_ACK_TIMEOUT_S, 2.0, 4.0, 5.0, 5.0]
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":1}')  # the first ack: the full timeout now
+    assert fwd._timeout_s() == 5.0
+    fwd._ack_timeout_s = 0.5
+    assert fwd._timeout_s() == 0.5
+    await j.close()
+
+
+async def test_no_deadline_at_idle_only_the_oldest_batch_and_an_owed_event(
+    tmp_path: Path,
+) -> None:
+    """Idle, the loop sleeps until woken: it has no deadline to poll on."""
+    j = await journal_with_sales(tmp_path, 3)
+    fwd = bare_forwarder(j)
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":1}')  # the full ack timeout (1 s) applies
+    now = time.monotonic()
+    assert fwd._next_deadline(now) is None
+    sent(fwd, 2, 2, at=now - 0.25)
+    sent(fwd, 3, 3, at=now)
+    assert abs(fwd._next_deadline(now) - 0.75) < 1e-9  # type: ignore[operator]
+    assert fwd._next_deadline(now + 5) == 0.0  # overdue: at once, never negative
+    fwd._inflight.clear()
+    fwd._event_owed, fwd._last_event_at = True, now - 0.1
+    assert abs(fwd._next_deadline(now) - 0.4) < 1e-9  # type: ignore[operator]
+    await j.close()
+
+
+async def test_wake_sets_what_the_loop_waits_on(tmp_path: Path) -> None:
+    """sync.now wakes the forwarder: its loop waits on this event with no deadline at idle."""
+    j = await journal_with_sales(tmp_path, 1)
+    fwd = bare_forwarder(j)
+    assert (fwd.batches_sent, fwd.resends, fwd.in_flight) == (0, 0, 0)  # the counters start at 0
+    assert not fwd._wake.is_set()
+    fwd.wake()
+    assert fwd._wake.is_set()
+    await j.close()
+
+
+async def test_batches_over_the_byte_cap_are_cut(tmp_path: Path) -> None:
+    pad = 300_000
+    j = await journal_with_sales(tmp_path, 5, pad=pad)
+    entries = await j.unacked(0, 10)
+    size = len(entries[0].sale_json) + ENTRY_OVERHEAD_BYTES
+    fits = BATCH_MAX_BYTES // size
+    assert fits == 3
+    assert [e.seq for e in _cap_bytes(entries)] == [1, 2, 3]
+    assert [e.seq for e in _cap_bytes(entries[3:])] == [4, 5]
+    assert _cap_bytes(entries[:3]) == entries[:3]
+    huge = msgspec.structs.replace(entries[0], sale_json=b"x" * (BATCH_MAX_BYTES + 1))
+    assert _cap_bytes([huge, *entries]) == [huge]  # alone, never empty
+    # a damaged row goes as base64, 4/3 of its bytes: two of them no longer fit with a third
+    damaged = [msgspec.structs.replace(e, damage="not JSON") for e in entries]
+    assert [e.seq for e in _cap_bytes(damaged)] == [1, 2]
+    await j.close()
+
+
+async def test_the_byte_cap_is_exact_for_intact_and_damaged_entries(tmp_path: Path) -> None:
+    """400 bytes of JSON around each sale, a damaged row's bytes as base64 (4/3): entries that
+    add up to exactly 1 MiB go in one batch, one byte more cuts the last one off."""
+    j = await journal_with_sales(tmp_path, 2)
+    a, b = await j.unacked(0, 10)
+    half = BATCH_MAX_BYTES // 2 - 400
+    exact = [msgspec.structs.replace(e, sale_json=b"x" * half) for e in (a, b)]
+    assert _cap_bytes(exact) == exact
+    over = [exact[0], msgspec.structs.replace(b, sale_json=b"x" * (half + 1))]
+    assert _cap_bytes(over) == over[:1]
+    raw = half * 3 // 4  # its base64 is `half` bytes
+    damaged = [msgspec.structs.replace(e, sale_json=b"x" * raw, damage="bad") for e in (a, b)]
+    assert _cap_bytes(damaged) == damaged
+    grown = [damaged[0], msgspec.structs.replace(damaged[1], sale_json=b"x" * (raw + 1))]
+    assert _cap_bytes(grown) == grown[:1]
+    await j.close()
