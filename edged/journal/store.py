@@ -777,22 +777,27 @@ class Journal:
 
     async def unacked(self, after_seq: int, limit: int) -> list[StoredEntry]:
         """Entries not yet acknowledged, in seq order, starting after `after_seq`; a damaged
-        row is an entry with its `damage` said, never an error."""
+        row is an entry with its `damage` said, never an error.
+
+        Only up to the head (`stats().last_seq`): a group is in the file a moment before the
+        writer takes it as its head (the seq mark is written in between), and an entry sent
+        and acknowledged in that moment would make the store look ahead of the journal."""
         async with self._sqlite("reading unacknowledged entries"):
             rows = await self._fetch(
-                f"SELECT {ENTRY_SELECT} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
-                (max(after_seq, self._acked_upto), limit),
+                f"SELECT {ENTRY_SELECT} FROM entries WHERE seq > ? AND seq <= ?"
+                " ORDER BY seq LIMIT ?",
+                (max(after_seq, self._acked_upto), self._last_seq, limit),
             )
         return [row_entry(row) for row in rows]
 
     async def retained(self, after_seq: int, upto: int, limit: int) -> list[StoredEntry]:
         """Entries after `after_seq` up to `upto`, acknowledged ones included (a resend the
-        store asked for), in seq order."""
+        store asked for), in seq order; never past the head, as for `unacked`."""
         async with self._sqlite("reading entries to resend"):
             rows = await self._fetch(
                 f"SELECT {ENTRY_SELECT} FROM entries WHERE seq > ? AND seq <= ?"
                 " ORDER BY seq LIMIT ?",
-                (after_seq, upto, limit),
+                (after_seq, min(upto, self._last_seq), limit),
             )
         return [row_entry(row) for row in rows]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -390,3 +391,33 @@ async def test_a_declared_gap_and_the_waiting_sales_share_one_transaction(tmp_pa
     assert j.stats().sale_transactions == 1
     assert j.gaps()["count"] == 1
     await j.close()
+
+
+async def test_nothing_past_the_head_is_read_while_the_seq_mark_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group is in the file a moment before the writer takes it as its head (the seq mark is
+    written in between). An entry sent and acknowledged in that moment made the store look
+    ahead of the journal, and the journal declared its own newest sale lost (found by CI)."""
+    journal = await open_journal(tmp_path / "journal.db")
+    entered, release = threading.Event(), threading.Event()
+    write_mark = journal._write_seq_mark
+
+    def slow_mark(seq: int, digest: bytes) -> None:
+        entered.set()
+        release.wait(10)
+        write_mark(seq, digest)
+
+    monkeypatch.setattr(journal, "_write_seq_mark", slow_mark)
+    try:
+        commit = asyncio.create_task(journal.commit(cash_sale()))
+        assert await asyncio.to_thread(entered.wait, 10)
+        assert journal.stats().last_seq == 0  # in the file, not yet the head
+        assert await journal.unacked(0, 10) == []
+        assert await journal.retained(0, 10, 10) == []
+        release.set()
+        result = await commit
+        assert [e.seq for e in await journal.unacked(0, 10)] == [result.seq]
+    finally:
+        release.set()
+        await journal.close()
