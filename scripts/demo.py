@@ -163,6 +163,8 @@ async def demo(work: Path, keep_running: bool) -> None:
                 "The till is connected to the store; printer, scanner and card terminal ready",
                 lambda s: (
                     s["link"]["state"] == "online"
+                    # a new journal first learns whether the store knows this till (adoption)
+                    and s["journal"]["adoption"] is None
                     and {d["state"] for d in s["devices"].values()} == {"ready"}
                 ),
             )
