@@ -405,11 +405,8 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
     refdata_store = RefdataStore.open(cfg.refdata.path)
     try:
         signer = load_or_create(terminal_key_path(cfg.journal.path))
-        refdata = Refdata(
-            refdata_store,
-            keep=cfg.refdata.keep,
-            today=today_in(localtime.zone(cfg.terminal.timezone)),
-        )
+        zone = localtime.zone(cfg.terminal.timezone)  # the store's: its day, its midnight
+        refdata = Refdata(refdata_store, keep=cfg.refdata.keep, today=today_in(zone))
         if cfg.uplink:
             refdata.sync = RefdataSync(
                 refdata_store,
@@ -438,7 +435,7 @@ async def run(cfg: Config, notifier: Notifier | None = None) -> None:
             jobs=PrintJobs(journal),
             ledger=Payments(journal),
             publish=refdata.enrich(events.publish),
-            where=localtime.zone(cfg.terminal.timezone),
+            where=zone,
         )
         services = TerminalServices(
             cfg,
