@@ -385,10 +385,11 @@ class Journal:
             return await self._fetch(sql, params)
 
     async def _load_oldest_pending(self) -> None:
-        rows = await self._fetch(
-            "SELECT created_at FROM entries WHERE seq = ?", (self._acked_upto + 1,)
-        )
-        self._oldest_pending = rows[0][0] if rows else None
+        self._oldest_pending = await self._created_at(self._acked_upto + 1)
+
+    async def _created_at(self, seq: int) -> str | None:
+        rows = await self._fetch("SELECT created_at FROM entries WHERE seq = ?", (seq,))
+        return rows[0][0] if rows else None
 
     # -- commits -------------------------------------------------------------------------
 
@@ -893,9 +894,12 @@ class Journal:
                 " WHERE acked_upto < ?",
                 (upto, now, store_at, upto),
             )
+            # Read before any state moves: stats() never says "nothing pending" with the
+            # age of a sale the store has just acknowledged (an `outbox` event in between).
+            oldest = await self._created_at(upto + 1)
             self._acked_upto, self._last_ack_at = upto, now
             self._last_ack_store_at = store_at
-            await self._load_oldest_pending()
+            self._oldest_pending = oldest
         return upto
 
     async def purge(self, retain_days: float, id_retain_days: float = ID_RETAIN_DAYS) -> int:

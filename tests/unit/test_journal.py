@@ -138,6 +138,24 @@ async def test_outbox_state(tmp_path: Path) -> None:
     await j.close()
 
 
+async def test_stats_never_mix_an_ack_with_the_age_before_it(tmp_path: Path) -> None:
+    """An `outbox` event taken while an ack is being recorded: "nothing pending" comes with
+    no age, and a pending sale with its own (the drain's last event said so in CI)."""
+    j = await open_journal(tmp_path / "j.db")
+    for _ in range(3):
+        await j.commit(sale())
+    created = {e.seq: e.created_at for e in await j.unacked(0, 3)}
+    seen = []
+    for upto in (2, 3):
+        recording = asyncio.create_task(j.mark_acked(upto))
+        while not recording.done():
+            stats = j.stats()
+            seen.append((stats.acked_upto, stats.oldest_pending_created_at))
+            await asyncio.sleep(0)
+    assert seen and set(seen) <= {(0, created[1]), (2, created[3]), (3, None)}
+    await j.close()
+
+
 async def test_state_survives_reopen(tmp_path: Path) -> None:
     j = await open_journal(tmp_path / "j.db")
     s = sale()
