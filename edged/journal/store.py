@@ -579,10 +579,13 @@ class Journal:
             rows = await self._fetch("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1")
             if not rows or rows[0][0] <= self._last_seq:
                 return
-            previous = self._last_seq
-            self._last_seq, self._last_hash = rows[0][0], bytes(rows[0][1])
-            await asyncio.to_thread(self._write_seq_mark, self._last_seq, self._last_hash)
-            await self._load_oldest_pending()
+            previous, (seq, head) = self._last_seq, (rows[0][0], bytes(rows[0][1]))
+            await asyncio.to_thread(self._write_seq_mark, seq, head)
+            acked = -1
+            while acked != self._acked_upto:  # an ack recorded meanwhile moves the oldest
+                acked = self._acked_upto
+                oldest = await self._created_at(acked + 1)
+            self._last_seq, self._last_hash, self._oldest_pending = seq, head, oldest
         except sqlite3.Error as exc:
             # The next group fails on the seq's uniqueness and reloads again: no fork, no gap.
             log.warning("journal_head_reload_failed", path=str(self.path), error=str(exc))
