@@ -71,7 +71,7 @@ class UplinkSection(_Section, frozen=True):
     keepalive_s: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 5
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     window: Annotated[int, msgspec.Meta(ge=1, le=500)] = 8
-    batch_max: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
+    batch_max: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 1000
     ack_timeout_s: Positive = 10.0
     online_after_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     reconnect_min_s: Positive = 0.5

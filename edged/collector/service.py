@@ -21,7 +21,8 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NoReturn, TypeVar
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
 
 import msgspec
 import structlog
@@ -169,33 +170,95 @@ async def _serve(
     link: BrokerLink, db: StoreThread, signer: Signer, prefix: str, resends: ResendTracker
 ) -> NoReturn:
     """Receive, store, settle and acknowledge, group by group, until the link fails; between
-    groups, ask terminals to resend what the store lacks when that is due."""
+    groups, ask terminals to resend what the store lacks when that is due.
+
+    Two groups overlap: while the store thread writes one, the event loop decodes and
+    verifies the next (decode_tx, check_entry: pure work), so the database's own time and
+    Python's are spent side by side. Groups are still stored one after the other, and each
+    is settled and acknowledged only after its own commit.
+    """
     incoming = asyncio.ensure_future(link.next())  # never cancelled mid-receive: no loss
+    storing: _Stored | None = None
     try:
         while True:
-            await asyncio.wait({incoming}, timeout=resends.wait_s(time.monotonic()))
             if not incoming.done():
-                await _ask_resends(link, db, signer, prefix, resends)
+                waits: set[asyncio.Future[Any]] = {incoming}
+                if storing is not None:
+                    waits.add(storing.task)
+                timeout = resends.wait_s(time.monotonic())
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if storing is not None and storing.task.done():
+                await _settle(storing, link, db, signer=signer, prefix=prefix, resends=resends)
+                storing = None
+            if not incoming.done():
+                if storing is None:
+                    await _ask_resends(link, db, signer, prefix, resends)
                 continue
             group = [incoming.result()]
             while len(group) < GROUP_MAX_MESSAGES and link.waiting():
                 group.append(await link.next())
             incoming = asyncio.ensure_future(link.next())
+            items = await _prepare(prefix, group)
+            if storing is not None:  # the group before: its commit, then this one's turn
+                await _settle(storing, link, db, signer=signer, prefix=prefix, resends=resends)
+                storing = None
+                while len(group) < GROUP_MAX_MESSAGES and (incoming.done() or link.waiting()):
+                    more = await incoming  # arrived meanwhile: joins this transaction
+                    incoming = asyncio.ensure_future(link.next())
+                    group.append(more)
+                    items += await _prepare(prefix, [more])
             log.debug("tx_group_received", messages=len(group))
-            txs = [d for d in group if not d.topic.endswith("/resend_answer")]
-            acks = await db.store_batches([parse_delivery(prefix, d) for d in txs])
-            answers = [a for d in group if (a := _parse_answer(prefix, d)) is not None]
-            if answers:
-                await db.record_answers(answers)
-            for delivery in group:  # only after the commit
-                link.settle(delivery)
-            await _publish_acks(link, prefix, signer, acks)
-            now = time.monotonic()
-            for key, done in acks.items():
-                resends.saw(key, done.gap, now)
-            await _ask_resends(link, db, signer, prefix, resends)
+            storing = _Stored(group, asyncio.ensure_future(db.store_batches(items)))
     finally:
         incoming.cancel()
+        if storing is not None:  # the thread finishes the commit; nothing is settled
+            storing.task.cancel()
+            if storing.task.done() and not storing.task.cancelled():
+                storing.task.exception()  # a link lost first says why this ends, not the store
+
+
+@dataclass(slots=True)
+class _Stored:
+    """A group on its way into the database: settled and acknowledged once `task` is done."""
+
+    group: list[Delivery]
+    task: asyncio.Future[dict[TerminalKey, Progress]]
+
+
+async def _prepare(prefix: str, group: list[Delivery]) -> list[Batch | Quarantine]:
+    """The group's tx messages decoded, each batch's entries verified; the loop stays free
+    for the broker's keepalive between messages."""
+    items: list[Batch | Quarantine] = []
+    for delivery in group:
+        if delivery.topic.endswith("/resend_answer"):
+            continue
+        item = parse_delivery(prefix, delivery)
+        items.append(item.verified() if isinstance(item, Batch) else item)
+        await asyncio.sleep(0)
+    return items
+
+
+async def _settle(
+    stored: _Stored,
+    link: BrokerLink,
+    db: StoreThread,
+    *,
+    signer: Signer,
+    prefix: str,
+    resends: ResendTracker,
+) -> None:
+    """After a group's commit: its resend answers, PUBACKs, acks, then any resend due."""
+    acks = await stored.task  # a failed store raises: nothing settled, the broker redelivers
+    answers = [a for d in stored.group if (a := _parse_answer(prefix, d)) is not None]
+    if answers:
+        await db.record_answers(answers)
+    for delivery in stored.group:  # only after the commit
+        link.settle(delivery)
+    await _publish_acks(link, prefix, signer, acks)
+    now = time.monotonic()
+    for key, done in acks.items():
+        resends.saw(key, done.gap, now)
+    await _ask_resends(link, db, signer, prefix, resends)
 
 
 async def _republish_acks(link: BrokerLink, db: StoreThread, signer: Signer, prefix: str) -> None:

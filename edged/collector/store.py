@@ -42,7 +42,7 @@ from edged.collector.state import (
     load_state,
     save_state,
 )
-from edged.collector.verify import Rejected, Special, check_entry
+from edged.collector.verify import Rejected, Special, Verdict, check_entry
 from edged.collector.walk import advance
 from edged.wire import (
     DEFAULT_TOPIC_PREFIX,
@@ -100,6 +100,17 @@ class Batch:
     entries: Sequence[Entry]
     message: Message
     sig: Sig | None = None  # the terminal's signature (pins.py checks it before anything)
+    # check_entry's verdict for each entry, in `entries`' order; None: checked when stored.
+    checked: Sequence[Verdict] | None = None
+
+    def verified(self) -> Batch:
+        """This batch with every entry checked now: pure work, done by the collector's event
+        loop while the store thread writes the group before (service.py), not in its turn.
+        An entry that breaks the check leaves it to the store, which quarantines the batch."""
+        try:
+            return replace(self, checked=[check_entry(entry) for entry in self.entries])
+        except Exception:
+            return self
 
     @classmethod
     def of(cls, store_id: str, terminal_id: str, entries: Sequence[Entry]) -> Batch:
@@ -221,7 +232,11 @@ class CollectorStore:
                 state = before or load_state(conn, key)
                 states[key] = state
                 state.touched_at = now
-                self._put_entries(conn, key, state, sorted(batch.entries, key=_seq_of), now)
+                checked = batch.checked
+                if checked is None:
+                    checked = [check_entry(entry) for entry in batch.entries]
+                pairs = sorted(zip(batch.entries, checked, strict=True), key=_seq_of)
+                self._put_entries(conn, key, state, pairs, now)
         except Exception as exc:
             errors, data_errors = self.dialect.errors, self.dialect.data_errors
             if isinstance(exc, errors) and not isinstance(exc, data_errors):
@@ -242,10 +257,11 @@ class CollectorStore:
         conn: Conn,
         key: TerminalKey,
         state: TerminalState,
-        entries: list[Entry],
+        pairs: list[tuple[Entry, Verdict]],
         now: str,
     ) -> None:
-        """Store entries (sorted by seq) with one batched INSERT; analyse only the misses.
+        """Store entries (sorted by seq, each with check_entry's verdict) with one batched
+        INSERT; analyse only the misses.
 
         Equivalent to `_put` entry by entry: the batched INSERT inserts rows in order with the
         same conflict rule, and the rest is handled afterwards in seq order. Where an entry's
@@ -253,7 +269,8 @@ class CollectorStore:
         entry-by-entry path. Sales for seqs that slots hold are looked up only if the terminal
         has slots at all.
         """
-        checked = [check_entry(entry) for entry in entries]
+        entries = [entry for entry, _ in pairs]
+        checked = [verdict for _, verdict in pairs]
         if len({entry.seq for entry in entries}) != len(entries):
             for entry, verdict in zip(entries, checked, strict=True):
                 self._put(conn, key, state, entry, verdict, now=now)
@@ -467,8 +484,8 @@ def _keys_of(items: Sequence[Batch | Quarantine]) -> list[TerminalKey]:
     return [(i.store_id, i.terminal_id) for i in items if isinstance(i, Batch)]
 
 
-def _seq_of(entry: Entry) -> int:
-    return entry.seq
+def _seq_of(pair: tuple[Entry, Verdict]) -> int:
+    return pair[0].seq
 
 
 def _sale_of(body: str) -> Any:

@@ -51,7 +51,10 @@ class Special:
     raw: bytes | None = None
 
 
-def check_entry(entry: Entry) -> str | Rejected | Special:
+Verdict = str | Rejected | Special  # check_entry's: a sale's canonical body, or what it is
+
+
+def check_entry(entry: Entry) -> Verdict:
     """The canonical body of a well-formed sale whose hash verifies; else what it is, or why not."""
     body = _accept_fast(entry)
     return body if body is not None else _check_entry_exact(entry)
