@@ -41,6 +41,7 @@ from tests.support.collectordb import CollectorDb
 from tests.support.entries import make_chain as support_chain
 from tests.support.faultproxy import FaultProxy
 from tests.support.mosquitto import Mosquitto
+from tests.support.noshare import NoSharedProxy
 
 WAIT_S = 20.0
 ROUND_ACK_TIMEOUT_S = 1.0
@@ -407,6 +408,28 @@ async def test_shared_group_splits_the_load_without_duplicates(
         ("t2", 40, 0),
         ("t3", 40, 0),
     ]
+
+
+async def test_a_broker_without_shared_subscriptions_gets_a_plain_one(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The default shared group on a broker whose CONNACK says it has none: one warning, a
+    plain subscription, and the collector stores and acknowledges as usual."""
+    async with NoSharedProxy(broker.port) as proxy:
+        cfg = config(tmp_path, proxy.port, client_id="c1")
+        assert cfg.collector.group == "collectors"  # the default
+        chain = make_chain("t1", 5)
+        with structlog.testing.capture_logs() as logs:
+            async with running(cfg), Terminal(broker.port, "t1") as term:
+                await term.publish(chain)
+                await term.wait_ack(5)
+        assert proxy.rewritten >= 1
+    warned = [e for e in logs if e["event"] == "collector_shared_unavailable"]
+    assert [(e["shared_group"], e["log_level"]) for e in warned] == [("collectors", "warning")]
+    subscribed = [e for e in logs if e["event"] == "collector_subscribed"]
+    assert subscribed and subscribed[0]["shared_group"] is None
+    assert subscribed[0]["filter"] == f"{PREFIX}/+/+/tx"
+    assert [seq for _, seq, _ in stored(cfg)] == [1, 2, 3, 4, 5]
 
 
 # The ACL of the admin README (docs: collector-readme.md), checked here against mosquitto.
