@@ -63,7 +63,8 @@ from edged.wire import (
 
 log = structlog.get_logger(__name__)
 
-GROUP_MAX_MESSAGES = 200  # messages stored in one transaction
+GROUP_MAX_MESSAGES = 200  # messages stored in one transaction ...
+GROUP_MAX_BYTES = 16 * 1024 * 1024  # ... and their payloads' bytes: bounded memory and commits
 ACKS_REPUBLISHED_AT_ONCE = 100  # retained acks in flight while republishing them at a connect
 MAX_TX_PAYLOAD_BYTES = 16 * 1024 * 1024
 CLIENT_ID_HOST_CHARS = 24
@@ -195,14 +196,14 @@ async def _serve(
                     await _ask_resends(link, db, signer, prefix, resends)
                 continue
             group = [incoming.result()]
-            while len(group) < GROUP_MAX_MESSAGES and link.waiting():
+            while _room(group) and link.waiting():
                 group.append(await link.next())
             incoming = asyncio.ensure_future(link.next())
             items = await _prepare(prefix, group)
             if storing is not None:  # the group before: its commit, then this one's turn
                 await _settle(storing, link, db, signer=signer, prefix=prefix, resends=resends)
                 storing = None
-                while len(group) < GROUP_MAX_MESSAGES and (incoming.done() or link.waiting()):
+                while _room(group) and (incoming.done() or link.waiting()):
                     more = await incoming  # arrived meanwhile: joins this transaction
                     incoming = asyncio.ensure_future(link.next())
                     group.append(more)
@@ -215,6 +216,11 @@ async def _serve(
             storing.task.cancel()
             if storing.task.done() and not storing.task.cancelled():
                 storing.task.exception()  # a link lost first says why this ends, not the store
+
+
+def _room(group: list[Delivery]) -> bool:
+    """True if one more message may join this group's transaction."""
+    return len(group) < GROUP_MAX_MESSAGES and sum(len(d.payload) for d in group) < GROUP_MAX_BYTES
 
 
 @dataclass(slots=True)

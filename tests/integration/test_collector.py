@@ -24,6 +24,7 @@ import structlog
 from edged.chain import GENESIS_HASH
 from edged.collector import collector_report, run_collector
 from edged.collector import schema as schema_module
+from edged.collector import service as service_module
 from edged.collector.dburl import configured
 from edged.config import CollectorConfig, load_collector_config
 from edged.signing import Signer, tx_signed_bytes
@@ -615,6 +616,49 @@ async def test_broker_keeps_the_batch_until_the_collector_has_committed(
         async with running(cfg):
             await term.wait_ack(10)  # redelivered by the broker, not resent by the terminal
     assert [seq for _, seq, _ in stored(db_of(cfg))] == list(range(1, 11))
+
+
+@pytest.mark.parametrize(
+    ("group_max_bytes", "groups"),
+    [(None, [1, 1, 4]), (1, [1, 1, 1, 1, 1, 1])],  # the default; one message a transaction
+)
+async def test_the_next_group_waits_for_the_commit_before_it(
+    broker: Mosquitto,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    group_max_bytes: int | None,
+    groups: list[int],
+) -> None:
+    """A group that arrives while the one before is being stored is decoded and verified
+    meanwhile, but stored and acknowledged only after that commit; what arrives during the
+    wait joins it, up to GROUP_MAX_BYTES of payloads."""
+    if group_max_bytes is not None:
+        monkeypatch.setattr(service_module, "GROUP_MAX_BYTES", group_max_bytes)
+    cfg = config(tmp_path, broker.port, client_id="c1")
+    chain = make_chain("t1", 30)
+    with (
+        structlog.testing.capture_logs() as logs,
+        contextlib.closing(sqlite3.connect(db_of(cfg), isolation_level=None)) as blocker,
+    ):
+        async with running(cfg), Terminal(broker.port, "t1") as term:
+            await term.publish(chain[:5])
+            await term.wait_ack(5)
+            blocker.execute("BEGIN IMMEDIATE")  # the next commit waits for this writer
+            await term.publish(chain[5:10])
+            await until(lambda: len(group_sizes(logs)) == 2)
+            for start in range(10, 30, 5):
+                await term.publish(chain[start : start + 5])
+            await asyncio.sleep(PUBACK_SETTLE_S)
+            assert term.acks == [5]  # nothing acknowledged before its own commit
+            assert [seq for _, seq, _ in stored(db_of(cfg))] == list(range(1, 6))
+            blocker.execute("ROLLBACK")
+            await term.wait_ack(30)
+    assert group_sizes(logs) == groups
+    assert [seq for _, seq, _ in stored(db_of(cfg))] == list(range(1, 31))
+
+
+def group_sizes(logs: list[MutableMapping[str, Any]]) -> list[int]:
+    return [e["messages"] for e in logs if e["event"] == "tx_group_received"]
 
 
 async def test_store_failure_is_retried_and_the_batch_redelivered(
