@@ -155,6 +155,7 @@ def test_the_report_tells_what_was_asked_for_what_arrived_and_what_is_lost(
     chain = make_chain(*KEY, 12)
     store_entries(path, [chain[8]])  # seq 9 arrived, out of order
     plan_resend(conn, KEY, (6, 10), T1)
+    plan_resend(conn, KEY, (6, 10), T2)  # asked again
     record_answer(conn, KEY, answer(1, retained_from=3, upto=2), T2)  # before the request
     record_answer(conn, KEY, answer(3, retained_from=8, upto=7), T2)  # overlaps it: 6..7
     record_answer(conn, KEY, answer(12, retained_from=14, upto=13), T3)  # after it
@@ -166,9 +167,9 @@ def test_the_report_tells_what_was_asked_for_what_arrived_and_what_is_lost(
         "remaining": 2,  # 8 and 10: 9 is held, 6..7 are lost
         "unavailable": 2,
         "reason": "the store lacks seqs 6..10",
-        "requests": 1,
+        "requests": 2,
         "first_requested_at": T1,
-        "last_requested_at": T1,
+        "last_requested_at": T2,
         "answered_at": T3,
         "terminal_retained_from": 14,
     }
