@@ -80,6 +80,17 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_collector_followup.py",
         "tests/integration/test_collector_store_faults.py",
     ],
+    "edged/collector/resend.py": ["tests/unit/test_collector_resend.py"],
+    "edged/collector/rebuild.py": [
+        "tests/unit/test_collector_rebuild.py",
+        "tests/unit/test_collector_resend.py",
+    ],
+    # Not test_collector_poison.py: its fuzz test on PostgreSQL outlasts the per-test timeout
+    # on a loaded machine, and test_collector_problems.py covers quarantine() directly.
+    "edged/collector/problems.py": [
+        "tests/unit/test_collector_problems.py",
+        "tests/unit/test_collector_store.py",
+    ],
 }
 # Imported once in the parent, so that each forked child imports only edged and the tests.
 PRELOAD = (

@@ -36,6 +36,64 @@ def test_a_gap_is_asked_for_once_then_again_after_the_timeout_a_bounded_number_o
     assert tracker.wait_s(1001.0) is None
 
 
+def test_by_default_a_gap_is_asked_for_five_times_fifteen_seconds_apart() -> None:
+    tracker = ResendTracker()
+    tracker.saw(KEY, (3, 4), now=100.0)
+    asked = [len(tracker.due(100.0 + 15.0 * i)) for i in range(7)]
+    assert asked == [1, 1, 1, 1, 1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("later", "same"),
+    [
+        ((10, 20), True),  # the gap unchanged
+        ((12, 18), True),  # filled at both ends: within the gap asked for
+        ((5, 18), False),  # begins before it: another gap, asked for at once
+        ((12, 25), False),  # ends after it
+    ],
+)
+def test_only_a_gap_within_the_one_asked_for_counts_as_the_same(
+    later: tuple[int, int], same: bool
+) -> None:
+    tracker = ResendTracker(retry_s=10.0, attempts_max=2)
+    tracker.saw(KEY, (10, 20), now=0.0)
+    assert tracker.due(0.0) == [(KEY, (10, 20))]
+    tracker.saw(KEY, later, now=1.0)
+    assert tracker.wait_s(1.0) == pytest.approx(9.0 if same else 0.0)
+    assert tracker.due(1.0) == ([] if same else [(KEY, later)])
+
+
+def test_unanswered_only_once_the_last_allowed_request_is_sent() -> None:
+    tracker = ResendTracker(retry_s=10.0, attempts_max=2)
+    assert not tracker.unanswered(KEY)  # never asked
+    tracker.saw(KEY, (1, 2), now=0.0)
+    assert not tracker.unanswered(KEY)
+    tracker.due(0.0)
+    assert not tracker.unanswered(KEY)
+    tracker.due(10.0)
+    assert tracker.unanswered(KEY)
+    assert tracker.wait_s(10.0) is None
+
+
+def test_a_settled_gap_is_not_asked_for_again_until_another_gap_is_seen() -> None:
+    tracker = ResendTracker(retry_s=10.0, attempts_max=3)
+    tracker.settled(KEY)  # nothing asked yet: nothing to settle
+    assert tracker.due(0.0) == []
+    tracker.saw(KEY, (1, 9), now=0.0)
+    tracker.due(0.0)
+    tracker.settled(KEY)
+    assert tracker.due(100.0) == []
+    assert tracker.wait_s(100.0) is None
+    tracker.saw(KEY, (11, 12), now=100.0)
+    assert tracker.due(100.0) == [(KEY, (11, 12))]
+
+
+def test_an_overdue_request_waits_zero_seconds() -> None:
+    tracker = ResendTracker(retry_s=10.0, attempts_max=3)
+    tracker.saw(KEY, (1, 9), now=0.0)
+    assert tracker.wait_s(4.0) == 0.0
+
+
 def test_a_purged_range_becomes_a_permanent_gap_that_an_admin_can_accept(db: CollectorDb) -> None:
     store = CollectorStore.open(db.target)
     try:
