@@ -147,8 +147,10 @@ def accept_gap(conn: Conn, key: TerminalKey, seqs: tuple[int, int], *, by: str, 
         by=by,
         upto=state.contiguous_upto,
     )
+    # Several reported gaps may lie within first..to: name each, not the seqs stored between.
+    accepted = ", ".join(f"{a}..{b}" for a, b, _ in rows)
     return (
-        f"accepted seqs {first}..{to} of {where} as lost (by {by}); the store now acknowledges "
+        f"accepted seqs {accepted} of {where} as lost (by {by}); the store now acknowledges "
         f"up to seq {state.contiguous_upto} (was {before})"
     )
 

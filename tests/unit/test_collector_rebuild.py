@@ -228,6 +228,20 @@ def test_only_a_whole_reported_gap_can_be_accepted(
     assert conn.execute("SELECT accepted_at FROM unavailable").fetchall() == [(None,)]
 
 
+def test_accepting_two_gaps_at_once_names_each(path: str, conn: sqlite3.Connection) -> None:
+    """6..8 and 11..12 purged at the terminal, 9..10 stored between: both accepted, and the
+    answer names the two gaps, not the stored seqs between them."""
+    chain = make_chain(*KEY, 14)
+    store_entries(path, [*chain[:5], *chain[8:10], *chain[12:]])
+    plan_resend(conn, KEY, (6, 12), T1)
+    record_answer(conn, KEY, answer(6, retained_from=13, upto=12), T1)
+    done = accept_gap(conn, KEY, (6, 12), by="bob", now=T2)
+    assert done == (
+        "accepted seqs 6..8, 11..12 of store s1 terminal t1 as lost (by bob); the store now"
+        " acknowledges up to seq 14 (was 5)"
+    )
+
+
 def test_accepting_a_gap_no_terminal_reported_names_none(conn: sqlite3.Connection) -> None:
     with pytest.raises(AcceptGapError, match=r"\(known permanent gaps: none\)"):
         accept_gap(conn, KEY, (1, 1), by="bob", now=T2)
