@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from edged.errors import (
@@ -18,6 +20,7 @@ from edged.errors import (
     ValidationError,
 )
 from edged.journal import Journal
+from edged.journal.store import MAX_GROUP
 from edged.journal.verify import verify_journal
 
 
@@ -48,6 +51,15 @@ async def test_seq_receipt_and_chain(tmp_path: Path) -> None:
     await j.close()
     report = verify_journal(tmp_path / "j.db")
     assert (report.first_seq, report.last_seq, report.entries) == (1, 3, 3)
+
+
+async def test_a_group_holds_at_most_max_group_sales(tmp_path: Path) -> None:
+    """One sale more than MAX_GROUP, all waiting at once: two group commits, two fsyncs."""
+    j = await open_journal(tmp_path / "j.db")
+    results = await asyncio.gather(*(j.commit(sale()) for _ in range(MAX_GROUP + 1)))
+    assert sorted(r.seq for r in results) == list(range(1, MAX_GROUP + 2))
+    assert j.stats().sale_transactions == 2
+    await j.close()
 
 
 async def test_concurrent_commits_are_gapless_and_grouped(tmp_path: Path) -> None:
@@ -133,6 +145,7 @@ async def test_outbox_state(tmp_path: Path) -> None:
     assert [e.seq for e in await j.unacked(0, 10)] == []
     stats = j.stats()
     assert (stats.pending, stats.acked_upto) == (0, 5)
+    assert stats.outbox() == {"pending": 0, "acked_upto": 5, "last_seq": 5}
     assert stats.last_ack_at is not None and stats.oldest_pending_created_at is None
     assert ids
     await j.close()
@@ -319,3 +332,64 @@ async def test_disk_full_fails_the_commit_and_keeps_what_was_committed(tmp_path:
     assert (first.seq, after.seq) == (1, 2)  # the failed commit took no seq
     await j.close()
     assert verify_journal(path).last_seq == 2
+
+
+async def test_a_journal_opens_from_a_path_given_as_text(tmp_path: Path) -> None:
+    j = await Journal.open(str(tmp_path / "j.db"), store_id="S1", terminal_id="T1")
+    assert j.path == tmp_path / "j.db"
+    assert (await j.commit(sale())).seq == 1
+    assert j.damaged.count == 0  # nothing read yet that could be damaged
+    await j.close()
+
+
+def _sqlite_threads() -> set[threading.Thread]:
+    """Live threads but the event loop's executor (asyncio.to_thread): aiosqlite's, mainly."""
+    return {t for t in threading.enumerate() if not t.name.startswith("asyncio")}
+
+
+async def test_a_journal_sqlite_cannot_read_is_refused_and_its_connection_closed(
+    tmp_path: Path,
+) -> None:
+    """A table lost (a file edited by hand): the open fails on it, as a JournalError, and
+    leaves no connection (no aiosqlite thread) behind."""
+    path = tmp_path / "j.db"
+    await (await open_journal(path)).close()
+    _tamper(path, "DROP TABLE outbox")
+    before = _sqlite_threads()
+    with pytest.raises(JournalError, match="no such table: outbox"):
+        await open_journal(path)
+    for thread in _sqlite_threads() - before:
+        await asyncio.to_thread(thread.join, 5)  # a closed connection's thread ends at once
+        assert not thread.is_alive()
+
+
+async def test_a_journal_sqlite_cannot_open_is_a_journal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite refusing the file after the preflight read it (as root, no mode makes it so)."""
+
+    async def refused(*args: Any, **kw: Any) -> Any:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(aiosqlite, "connect", refused)
+    with pytest.raises(JournalError, match="cannot open for writing"):
+        await open_journal(tmp_path / "j.db")
+
+
+async def test_a_journal_taken_out_of_wal_mode_is_put_back_at_open(tmp_path: Path) -> None:
+    """Group commit and the lost -wal check rely on WAL; a tool may have switched it off."""
+    path = tmp_path / "j.db"
+    await (await open_journal(path)).close()
+    _tamper(path, "PRAGMA journal_mode=DELETE")
+    j = await open_journal(path)
+    assert await j.execute("PRAGMA journal_mode") == [("wal",)]
+    await j.close()
+
+
+async def test_a_journal_without_identity_takes_its_first_openers(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    await (await open_journal(path)).close()
+    _tamper(path, "DELETE FROM identity")  # as an older journal may lack it
+    await (await open_journal(path)).close()
+    with pytest.raises(JournalError, match="belongs to store 'S1' terminal 'T1'"):
+        await Journal.open(path, store_id="S1", terminal_id="T2")

@@ -91,3 +91,21 @@ async def test_seqs_an_adoption_declared_are_not_offered_for_a_resend(tmp_path: 
     await until(lambda: not j.adoption_pending, "adopted")
     assert await j.retained_from() == 6  # 6 is the adoption entry itself, which it holds
     await j.close()
+
+
+async def test_a_journal_lost_beside_its_seq_mark_is_not_adopted(tmp_path: Path) -> None:
+    """The seq mark knows this terminal's seqs: the new journal goes on after them (a gap),
+    with final receipt numbers, instead of asking the store to adopt it."""
+    path = tmp_path / "j.db"
+    j = await new_journal(path)
+    j.resolve_adoption(0)
+    await until(lambda: not j.adoption_pending, "resolved")
+    for _ in range(3):
+        await j.commit(cash_sale())
+    await j.close()
+    path.unlink()  # the journal lost, its seq mark left
+    j = await new_journal(path)
+    assert not j.adoption_pending
+    after = await j.commit(cash_sale())
+    assert (after.seq, after.receipt_no) == (5, "S1-T1-000005")  # 4: the gap entry
+    await j.close()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from edged import files
 from edged.errors import ChainError, JournalError
 from edged.journal import Journal
 from edged.journal.backup import backup_journal
@@ -258,3 +259,29 @@ async def test_a_journal_readable_by_everyone_is_made_0640_at_open(tmp_path: Pat
         assert mode(path) == mode(f"{path}-wal") == 0o640
     finally:
         await j.close()
+
+
+async def test_a_journal_file_whose_mode_cannot_be_changed_is_logged_and_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chmod refused on the -wal (a file of another owner; as root none is): a warning for it,
+    the other files tightened as usual, and the journal opens."""
+    path = tmp_path / "journal.db"
+    await (await open_journal(path)).close()
+    path.chmod(0o644)
+    tighten = files.tighten
+
+    def refused_for_the_wal(file: Path) -> int | None:
+        if file.name.endswith("-wal"):
+            raise PermissionError(1, "Operation not permitted", str(file))
+        return tighten(file)
+
+    monkeypatch.setattr(files, "tighten", refused_for_the_wal)
+    with capture_logs() as logs:
+        j = await open_journal(path)
+    await j.close()
+    assert [(e["event"], e["path"]) for e in logs if e["event"].startswith("journal_mode_")] == [
+        ("journal_mode_tightened", str(path)),
+        ("journal_mode_not_tightened", "journal.db-wal"),
+    ]
+    assert mode(path) == 0o640

@@ -173,3 +173,45 @@ async def test_a_seq_mark_that_cannot_be_written_never_stops_selling(tmp_path: P
         assert (await j.commit(cash_sale())).seq == 1
         await j.close()
     assert [e["log_level"] for e in logs if e["event"] == "journal_seq_mark_failed"] == ["error"]
+
+
+async def test_a_seq_mark_failing_after_open_is_logged_once_per_spell(tmp_path: Path) -> None:
+    """The mark's file descriptor turned read-only under it (a write error no disk gives on
+    demand): sales go on, the failure is logged when it starts, and again only after the mark
+    was written once more."""
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    assert j._seq_mark is not None
+    fd = j._seq_mark._fd
+
+    def swap_fd(flags: int, target: str) -> None:
+        other = os.open(target, flags)
+        os.dup2(other, fd)
+        os.close(other)
+
+    with capture_logs() as logs:
+        swap_fd(os.O_RDONLY, os.devnull)
+        assert [(await j.commit(cash_sale())).seq for _ in range(2)] == [1, 2]
+        assert read_mark(path) == (0, bytes(32))
+        swap_fd(os.O_WRONLY, str(mark_path(path)))
+        third = await j.commit(cash_sale())
+        assert read_mark(path) == (3, bytes.fromhex(third.hash))
+        swap_fd(os.O_RDONLY, os.devnull)
+        assert (await j.commit(cash_sale())).seq == 4
+    failures = [e for e in logs if e["event"] == "journal_seq_mark_failed"]
+    assert [(e["log_level"], e["seq"]) for e in failures] == [("error", 1), ("error", 4)]
+    await j.close()
+
+
+async def test_declared_gaps_are_known_again_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    await j.commit(cash_sale())
+    assert j.skip_past(4, "a lost tail, for the test")
+    assert (await j.commit(cash_sale())).seq == 6  # 2-4 lost, 5: the gap entry
+    await j.close()
+    j = await open_journal(path)
+    gaps = j.gaps()
+    assert gaps["count"] == 1 and len(gaps["recent"]) == 1
+    assert j.stats().pending == 3  # seqs 1, 5 and 6: the lost ones are not pending
+    await j.close()
