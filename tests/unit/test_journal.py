@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from edged.errors import (
     ValidationError,
 )
 from edged.journal import Journal
+from edged.journal.preflight import WalLostError
 from edged.journal.store import MAX_GROUP
 from edged.journal.verify import verify_journal
 
@@ -179,6 +181,8 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
     await j.close()
     j = await open_journal(tmp_path / "j.db")
     assert (j.stats().last_seq, j.stats().acked_upto, j.stats().pending) == (4, 2, 2)
+    (third,) = await j.unacked(2, 1)
+    assert j.stats().oldest_pending_created_at == third.created_at
     found = await j.get(s["id"])
     assert found is not None and found[0].seq == 4 and found[1] is False
     assert (await j.commit(sale())).seq == 5
@@ -393,3 +397,14 @@ async def test_a_journal_without_identity_takes_its_first_openers(tmp_path: Path
     await (await open_journal(path)).close()
     with pytest.raises(JournalError, match="belongs to store 'S1' terminal 'T1'"):
         await Journal.open(path, store_id="S1", terminal_id="T2")
+
+
+async def test_a_schemaless_file_with_a_foreign_wal_is_a_lost_wal(tmp_path: Path) -> None:
+    """A main file with no tables (the schema was only ever in a -wal) beside a -wal SQLite
+    cannot use: the journal's -wal was lost, not a foreign file."""
+    path = tmp_path / "j.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")  # a header, no tables
+    Path(f"{path}-wal").write_bytes(b"\0" * 4096)
+    with pytest.raises(WalLostError):
+        await open_journal(path)

@@ -6,6 +6,7 @@ retained ack says which seqs it holds; then they are renumbered after them.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from structlog.testing import capture_logs
@@ -108,4 +109,19 @@ async def test_a_journal_lost_beside_its_seq_mark_is_not_adopted(tmp_path: Path)
     assert not j.adoption_pending
     after = await j.commit(cash_sale())
     assert (after.seq, after.receipt_no) == (5, "S1-T1-000005")  # 4: the gap entry
+    await j.close()
+
+
+async def test_wait_adopted_returns_once_the_store_answered(tmp_path: Path) -> None:
+    j = await new_journal(tmp_path / "j.db")
+    waiting = asyncio.create_task(j.wait_adopted())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # pending: the first sale must wait for the store's answer
+    j.resolve_adoption(0)
+    async with asyncio.timeout(5):
+        await waiting
+    await j.close()
+    j = await Journal.open(tmp_path / "j.db", store_id="S1", terminal_id="T1")
+    async with asyncio.timeout(1):
+        await j.wait_adopted()  # resolved before: at once
     await j.close()
