@@ -22,7 +22,6 @@ from edged.errors import (
 )
 from edged.journal import Journal
 from edged.journal.preflight import WalLostError
-from edged.journal.store import MAX_GROUP
 from edged.journal.verify import verify_journal
 
 
@@ -56,10 +55,11 @@ async def test_seq_receipt_and_chain(tmp_path: Path) -> None:
 
 
 async def test_a_group_holds_at_most_max_group_sales(tmp_path: Path) -> None:
-    """One sale more than MAX_GROUP, all waiting at once: two group commits, two fsyncs."""
+    """One sale more than MAX_GROUP (256, spelled out so that a change to it shows), all
+    waiting at once: two group commits, two fsyncs."""
     j = await open_journal(tmp_path / "j.db")
-    results = await asyncio.gather(*(j.commit(sale()) for _ in range(MAX_GROUP + 1)))
-    assert sorted(r.seq for r in results) == list(range(1, MAX_GROUP + 2))
+    results = await asyncio.gather(*(j.commit(sale()) for _ in range(257)))
+    assert sorted(r.seq for r in results) == list(range(1, 258))
     assert j.stats().sale_transactions == 2
     await j.close()
 
@@ -407,4 +407,15 @@ async def test_a_schemaless_file_with_a_foreign_wal_is_a_lost_wal(tmp_path: Path
         conn.execute("PRAGMA journal_mode=WAL")  # a header, no tables
     Path(f"{path}-wal").write_bytes(b"\0" * 4096)
     with pytest.raises(WalLostError):
+        await open_journal(path)
+
+
+async def test_a_journal_that_cannot_say_open_is_refused(tmp_path: Path) -> None:
+    """Any error but a full disk marking the file "open" fails the open: a lost -wal would
+    go unnoticed otherwise."""
+    path = tmp_path / "j.db"
+    await (await open_journal(path)).close()
+    refuse = "SELECT RAISE(ABORT, 'refused')"
+    _tamper(path, f"CREATE TRIGGER refuse BEFORE UPDATE ON run_state BEGIN {refuse}; END")
+    with pytest.raises(JournalError, match="refused"):
         await open_journal(path)
