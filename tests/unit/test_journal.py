@@ -12,6 +12,7 @@ from typing import Any
 
 import aiosqlite
 import pytest
+from structlog.testing import capture_logs
 
 from edged.errors import (
     ChainError,
@@ -419,3 +420,43 @@ async def test_a_journal_that_cannot_say_open_is_refused(tmp_path: Path) -> None
     _tamper(path, f"CREATE TRIGGER refuse BEFORE UPDATE ON run_state BEGIN {refuse}; END")
     with pytest.raises(JournalError, match="refused"):
         await open_journal(path)
+
+
+async def test_a_failed_purge_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A statement of the purge refused mid-transaction (a trigger here; SQLite keeps the
+    transaction open after such an error): it is rolled back, and the next sale is durable."""
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    for _ in range(3):
+        await j.commit(sale())
+    await j.mark_acked(3)
+    refuse = "SELECT RAISE(ABORT, 'kept')"
+    await j.execute(f"CREATE TRIGGER keep BEFORE DELETE ON entries BEGIN {refuse}; END")
+    with pytest.raises(JournalError, match="kept"):
+        await j.purge(retain_days=0)
+    assert not j._db.in_transaction
+    assert (await j.commit(sale())).seq == 4
+    await j.close()
+    assert verify_journal(path).last_seq == 4
+
+
+async def test_skip_past_declares_nothing_the_journal_holds(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    for _ in range(3):
+        await j.commit(sale())
+    with capture_logs() as logs:
+        assert not j.skip_past(3, "not behind")
+        assert not j.skip_past(2, "not behind")
+    assert not [e for e in logs if e["event"] == "journal_tail_lost"]
+    assert (await j.commit(sale())).seq == 4
+    assert j.gaps()["count"] == 0
+    await j.close()
+
+
+async def test_an_open_with_no_reader_about_is_checkpointed_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    with capture_logs() as logs:
+        await (await open_journal(tmp_path / "j.db")).close()
+    events = [e["event"] for e in logs]
+    assert "journal_opened" in events and "journal_open_not_checkpointed" not in events

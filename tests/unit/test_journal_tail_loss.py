@@ -58,7 +58,7 @@ async def test_a_journal_restored_from_a_copy_declares_the_seqs_it_lost(tmp_path
 
     with capture_logs() as logs:
         j = await open_journal(path)
-        await until(lambda: j.last_seq == 9, "the gap entry written at start")
+        await until(lambda: j.last_seq == 9, "the gap entry written at start", timeout_s=5)
     lost = [e for e in logs if e["event"] == "journal_tail_lost"]
     assert [(e["log_level"], e["missing_from"], e["missing_to"]) for e in lost] == [("error", 6, 8)]
     assert (await j.commit(cash_sale())).seq == 10  # selling goes on after the gap
@@ -112,7 +112,7 @@ async def test_a_journal_behind_the_store_continues_past_the_stores_last_seq(
     retained = b'{"v":1,"upto":9,"last_seq":9,"last_hash":"' + b"ab" * 32 + b'"}'
     with capture_logs() as logs:
         await fwd.handle_ack("edged/v1/S1/T1/ack", retained, retained=True)
-        await until(lambda: j.last_seq == 10, "the gap entry after the store's last seq")
+        await until(lambda: j.last_seq == 10, "the gap after the store's seqs", timeout_s=5)
     assert j.stats().acked_upto == 0  # the retained ack said nothing about seqs 1..2 as sent
     (gap,) = j.gaps()["recent"]
     assert (gap["seq"], gap["from"], gap["to"]) == (10, 3, 9)
