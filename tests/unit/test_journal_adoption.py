@@ -18,6 +18,7 @@ from tests.support.sales import cash_sale
 from tests.support.waiting import until
 
 ACK = "edged/v1/S1/T1/ack"
+ADOPTED_S = 5  # an adoption is one local transaction: a wait past this fails the test
 
 
 async def new_journal(path: Path) -> Journal:
@@ -34,7 +35,7 @@ async def test_provisional_entries_are_renumbered_after_the_stores_seqs(tmp_path
     assert all("-P" in r.receipt_no for r in provisional)
     with capture_logs() as logs:
         await bare_forwarder(j).handle_ack(ACK, b'{"v":1,"upto":5}', retained=True)
-        await until(lambda: not j.adoption_pending, "the adoption written")
+        await until(lambda: not j.adoption_pending, "the adoption written", ADOPTED_S)
     assert [e["log_level"] for e in logs if e["event"] == "journal_adopted"] == ["warning"]
     assert j.last_seq == 8  # 6: the adoption entry, 7 and 8: the two sales
     for one, before in zip(sales, provisional, strict=True):
@@ -63,7 +64,7 @@ async def test_no_history_at_the_store_keeps_the_seqs(tmp_path: Path) -> None:
     j = await new_journal(tmp_path / "j.db")
     first = await j.commit(cash_sale())
     j.resolve_adoption(0)
-    await until(lambda: not j.adoption_pending, "resolved")
+    await until(lambda: not j.adoption_pending, "resolved", ADOPTED_S)
     assert j.last_seq == 1
     assert j.gaps()["count"] == 0
     nxt = await j.commit(cash_sale())
@@ -79,7 +80,7 @@ async def test_a_pending_adoption_survives_a_restart(tmp_path: Path) -> None:
     j = await Journal.open(path, store_id="S1", terminal_id="T1")
     assert j.adoption_pending  # the journal says so, not the caller
     j.resolve_adoption(2)
-    await until(lambda: j.last_seq == 4, "renumbered after a restart")
+    await until(lambda: j.last_seq == 4, "renumbered after a restart", ADOPTED_S)
     await j.close()
 
 
@@ -89,7 +90,7 @@ async def test_seqs_an_adoption_declared_are_not_offered_for_a_resend(tmp_path: 
     j = await new_journal(tmp_path / "j.db")
     assert await j.retained_from() == 1
     j.resolve_adoption(5)
-    await until(lambda: not j.adoption_pending, "adopted")
+    await until(lambda: not j.adoption_pending, "adopted", ADOPTED_S)
     assert await j.retained_from() == 6  # 6 is the adoption entry itself, which it holds
     await j.close()
 
@@ -100,7 +101,7 @@ async def test_a_journal_lost_beside_its_seq_mark_is_not_adopted(tmp_path: Path)
     path = tmp_path / "j.db"
     j = await new_journal(path)
     j.resolve_adoption(0)
-    await until(lambda: not j.adoption_pending, "resolved")
+    await until(lambda: not j.adoption_pending, "resolved", ADOPTED_S)
     for _ in range(3):
         await j.commit(cash_sale())
     await j.close()
@@ -124,4 +125,16 @@ async def test_wait_adopted_returns_once_the_store_answered(tmp_path: Path) -> N
     j = await Journal.open(tmp_path / "j.db", store_id="S1", terminal_id="T1")
     async with asyncio.timeout(1):
         await j.wait_adopted()  # resolved before: at once
+    await j.close()
+
+
+async def test_a_journal_with_no_adoption_pending_ignores_the_stores_seqs(tmp_path: Path) -> None:
+    """A retained ack reaches every journal: only a pending one is renumbered after it."""
+    j = await Journal.open(tmp_path / "j.db", store_id="S1", terminal_id="T1")
+    first = await j.commit(cash_sale())
+    j.resolve_adoption(5)
+    second = await j.commit(cash_sale())  # the writer saw the answer before this group
+    assert (first.seq, second.seq, second.receipt_no) == (1, 2, "S1-T1-000002")
+    entries = await j.unacked(0, 10)
+    assert [e.receipt_no for e in entries] == ["S1-T1-000001", "S1-T1-000002"]
     await j.close()
