@@ -216,3 +216,24 @@ async def test_declared_gaps_are_known_again_after_a_restart(tmp_path: Path) -> 
     assert gaps["count"] == 1 and len(gaps["recent"]) == 1
     assert j.stats().pending == 3  # seqs 1, 5 and 6: the lost ones are not pending
     await j.close()
+
+
+async def test_the_oldest_pending_sale_is_found_past_seqs_declared_lost(tmp_path: Path) -> None:
+    """The first seq after the ack may be one the journal never held (a declared gap, an
+    adoption): the outbox's age is still that of its oldest pending entry, never None while
+    sales wait (the backlog alarm would stay silent)."""
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    for _ in range(2):
+        await j.commit(cash_sale())
+    assert j.skip_past(5, "a lost tail, for the test")
+    await j.commit(cash_sale())  # 6: the gap entry, 7: the sale
+    gap_entry = (await j.unacked(5, 1))[0]
+    await j.mark_acked(2)
+    assert j.stats().pending == 2
+    assert j.stats().oldest_pending_created_at == gap_entry.created_at
+    await j.close()
+    j = await open_journal(path)
+    assert j.stats().pending == 2
+    assert j.stats().oldest_pending_created_at == gap_entry.created_at
+    await j.close()
