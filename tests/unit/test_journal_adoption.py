@@ -7,11 +7,14 @@ retained ack says which seqs it holds; then they are renumbered after them.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from structlog.testing import capture_logs
 
 from edged.journal import Journal
+from edged.journal.seqmark import read_mark
 from edged.journal.verify import verify_journal
 from tests.support.forwarding import bare_forwarder
 from tests.support.sales import cash_sale
@@ -140,3 +143,68 @@ async def test_a_journal_with_no_adoption_pending_ignores_the_stores_seqs(tmp_pa
     entries = await j.unacked(0, 10)
     assert [e.receipt_no for e in entries] == ["S1-T1-000001", "S1-T1-000002"]
     await j.close()
+
+
+async def test_more_provisional_entries_than_one_insert_holds_are_all_renumbered(
+    tmp_path: Path,
+) -> None:
+    """Renumbered entries are written back MAX_GROUP rows per statement: 300 take two."""
+    path = tmp_path / "j.db"
+    j = await new_journal(path)
+    await asyncio.gather(*(j.commit(cash_sale()) for _ in range(300)))
+    with capture_logs() as logs:
+        j.resolve_adoption(5)
+        await until(lambda: any(e["event"] == "journal_adopted" for e in logs), "", ADOPTED_S)
+    assert j.last_seq == 306
+    assert read_mark(path) == (306, (await j.unacked(305, 1))[0].hash)
+    assert j.gaps()["count"] == 1
+    first = (await j.unacked(0, 1))[0]
+    assert first.seq == 6 and j.stats().oldest_pending_created_at == first.created_at
+    await j.close()
+    report = verify_journal(path)
+    assert (report.first_seq, report.last_seq, report.entries) == (1, 306, 301)
+
+
+async def test_an_adoption_that_fails_stays_pending_and_is_tried_again(tmp_path: Path) -> None:
+    """A statement of the renumbering refused (a trigger here, a full disk in life): nothing
+    changes, no transaction stays open, and the store's next answer adopts the journal."""
+    path = tmp_path / "j.db"
+    j = await new_journal(path)
+    await j.commit(cash_sale())
+    refuse = "SELECT RAISE(ABORT, 'refused')"
+    await j.execute(f"CREATE TRIGGER refuse BEFORE DELETE ON entries BEGIN {refuse}; END")
+    with capture_logs() as logs:
+        j.resolve_adoption(5)
+        await until(lambda: any(e["event"] == "journal_adoption_failed" for e in logs), "")
+    assert j.adoption_pending and j.last_seq == 1
+    assert not j._db.in_transaction
+    await j.execute("DROP TRIGGER refuse")
+    j.resolve_adoption(7)  # asked again: the first answer is the one tried again
+    await until(lambda: j.last_seq == 7, "adopted after the store's 5 seqs", ADOPTED_S)
+    assert not j.adoption_pending
+    await j.close()
+    assert verify_journal(path).last_seq == 7
+
+
+async def test_a_damaged_provisional_entry_is_not_renumbered(tmp_path: Path) -> None:
+    """Renumbering would hash damaged bytes anew: the journal goes on after the store's seqs
+    with a gap instead, its own entries keep their seqs."""
+    path = tmp_path / "j.db"
+    j = await new_journal(path)
+    for _ in range(3):
+        await j.commit(cash_sale())
+    await j.close()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE entries SET sale = substr(sale, 1, 20) WHERE seq = 2")
+    j = await new_journal(path)
+    with capture_logs() as logs:
+        j.resolve_adoption(5)
+        await until(lambda: j.last_seq == 6, "the gap after the store's seqs", ADOPTED_S)
+    assert [e["event"] for e in logs if e["event"].startswith("journal_adopt")] == [
+        "journal_adoption_refused"
+    ]
+    assert not j.adoption_pending and j.gaps()["count"] == 1
+    assert [e.seq for e in await j.unacked(0, 10)] == [1, 2, 3, 6]
+    await j.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT state, store_upto FROM adoption").fetchall() == [("none", 5)]
