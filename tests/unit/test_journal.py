@@ -445,8 +445,8 @@ async def test_skip_past_declares_nothing_the_journal_holds(tmp_path: Path) -> N
     for _ in range(3):
         await j.commit(sale())
     with capture_logs() as logs:
-        assert not j.skip_past(3, "not behind")
-        assert not j.skip_past(2, "not behind")
+        assert j.skip_past(3, "not behind") is False
+        assert j.skip_past(2, "not behind") is False
     assert not [e for e in logs if e["event"] == "journal_tail_lost"]
     assert (await j.commit(sale())).seq == 4
     assert j.gaps()["count"] == 0
