@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 import uuid
@@ -210,6 +212,8 @@ async def test_purge_keeps_anchor_and_verify_passes(tmp_path: Path) -> None:
     assert await j.purge(retain_days=0) == 0
     assert await j.purge(retain_days=30) == 0
     assert (await j.commit(sale())).seq == 11
+    assert await j.retained_from() == 7  # 1-6 purged
+    assert [e.seq for e in await j.retained(0, 8, 10)] == [7, 8]
     await j.close()
     report = verify_journal(tmp_path / "j.db")
     assert (report.anchor_seq, report.first_seq, report.last_seq) == (6, 7, 11)
@@ -460,3 +464,49 @@ async def test_an_open_with_no_reader_about_is_checkpointed_without_a_warning(
         await (await open_journal(tmp_path / "j.db")).close()
     events = [e["event"] for e in logs]
     assert "journal_opened" in events and "journal_open_not_checkpointed" not in events
+
+
+async def test_retained_reads_acknowledged_entries_up_to_the_head(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    for _ in range(5):
+        await j.commit(sale())
+    await j.mark_acked(3)
+    assert [e.seq for e in await j.retained(1, 4, 10)] == [2, 3, 4]  # acked ones included
+    assert [e.seq for e in await j.retained(0, 99, 3)] == [1, 2, 3]
+    assert [e.seq for e in await j.retained(3, 99, 10)] == [4, 5]
+    await j.close()
+
+
+async def test_an_ack_without_the_stores_clock_keeps_the_last_one(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    for _ in range(3):
+        await j.commit(sale())
+    assert j.last_ack_store_at is None
+    await j.mark_acked(1, "2026-12-06T10:00:00.000Z")
+    await j.mark_acked(2)
+    assert j.last_ack_store_at == "2026-12-06T10:00:00.000Z"
+    await j.close()
+    j = await open_journal(path)
+    assert j.last_ack_store_at == "2026-12-06T10:00:00.000Z"
+    assert j.stats().acked_upto == 2
+    await j.close()
+
+
+def _files_open_under(folder: Path) -> list[str]:
+    """The files under `folder` this process holds open (Linux: /proc/self/fd)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # an fd closed meanwhile
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(folder)):
+                found.append(target)
+    return found
+
+
+async def test_close_leaves_no_file_open(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    await j.commit(sale())
+    assert _files_open_under(tmp_path)
+    await j.close()
+    assert _files_open_under(tmp_path) == []
