@@ -160,6 +160,7 @@ async def test_more_provisional_entries_than_one_insert_holds_are_all_renumbered
     assert j.gaps()["count"] == 1
     first = (await j.unacked(0, 1))[0]
     assert first.seq == 6 and j.stats().oldest_pending_created_at == first.created_at
+    assert first.receipt_no.startswith("S1-T1-000006")  # the adoption entry, numbered as its seq
     await j.close()
     report = verify_journal(path)
     assert (report.first_seq, report.last_seq, report.entries) == (1, 306, 301)
@@ -208,3 +209,13 @@ async def test_a_damaged_provisional_entry_is_not_renumbered(tmp_path: Path) -> 
     await j.close()
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT state, store_upto FROM adoption").fetchall() == [("none", 5)]
+
+
+async def test_a_store_holding_one_seq_adopts_the_journal_after_it(tmp_path: Path) -> None:
+    j = await new_journal(tmp_path / "j.db")
+    await j.commit(cash_sale())
+    with capture_logs() as logs:
+        j.resolve_adoption(1)
+        await until(lambda: any(e["event"] == "journal_adopted" for e in logs), "", ADOPTED_S)
+    assert j.last_seq == 3  # 2: the adoption entry, 3: the sale
+    await j.close()
