@@ -214,8 +214,27 @@ async def test_a_damaged_provisional_entry_is_not_renumbered(tmp_path: Path) -> 
 async def test_a_store_holding_one_seq_adopts_the_journal_after_it(tmp_path: Path) -> None:
     j = await new_journal(tmp_path / "j.db")
     await j.commit(cash_sale())
+    forwarder_waiting = asyncio.create_task(j.wait_committed(1))
     with capture_logs() as logs:
         j.resolve_adoption(1)
         await until(lambda: any(e["event"] == "journal_adopted" for e in logs), "", ADOPTED_S)
     assert j.last_seq == 3  # 2: the adoption entry, 3: the sale
+    async with asyncio.timeout(ADOPTED_S):
+        await forwarder_waiting  # the renumbered entries are new to it: woken
+    await j.close()
+
+
+async def test_a_gap_declared_before_the_adoption_is_renumbered_with_its_entry(
+    tmp_path: Path,
+) -> None:
+    j = await new_journal(tmp_path / "j.db")
+    await j.commit(cash_sale())
+    assert j.skip_past(3, "a lost tail, for the test")
+    await j.commit(cash_sale())  # 4: the gap entry, 5: the sale
+    with capture_logs() as logs:
+        j.resolve_adoption(5)
+        await until(lambda: any(e["event"] == "journal_adopted" for e in logs), "", ADOPTED_S)
+    entries = {e.seq for e in await j.unacked(0, 10)}
+    assert entries == {6, 7, 8, 9}
+    assert {gap["seq"] for gap in j.gaps()["recent"]} <= entries  # none left at its old seq
     await j.close()
