@@ -229,6 +229,7 @@ async def test_the_oldest_pending_sale_is_found_past_seqs_declared_lost(tmp_path
     assert j.skip_past(5, "a lost tail, for the test")
     await j.commit(cash_sale())  # 6: the gap entry, 7: the sale
     gap_entry = (await j.unacked(5, 1))[0]
+    assert (gap_entry.seq, gap_entry.receipt_no) == (6, "S1-T1-000006")
     await j.mark_acked(2)
     assert j.stats().pending == 2
     assert j.stats().oldest_pending_created_at == gap_entry.created_at
