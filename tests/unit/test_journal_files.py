@@ -319,3 +319,21 @@ async def test_close_answers_the_commits_already_queued_before_it_closes_the_fil
     assert [r.seq for r in results] == [1, 2, 3]
     assert read_mark(path) == (3, bytes.fromhex(results[-1].hash))
     assert verify_journal(path).last_seq == 3
+
+
+async def test_a_failure_closing_the_file_is_a_journal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite failing to close (an I/O error; none can be provoked on demand) is said, not
+    swallowed: the daemon's stop reports it."""
+    j = await open_journal(tmp_path / "journal.db")
+    db = j._db
+    close = db.close
+
+    async def failing_close() -> None:
+        await close()
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(db, "close", failing_close)
+    with pytest.raises(JournalError, match="disk I/O error while closing"):
+        await j.close()
