@@ -83,6 +83,8 @@ async def test_a_failure_after_the_insert_landed_reloads_the_head(tmp_path: Path
             await forwarder_waiting  # woken by the reload that found seq 1
         mark = read_mark(j.path)
         assert mark is not None and mark.seq == 1  # the seq mark follows the reloaded head
+        (landed,) = await j.unacked(0, 1)
+        assert j.stats().oldest_pending_created_at == landed.created_at
         after = await j.commit(cash_sale())
         retried = await j.commit(victim)
     assert after.seq == 2
