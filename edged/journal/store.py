@@ -388,8 +388,8 @@ class Journal:
         self._oldest_pending = await self._created_at(self._acked_upto + 1)
 
     async def _created_at(self, seq: int) -> str | None:
-        rows = await self._fetch("SELECT created_at FROM entries WHERE seq = ?", (seq,))
-        return rows[0][0] if rows else None
+        rows = await self._fetch("SELECT created_at, min(seq) FROM entries WHERE seq >= ?", (seq,))
+        return None if rows[0][0] is None else str(rows[0][0])  # created_at of min(seq)'s row
 
     # -- commits -------------------------------------------------------------------------
 

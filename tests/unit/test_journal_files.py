@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sqlite3
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from edged import files
 from edged.errors import ChainError, JournalError
 from edged.journal import Journal
 from edged.journal.backup import backup_journal
 from edged.journal.create import create_journal, set_aside
 from edged.journal.preflight import WalLostError
+from edged.journal.seqmark import read_mark
 from edged.journal.verify import verify_journal
 
 
@@ -257,4 +260,80 @@ async def test_a_journal_readable_by_everyone_is_made_0640_at_open(tmp_path: Pat
         await j.commit(sale())
         assert mode(path) == mode(f"{path}-wal") == 0o640
     finally:
+        await j.close()
+
+
+async def test_a_journal_file_whose_mode_cannot_be_changed_is_logged_and_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chmod refused on the -wal (a file of another owner; as root none is): a warning for it,
+    the other files tightened as usual, and the journal opens."""
+    path = tmp_path / "journal.db"
+    await (await open_journal(path)).close()
+    path.chmod(0o644)
+    tighten = files.tighten
+
+    def refused_for_the_wal(file: Path) -> int | None:
+        if file.name.endswith("-wal"):
+            raise PermissionError(1, "Operation not permitted", str(file))
+        return tighten(file)
+
+    monkeypatch.setattr(files, "tighten", refused_for_the_wal)
+    with capture_logs() as logs:
+        j = await open_journal(path)
+    await j.close()
+    assert [(e["event"], e["path"]) for e in logs if e["event"].startswith("journal_mode_")] == [
+        ("journal_mode_tightened", str(path)),
+        ("journal_mode_not_tightened", "journal.db-wal"),
+    ]
+    assert mode(path) == 0o640
+
+
+async def test_close_checkpoints_into_the_main_file_while_another_reader_is_connected(
+    tmp_path: Path,
+) -> None:
+    """SQLite checkpoints at close only as the last connection; with a reader connected
+    (edgectl, a backup) the journal's own checkpoint puts every sale and "closed" in the main
+    file, so that it is whole without its -wal."""
+    path = tmp_path / "journal.db"
+    j = await open_journal(path)
+    for _ in range(3):
+        await j.commit(sale())
+    with closing(sqlite3.connect(path)) as reader:
+        reader.execute("SELECT count(*) FROM entries").fetchall()
+        await j.close()
+        with closing(main_file_only(path)) as conn:
+            assert conn.execute("SELECT open FROM run_state").fetchall() == [(0,)]
+            assert conn.execute("SELECT max(seq) FROM entries").fetchall() == [(3,)]
+
+
+async def test_close_answers_the_commits_already_queued_before_it_closes_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    j = await open_journal(path)
+    queued = [asyncio.create_task(j.commit(sale())) for _ in range(3)]
+    await asyncio.sleep(0)  # queued, the writer not yet run
+    await j.close()
+    results = [task.result() for task in queued]  # answered before close returned
+    assert [r.seq for r in results] == [1, 2, 3]
+    assert read_mark(path) == (3, bytes.fromhex(results[-1].hash))
+    assert verify_journal(path).last_seq == 3
+
+
+async def test_a_failure_closing_the_file_is_a_journal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite failing to close (an I/O error; none can be provoked on demand) is said, not
+    swallowed: the daemon's stop reports it."""
+    j = await open_journal(tmp_path / "journal.db")
+    db = j._db
+    close = db.close
+
+    async def failing_close() -> None:
+        await close()
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(db, "close", failing_close)
+    with pytest.raises(JournalError, match="disk I/O error while closing"):
         await j.close()

@@ -87,6 +87,7 @@ async def test_acks_purge_and_close_on_a_full_disk(disk: Path) -> None:
     assert j.stats().acked_upto == 5  # not advanced: the store will ack again
     with pytest.raises(JournalFullError, match="disk full while purging"):
         await j.purge(retain_days=0)
+    assert await j.purge(retain_days=30) == 0  # nothing old enough: nothing written either
     assert not j._db.in_transaction  # the next statement is its own durable transaction
     found = await j.get(str(uuid.uuid4()))  # reads still work
     assert found is None
@@ -130,4 +131,22 @@ async def test_an_ack_that_cannot_be_recorded_keeps_the_link_up(disk: Path) -> N
     free(disk)
     await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":5}')
     assert j.stats().acked_upto == 5
+    await j.close()
+
+
+async def test_a_journal_opened_on_a_full_disk_says_open_at_its_first_commit(disk: Path) -> None:
+    path = disk / "journal.db"
+    j = await open_journal(path)
+    for _ in range(10):  # enough that the -wal cannot be checkpointed on the full disk
+        await j.commit(cash_sale(pad=1000))
+    fill(disk)
+    await j.close()
+    assert (disk / "journal.db-wal").stat().st_size > 0
+    with capture_logs() as logs:
+        j = await open_journal(path)
+    assert "journal_open_not_marked" in [entry["event"] for entry in logs]
+    free(disk)
+    async with asyncio.timeout(HANG_S):
+        assert (await j.commit(cash_sale())).seq == 11
+    assert await j.execute("SELECT open FROM run_state") == [(1,)]
     await j.close()

@@ -58,7 +58,7 @@ async def test_a_journal_restored_from_a_copy_declares_the_seqs_it_lost(tmp_path
 
     with capture_logs() as logs:
         j = await open_journal(path)
-        await until(lambda: j.last_seq == 9, "the gap entry written at start")
+        await until(lambda: j.last_seq == 9, "the gap entry written at start", timeout_s=5)
     lost = [e for e in logs if e["event"] == "journal_tail_lost"]
     assert [(e["log_level"], e["missing_from"], e["missing_to"]) for e in lost] == [("error", 6, 8)]
     assert (await j.commit(cash_sale())).seq == 10  # selling goes on after the gap
@@ -112,7 +112,7 @@ async def test_a_journal_behind_the_store_continues_past_the_stores_last_seq(
     retained = b'{"v":1,"upto":9,"last_seq":9,"last_hash":"' + b"ab" * 32 + b'"}'
     with capture_logs() as logs:
         await fwd.handle_ack("edged/v1/S1/T1/ack", retained, retained=True)
-        await until(lambda: j.last_seq == 10, "the gap entry after the store's last seq")
+        await until(lambda: j.last_seq == 10, "the gap after the store's seqs", timeout_s=5)
     assert j.stats().acked_upto == 0  # the retained ack said nothing about seqs 1..2 as sent
     (gap,) = j.gaps()["recent"]
     assert (gap["seq"], gap["from"], gap["to"]) == (10, 3, 9)
@@ -173,3 +173,69 @@ async def test_a_seq_mark_that_cannot_be_written_never_stops_selling(tmp_path: P
         assert (await j.commit(cash_sale())).seq == 1
         await j.close()
     assert [e["log_level"] for e in logs if e["event"] == "journal_seq_mark_failed"] == ["error"]
+
+
+async def test_a_seq_mark_failing_after_open_is_logged_once_per_spell(tmp_path: Path) -> None:
+    """The mark's file descriptor turned read-only under it (a write error no disk gives on
+    demand): sales go on, the failure is logged when it starts, and again only after the mark
+    was written once more."""
+    path = tmp_path / "j.db"
+    await (await open_journal(path)).close()
+    j = await open_journal(path)  # the mark matches: not written at this open
+    assert j._seq_mark is not None
+    fd = j._seq_mark._fd
+
+    def swap_fd(flags: int, target: str) -> None:
+        other = os.open(target, flags)
+        os.dup2(other, fd)
+        os.close(other)
+
+    with capture_logs() as logs:
+        swap_fd(os.O_RDONLY, os.devnull)
+        assert [(await j.commit(cash_sale())).seq for _ in range(2)] == [1, 2]
+        assert read_mark(path) == (0, bytes(32))
+        swap_fd(os.O_WRONLY, str(mark_path(path)))
+        third = await j.commit(cash_sale())
+        assert read_mark(path) == (3, bytes.fromhex(third.hash))
+        swap_fd(os.O_RDONLY, os.devnull)
+        assert (await j.commit(cash_sale())).seq == 4
+    failures = [e for e in logs if e["event"] == "journal_seq_mark_failed"]
+    assert [(e["log_level"], e["seq"]) for e in failures] == [("error", 1), ("error", 4)]
+    await j.close()
+
+
+async def test_declared_gaps_are_known_again_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    await j.commit(cash_sale())
+    assert j.skip_past(4, "a lost tail, for the test")
+    assert (await j.commit(cash_sale())).seq == 6  # 2-4 lost, 5: the gap entry
+    await j.close()
+    j = await open_journal(path)
+    gaps = j.gaps()
+    assert gaps["count"] == 1 and len(gaps["recent"]) == 1
+    assert j.stats().pending == 3  # seqs 1, 5 and 6: the lost ones are not pending
+    await j.close()
+
+
+async def test_the_oldest_pending_sale_is_found_past_seqs_declared_lost(tmp_path: Path) -> None:
+    """The first seq after the ack may be one the journal never held (a declared gap, an
+    adoption): the outbox's age is still that of its oldest pending entry, never None while
+    sales wait (the backlog alarm would stay silent)."""
+    path = tmp_path / "j.db"
+    j = await open_journal(path)
+    for _ in range(2):
+        await j.commit(cash_sale())
+    assert j.skip_past(5, "a lost tail, for the test")
+    await j.commit(cash_sale())  # 6: the gap entry, 7: the sale
+    gap_entry = (await j.unacked(5, 1))[0]
+    assert (gap_entry.seq, gap_entry.receipt_no) == (6, "S1-T1-000006")
+    await j.mark_acked(2)
+    assert j.stats().pending == 2
+    assert j.stats().oldest_pending_created_at == gap_entry.created_at
+    await j.mark_acked(5)  # the store acknowledged the lost seqs too: the gap entry waits
+    assert (j.stats().pending, j.stats().oldest_pending_created_at) == (2, gap_entry.created_at)
+    await j.close()
+    j = await open_journal(path)
+    assert (j.stats().pending, j.stats().oldest_pending_created_at) == (2, gap_entry.created_at)
+    await j.close()

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from edged.errors import JournalError, JournalFullError, ValidationError
 from edged.journal import Journal
 from edged.journal.seqmark import SeqMark, read_mark
+from edged.journal.store import WRITER_STUCK_S
 from edged.journal.verify import verify_journal
 from tests.support.sales import cash_sale
 
@@ -82,6 +83,8 @@ async def test_a_failure_after_the_insert_landed_reloads_the_head(tmp_path: Path
             await forwarder_waiting  # woken by the reload that found seq 1
         mark = read_mark(j.path)
         assert mark is not None and mark.seq == 1  # the seq mark follows the reloaded head
+        (landed,) = await j.unacked(0, 1)
+        assert j.stats().oldest_pending_created_at == landed.created_at
         after = await j.commit(cash_sale())
         retried = await j.commit(victim)
     assert after.seq == 2
@@ -421,3 +424,56 @@ async def test_nothing_past_the_head_is_read_while_the_seq_mark_is_written(
     finally:
         release.set()
         await journal.close()
+
+
+async def test_writer_problem_names_a_stuck_then_a_dead_writer(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    assert j.writer_problem() is None
+    blocker = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer waits on the lock (busy_timeout)
+    try:
+        commit = asyncio.create_task(j.commit(cash_sale()))
+        async with asyncio.timeout(FAIL_FAST_S):
+            while not j._in_flight:
+                await asyncio.sleep(0.01)
+        assert j.writer_problem() is None  # waiting, not yet for long
+        for item in j._in_flight:  # as if queued longer ago than the watchdog's bound
+            item.queued_at -= WRITER_STUCK_S + 1
+        assert j.writer_problem() == "commits have waited more than 15 s for the journal writer"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    async with asyncio.timeout(HANG_S):
+        assert (await commit).seq == 1
+    assert j.writer_problem() is None
+    assert j._writer is not None
+    j._writer.cancel()
+    await asyncio.wait([j._writer])
+    assert j.writer_problem() == "the journal writer is not running"
+    await j.close()
+
+
+async def test_watch_writer_restarts_a_dead_writer_and_raises_when_it_ends(tmp_path: Path) -> None:
+    j = await open_journal(tmp_path / "j.db")
+    assert j._writer is not None
+    j._writer.cancel()
+    await asyncio.wait([j._writer])
+    watcher = asyncio.create_task(j.watch_writer())
+    await asyncio.sleep(0)
+    assert j.health().alive  # started again by the watcher
+    j._writer.cancel()  # the writer ends unasked
+    async with asyncio.timeout(FAIL_FAST_S):
+        with pytest.raises(JournalError, match="the journal writer stopped unexpectedly"):
+            await watcher
+    watcher = asyncio.create_task(j.watch_writer())
+    await asyncio.sleep(0)
+    watcher.cancel()  # its caller stops: the writer goes on
+    with pytest.raises(asyncio.CancelledError):
+        await watcher
+    assert j.health().alive
+    async with asyncio.timeout(HANG_S):
+        assert (await j.commit(cash_sale())).seq == 1
+    await j.close()
+    assert j.ensure_writer() is False  # closed: never started again
+    with pytest.raises(JournalError, match="closed"):
+        await j.watch_writer()
