@@ -4,13 +4,20 @@ a batch is cut under the broker's byte cap."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 from structlog.testing import capture_logs
 
+from edged.backlog import Thresholds
+from edged.clock import utc_iso
+from edged.events import EventHub
 from edged.journal import Journal
+from edged.signing import Signer
 from edged.uplink.forwarder import (
     BATCH_MAX_BYTES,
     ENTRY_OVERHEAD_BYTES,
@@ -19,6 +26,8 @@ from edged.uplink.forwarder import (
     _cap_bytes,
     _InFlight,
 )
+from edged.uplink.pulse import Pulse
+from tests.support.entries import make_chain
 from tests.support.forwarding import bare_forwarder
 from tests.support.sales import cash_sale
 
@@ -147,4 +156,53 @@ async def test_the_byte_cap_is_exact_for_intact_and_damaged_entries(tmp_path: Pa
     assert _cap_bytes(damaged) == damaged
     grown = [damaged[0], msgspec.structs.replace(damaged[1], sale_json=b"x" * (raw + 1))]
     assert _cap_bytes(grown) == grown[:1]
+    await j.close()
+
+
+async def journal_with_an_old_sale(path: Path, minutes: float) -> Journal:
+    """A journal whose one unacknowledged sale was stamped `minutes` ago."""
+    j = await Journal.open(path, store_id="S1", terminal_id="T1")
+    await j.close()
+    stamp = utc_iso((datetime.now(UTC) - timedelta(minutes=minutes)).timestamp())
+    (e,) = make_chain("S1", "T1", 1, created_at=stamp)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO entries (seq, id, receipt_no, created_at, sale, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                *(e.seq, e.id, e.receipt_no, e.created_at, bytes(e.sale).decode()),
+                *(bytes.fromhex(e.prev_hash), bytes.fromhex(e.hash)),
+            ),
+        )
+    return await Journal.open(path, store_id="S1", terminal_id="T1")
+
+
+async def test_the_outbox_severity_uses_the_given_thresholds_or_the_defaults(
+    tmp_path: Path,
+) -> None:
+    """A sale unsent for 30 minutes: `warn` by default (15 min), `ok` for a till told to warn
+    after an hour, `alarm` for one told to alarm after 20 minutes."""
+    j = await journal_with_an_old_sale(tmp_path / "j.db", minutes=30)
+    fwd = bare_forwarder(j)
+    assert (fwd.outbox()["pending"], fwd.outbox()["severity"]) == (1, "warn")
+    for backlog, severity in (
+        (Thresholds(warn_after_s=3600.0, alarm_after_s=7200.0), "ok"),
+        (Thresholds(warn_after_s=600.0, alarm_after_s=1200.0), "alarm"),
+    ):
+        told = Forwarder(
+            j,
+            EventHub(),
+            store="S1",
+            terminal="T1",
+            tx_topic="edged/v1/S1/T1/tx",
+            ack_topic=TOPIC,
+            batch_max=10,
+            window=2,
+            ack_timeout_s=1.0,
+            changed=Pulse(),
+            signer=Signer.generate(),
+            acks=fwd._acks,
+            backlog=backlog,
+        )
+        assert told.outbox()["severity"] == severity
     await j.close()
