@@ -530,6 +530,31 @@ async def test_unacked_entries_are_resent_after_a_reconnect(
     assert acker.received == set(range(1, 31))  # resent because of the reconnect
 
 
+async def test_a_reconnect_frees_the_window_of_batches_the_old_connection_sent(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """Batches sent on a lost connection hold no place in the new one's window: the new
+    connection sends at once, it does not first wait for them to time out (no resend)."""
+    await commit_sales(journal, 20)
+    acker = Acker(broker.port, hold_s=60.0)  # receives, acks only when told below
+    cfg = uplink_cfg(broker, batch_max=10, window=1, ack_timeout_s=60.0)
+    uplink = make_uplink(cfg, journal)
+    async with running(acker.run()):
+        await acker.ready.wait()
+        async with running(uplink.run()):
+            await until(lambda: len(acker.received) == 10)
+            async with aiomqtt.Client("127.0.0.1", broker.port) as store:
+                await store.publish(TOPICS.ack, encode(Ack(v=1, upto=10)), qos=1)
+            await until(lambda: len(acker.received) == 20)  # 11-20: the window is full
+            resends = uplink.forwarder.resends
+            acker.hold_s = 0.0  # from now on it acks each batch it receives
+            # A client with the terminal's id takes its session over: the link drops.
+            async with aiomqtt.Client("127.0.0.1", broker.port, identifier="edged-s1-t1"):
+                await until(lambda: uplink.status()["state"] == "offline")
+            await until(lambda: journal.stats().acked_upto == 20)
+            assert uplink.forwarder.resends == resends  # sent again at once, not on a timeout
+
+
 async def test_bogus_acks_are_ignored(broker: Mosquitto, journal: Journal) -> None:
     await commit_sales(journal, 5)
     silent = Acker(broker.port, hold_s=60.0)
@@ -658,6 +683,25 @@ async def test_a_replaced_till_adopts_the_stores_seqs(
     report = verify_journal(path)
     assert report.lost == () and report.adopted is not None
     assert (report.adopted.first, report.adopted.last, report.adopted.gap_seq) == (1, 3, 4)
+
+
+async def test_a_new_till_the_store_has_no_history_for_sends_after_the_adoption_wait(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """No retained ack within ADOPTION_WAIT_S: the store holds nothing for this terminal id,
+    the provisional entries keep their seqs and go out."""
+    new = await Journal.open(tmp_path / "new.db", store_id=STORE, terminal_id=TERMINAL, adopt=True)
+    try:
+        await commit_sales(new, 2)
+        acker = Acker(broker.port)
+        async with running(acker.run()):
+            await acker.ready.wait()
+            async with running(make_uplink(uplink_cfg(broker), new).run()):
+                await until(lambda: new.stats().acked_upto == 2, timeout=10.0)
+        assert not new.adoption_pending
+        assert acker.received == {1, 2}
+    finally:
+        await new.close()
 
 
 async def test_broker_restart_drains_to_the_collector_by_itself(
