@@ -25,6 +25,7 @@ from edged.journal import Journal
 from edged.signing import Signer
 from edged.uplink import Uplink
 from edged.uplink.client import LinkError, Will, connect
+from edged.uplink.forwarder import ADOPTION_WAIT_S
 from edged.wire import Ack, Status, Topics, decode_tx, encode
 from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
@@ -694,12 +695,15 @@ async def test_a_new_till_the_store_has_no_history_for_sends_after_the_adoption_
     try:
         await commit_sales(new, 2)
         acker = Acker(broker.port)
-        async with running(acker.run()):
-            await acker.ready.wait()
-            async with running(make_uplink(uplink_cfg(broker), new).run()):
-                await until(lambda: new.stats().acked_upto == 2, timeout=10.0)
+        with capture_logs() as logs:
+            async with running(acker.run()):
+                await acker.ready.wait()
+                async with running(make_uplink(uplink_cfg(broker), new).run()):
+                    await until(lambda: new.stats().acked_upto == 2, timeout=10.0)
         assert not new.adoption_pending
         assert acker.received == {1, 2}
+        told = [e for e in logs if e["event"] == "journal_adoption_no_history"]
+        assert [e["waited_s"] for e in told] == [ADOPTION_WAIT_S]
     finally:
         await new.close()
 
