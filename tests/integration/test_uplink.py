@@ -10,7 +10,7 @@ import socket
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from edged.events import EventHub
 from edged.journal import Journal
 from edged.signing import Signer
 from edged.uplink import Uplink
-from edged.uplink.client import LinkError, Will, connect
+from edged.uplink.client import Incoming, LinkError, Will, connect
 from edged.uplink.forwarder import ADOPTION_WAIT_S
 from edged.wire import Ack, Status, Topics, decode_tx, encode
 from tests.support.forwarding import bare_forwarder
@@ -579,6 +579,60 @@ async def test_bogus_acks_are_ignored(broker: Mosquitto, journal: Journal) -> No
             await until(lambda: journal.stats().acked_upto == 5)
         await until(lambda: uplink.status()["state"] == "online")
         assert uplink.link.attempts_failed == 0
+
+
+EXTRA = f"{TOPICS.ack.removesuffix('/ack')}/extra"
+
+
+async def deliver_extra(
+    broker: Mosquitto,
+    journal: Journal,
+    others: Callable[[Incoming], Awaitable[bool]] | None,
+    count: Callable[[list[str]], bool],
+) -> list[str]:
+    """Run a forwarder on a connection also subscribed to EXTRA/#, publish one message on
+    EXTRA/refdata and one on EXTRA/other; the topics it logged as unexpected."""
+    fwd = bare_forwarder(journal, store=STORE, terminal=TERMINAL, others=others)
+    with capture_logs() as logs:
+        async with (
+            connect(
+                uplink_cfg(broker),
+                client_id="forwarder-under-test",
+                will=None,
+                subscribe=[TOPICS.ack, f"{EXTRA}/#"],
+                probe_topic=f"{EXTRA}-probe",
+            ) as conn,
+            running(fwd.run(conn)),
+            aiomqtt.Client("127.0.0.1", broker.port) as store,
+        ):
+            for topic in (f"{EXTRA}/refdata", f"{EXTRA}/other"):
+                await store.publish(topic, b"{}", qos=1)
+
+            def warned() -> list[str]:
+                return sorted(e["topic"] for e in logs if e["event"] == "mqtt_unexpected_message")
+
+            async with asyncio.timeout(5.0):
+                while not count(warned()):
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)  # nothing more comes
+    return warned()
+
+
+async def test_messages_on_further_topics_go_to_their_handler_or_are_logged(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """What is neither an ack nor a resend request goes to `others` (reference data); what
+    that does not take, or everything with no `others`, is logged as unexpected."""
+    taken: list[str] = []
+
+    async def refdata(msg: Incoming) -> bool:
+        taken.append(msg.topic)
+        return msg.topic.endswith("/refdata")
+
+    warned = await deliver_extra(broker, journal, refdata, lambda w: len(taken) == 2 and bool(w))
+    assert (sorted(taken), warned) == ([f"{EXTRA}/other", f"{EXTRA}/refdata"], [f"{EXTRA}/other"])
+    warned = await deliver_extra(broker, journal, None, lambda w: len(w) == 2)
+    assert warned == [f"{EXTRA}/other", f"{EXTRA}/refdata"]
 
 
 async def test_a_retained_ack_acknowledges_nothing(broker: Mosquitto, journal: Journal) -> None:
