@@ -206,3 +206,30 @@ async def test_the_outbox_severity_uses_the_given_thresholds_or_the_defaults(
         )
         assert told.outbox()["severity"] == severity
     await j.close()
+
+
+async def test_an_ack_timeout_warns_once_per_acked_connection_and_never_before_its_first_ack(
+    tmp_path: Path,
+) -> None:
+    """Early resends before the first ack are routine (debug); after an ack the first timeout
+    warns, the next ones do not, until an ack comes again."""
+    j = await journal_with_sales(tmp_path, 30)
+    fwd = bare_forwarder(j)  # ack_timeout_s=1.0
+    now = 0.0
+
+    def timed_out() -> str:
+        nonlocal now
+        sent(fwd, fwd._next_after + 1, fwd._next_after + 5, at=now)
+        now += fwd._timeout_s()
+        with capture_logs() as logs:
+            fwd._expire(now)
+        (said,) = [e["log_level"] for e in logs if e["event"] == "ack_timeout_resend"]
+        return str(said)
+
+    levels = [timed_out()]  # before the first ack
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":5}')
+    levels += [timed_out(), timed_out()]
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":10}')
+    levels += [timed_out(), timed_out()]
+    assert levels == ["debug", "warning", "debug", "warning", "debug"]
+    await j.close()
