@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import textwrap
 import uuid
@@ -30,6 +31,7 @@ from edged.wire import Ack, Status, Topics, decode_tx, encode
 from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
 from tests.support.pki import make_tls_users
+from tests.support.sales import cash_sale
 
 STORE, TERMINAL = "s1", "t1"
 TOPICS = Topics("edged/v1", STORE, TERMINAL)
@@ -484,6 +486,36 @@ async def test_drains_backlog_and_new_commits_in_seq_order(
         "oldest_age_s": None,
         "severity": "ok",
     }
+
+
+async def test_batches_are_cut_under_the_byte_cap_and_a_damaged_entry_is_said(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Sales of 300 kB: three fit under BATCH_MAX_BYTES, whatever batch_max allows. A damaged
+    entry goes out flagged and is announced as a `journal` event."""
+    path = tmp_path / "big.db"
+    big = await Journal.open(path, store_id=STORE, terminal_id=TERMINAL)
+    for _ in range(5):
+        await big.commit(cash_sale(pad=300_000))
+    await big.close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE entries SET sale = substr(sale, 1, 20) WHERE seq = 5")
+    big = await Journal.open(path, store_id=STORE, terminal_id=TERMINAL)
+    events = EventHub()
+    journal_events = events.subscribe(["journal"])
+    try:
+        acker = Acker(broker.port)
+        uplink = make_uplink(uplink_cfg(broker, batch_max=10), big, events)
+        async with running(acker.run()):
+            await acker.ready.wait()
+            async with running(uplink.run()):
+                await until(lambda: big.stats().acked_upto == 5)
+        assert acker.batches == [[1, 2, 3], [4, 5]]
+        async with asyncio.timeout(2.0):  # published before the batch was sent
+            said = (await anext(aiter(journal_events))).data
+        assert (said["kind"], said["seq"]) == ("damaged_entry", 5)
+    finally:
+        await big.close()
 
 
 async def test_resends_after_ack_timeout(broker: Mosquitto, journal: Journal) -> None:
