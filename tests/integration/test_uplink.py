@@ -458,7 +458,7 @@ async def test_drains_backlog_and_new_commits_in_seq_order(
     flat = [s for batch in acker.batches for s in batch]
     assert flat == list(range(1, 331))  # once each, in order, no resend on a healthy link
     assert max(len(b) for b in acker.batches) == 40
-    assert uplink.forwarder.resends == 0
+    assert (uplink.forwarder.resends, uplink.forwarder.batches_sent) == (0, len(acker.batches))
     # the payload carries the journal's own bytes and hashes
     first = decode_tx(acker.payloads[0])
     stored = await journal.unacked(0, 1)
