@@ -36,8 +36,10 @@ from edged.keys import (
 )
 from edged.signing import Signer, resend_signed_bytes
 from edged.uplink import Uplink
+from edged.uplink.client import connect
 from edged.wire import ResendRequest, Topics, decode_resend_answer, decode_tx, encode
 from tests.support.checker import compare
+from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import until
 
@@ -309,7 +311,7 @@ async def test_only_the_pinned_collectors_resend_requests_are_honoured(
                 answer = decode_resend_answer(message.payload)
                 answers.append((answer.from_, answer.upto or 0))
 
-    async with till(broker, journal):
+    async with till(broker, journal) as uplink:
         await commit(journal, 30)
         await until(lambda: journal.stats().acked_upto == 30, "drained")
         await store.stop()  # nothing but the till and the rogue on the broker now
@@ -328,10 +330,40 @@ async def test_only_the_pinned_collectors_resend_requests_are_honoured(
                 await until(
                     lambda: (21, 25) in answers and set(range(21, 26)) <= set(resent), "resent"
                 )
+                await until(lambda: uplink.status()["resend"] is None, "done", timeout_s=5.0)
+                await rogue.publish(topics.resend, resend_request(collector, 30, 30), qos=1)
+                await until(lambda: 30 in resent, "one entry resent", timeout_s=5.0)
+                await until(lambda: uplink.status()["resend"] is None, "done", timeout_s=5.0)
+                await asyncio.sleep(0.3)  # a forwarder that failed would say so by now
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-    assert answers == [(21, 25)]
-    assert min(resent) == 21  # nothing from the forged requests' seq 1
+    assert answers == [(21, 25), (30, 30)]
+    assert sorted(resent) == [*range(21, 26), 30]  # nothing from the forged requests' seq 1
+    failed = [e["event"] for e in logs if e["log_level"] == "error"]
+    assert failed == ["resend_ignored", "resend_ignored"]  # the forwarder never failed
     kinds = [(e["log_level"], e["kind"]) for e in logs if e["event"] == "resend_ignored"]
     assert kinds == [("error", "unsigned"), ("error", "wrong_key")]
+
+
+async def test_resend_requests_set_the_cursor_a_later_one_widens_it(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """The cursor a request leaves, with no forwarding loop to consume it: from the request's
+    `from`, up to its `upto` (at most the journal's last seq); nothing for seqs past the
+    journal's end; a second request while one runs covers both."""
+    await commit(journal, 30)
+    fwd = bare_forwarder(journal, store=STORE, terminal=TERMINAL)
+    async with connect(
+        uplink_cfg(broker),
+        client_id="forwarder-under-test",
+        will=None,
+        subscribe=[],
+        probe_topic="edged/v1/probe",
+    ) as conn:
+        await fwd.handle_resend(conn, resend_request(None, 40, 50))  # past the journal's end
+        assert fwd.resend_status() == {"resend": None, "store_permanent_gap": None}
+        await fwd.handle_resend(conn, resend_request(None, 21, 25))
+        assert fwd.resend_status()["resend"] == {"from": 21, "sent_upto": 20, "upto": 25}
+        await fwd.handle_resend(conn, resend_request(None, 11, 40))
+        assert fwd.resend_status()["resend"] == {"from": 11, "sent_upto": 10, "upto": 30}
