@@ -233,3 +233,19 @@ async def test_an_ack_timeout_warns_once_per_acked_connection_and_never_before_i
     levels += [timed_out(), timed_out()]
     assert levels == ["debug", "warning", "debug", "warning", "debug"]
     await j.close()
+
+
+async def test_a_bogus_ack_warns_once_until_a_good_ack_comes(tmp_path: Path) -> None:
+    j = await journal_with_sales(tmp_path, 3)
+    fwd = bare_forwarder(j)
+    with capture_logs() as logs:
+        await fwd.handle_ack(TOPIC, b"not json")
+        await fwd.handle_ack(TOPIC, b'{"v":1}')
+        await fwd.handle_ack(TOPIC, b'{"v":1,"upto":1}')
+        await fwd.handle_ack(TOPIC, b"not json")
+    assert [e["log_level"] for e in logs if e["event"] == "ack_rejected"] == [
+        "warning",
+        "debug",
+        "warning",
+    ]
+    await j.close()

@@ -131,6 +131,11 @@ async def test_an_ack_that_cannot_be_recorded_keeps_the_link_up(disk: Path) -> N
     free(disk)
     await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":5}')
     assert j.stats().acked_upto == 5
+    fill(disk)  # full again after an ack was recorded: said again at WARNING
+    with capture_logs() as logs:
+        await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":6}')
+    assert [e["log_level"] for e in logs if e["event"] == "ack_not_recorded"] == ["warning"]
+    free(disk)
     await j.close()
 
 
