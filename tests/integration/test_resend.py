@@ -39,6 +39,7 @@ from edged.uplink import Uplink
 from edged.uplink.client import connect
 from edged.wire import ResendRequest, Topics, decode_resend_answer, decode_tx, encode
 from tests.support.checker import compare
+from tests.support.faultproxy import FaultProxy
 from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import until
@@ -367,3 +368,29 @@ async def test_resend_requests_set_the_cursor_a_later_one_widens_it(
         assert fwd.resend_status()["resend"] == {"from": 21, "sent_upto": 20, "upto": 25}
         await fwd.handle_resend(conn, resend_request(None, 11, 40))
         assert fwd.resend_status()["resend"] == {"from": 11, "sent_upto": 10, "upto": 30}
+
+
+async def test_a_resend_keeps_its_window_and_its_cursor_until_the_broker_has_its_batches(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """With no PUBACK coming (a link gone silent), a resend puts at most `window` batches in
+    flight (2 of 10 entries here), and one whose entries are all sent stays under way."""
+    await commit(journal, 30)
+    wide, short = (bare_forwarder(journal, store=STORE, terminal=TERMINAL) for _ in range(2))
+    async with FaultProxy(broker.port) as proxy:
+        cfg = msgspec.structs.replace(uplink_cfg(broker), port=proxy.port, ack_timeout_s=1.0)
+        async with connect(
+            cfg, client_id="forwarder-under-test", will=None, subscribe=[], probe_topic="p"
+        ) as conn:
+            await wide.handle_resend(conn, resend_request(None, 1, 30))
+            await short.handle_resend(conn, resend_request(None, 21, 30))
+            await proxy.set_mode("blackhole")
+            with contextlib.suppress(ExceptionGroup):  # the publishes time out at the end
+                async with asyncio.TaskGroup() as tg:
+                    await wide._fill_resend(conn, tg)
+                    await short._fill_resend(conn, tg)
+                    seen = [wide.resend_status()["resend"], short.resend_status()["resend"]]
+    assert seen == [
+        {"from": 1, "sent_upto": 20, "upto": 30},
+        {"from": 21, "sent_upto": 30, "upto": 30},
+    ]
