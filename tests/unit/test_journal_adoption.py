@@ -34,6 +34,8 @@ async def test_provisional_entries_are_renumbered_after_the_stores_seqs(tmp_path
     with capture_logs() as logs:
         await bare_forwarder(j).handle_ack(ACK, b'{"v":1,"upto":5}', retained=True)
         await until(lambda: not j.adoption_pending, "the adoption written")
+        # said once the head is reloaded, a step after adoption_pending turned False
+        await until(lambda: any(e["event"] == "journal_adopted" for e in logs), "said")
     assert [e["log_level"] for e in logs if e["event"] == "journal_adopted"] == ["warning"]
     assert j.last_seq == 8  # 6: the adoption entry, 7 and 8: the two sales
     for one, before in zip(sales, provisional, strict=True):
