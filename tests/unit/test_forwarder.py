@@ -4,6 +4,7 @@ a batch is cut under the broker's byte cap."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
@@ -248,4 +249,27 @@ async def test_a_bogus_ack_warns_once_until_a_good_ack_comes(tmp_path: Path) -> 
         "debug",
         "warning",
     ]
+    await j.close()
+
+
+async def test_an_ack_that_moves_acked_upto_wakes_the_forwarder_and_sync_now(
+    tmp_path: Path,
+) -> None:
+    """sync.now waits on `changed` for the drain to end: each ack that counts fires it, and
+    wakes the forwarder's loop; a stale one does neither."""
+    j = await journal_with_sales(tmp_path, 3)
+    fwd = bare_forwarder(j)
+    waiter = asyncio.create_task(fwd._changed.wait())
+    await asyncio.sleep(0)
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":2}')
+    async with asyncio.timeout(1.0):
+        await waiter
+    assert fwd._wake.is_set()
+    fwd._wake.clear()
+    waiter = asyncio.create_task(fwd._changed.wait())
+    await asyncio.sleep(0)
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":1}')
+    await asyncio.sleep(0)
+    assert not waiter.done() and not fwd._wake.is_set()
+    waiter.cancel()
     await j.close()
