@@ -273,3 +273,18 @@ async def test_an_ack_that_moves_acked_upto_wakes_the_forwarder_and_sync_now(
     assert not waiter.done() and not fwd._wake.is_set()
     waiter.cancel()
     await j.close()
+
+
+async def test_an_ack_with_no_last_seq_to_an_empty_journal_reports_nothing_ahead(
+    tmp_path: Path,
+) -> None:
+    """The store holding seq 7 past a gap is said; a later ack without `last_seq` says
+    nothing about seqs ahead, even to a journal with none."""
+    j = await journal_with_sales(tmp_path, 0)
+    fwd = bare_forwarder(j)
+    with capture_logs() as logs:
+        await fwd.handle_ack(TOPIC, b'{"v":1,"upto":0,"last_seq":7}')
+        await fwd.handle_ack(TOPIC, b'{"v":1,"upto":0}')
+    said = [(e["event"], e.get("store_last_seq")) for e in logs if e["log_level"] != "debug"]
+    assert said == [("store_holds_seqs_past_a_gap", 7)]
+    await j.close()
