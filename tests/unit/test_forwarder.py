@@ -23,6 +23,7 @@ from edged.uplink.forwarder import (
     BATCH_MAX_BYTES,
     ENTRY_OVERHEAD_BYTES,
     FIRST_ACK_TIMEOUT_S,
+    OUTBOX_EVENT_MIN_INTERVAL_S,
     Forwarder,
     _cap_bytes,
     _InFlight,
@@ -287,4 +288,36 @@ async def test_an_ack_with_no_last_seq_to_an_empty_journal_reports_nothing_ahead
         await fwd.handle_ack(TOPIC, b'{"v":1,"upto":0}')
     said = [(e["event"], e.get("store_last_seq")) for e in logs if e["log_level"] != "debug"]
     assert said == [("store_holds_seqs_past_a_gap", 7)]
+    await j.close()
+
+
+async def test_outbox_events_are_rate_limited_while_pending_and_never_late_at_drain_end(
+    tmp_path: Path,
+) -> None:
+    """One event per change of the numbers, at most one per OUTBOX_EVENT_MIN_INTERVAL_S while
+    sales are pending (the rest is owed: a deadline for the loop), at once when none are."""
+    j = await journal_with_sales(tmp_path, 3)
+    events = EventHub()
+    outbox = events.subscribe(["outbox"])
+    fwd = bare_forwarder(j, events)
+
+    def emitted() -> list[tuple[int, int]]:
+        """(pending, acked_upto) of each event published since the last call."""
+        fwd._emit_outbox()
+        got = []
+        while not outbox._queue.empty():
+            event = outbox._queue.get_nowait()
+            assert event is not None
+            got.append((event.data["pending"], event.data["acked_upto"]))
+        return got
+
+    assert (emitted(), fwd._event_owed) == ([(3, 0)], False)
+    assert (emitted(), fwd._event_owed) == ([], False)  # nothing moved
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":1}')
+    assert (emitted(), fwd._event_owed) == ([], True)  # too soon after the last: owed
+    assert fwd._next_deadline(time.monotonic()) is not None
+    fwd._last_event_at -= OUTBOX_EVENT_MIN_INTERVAL_S  # as if that long had passed
+    assert (emitted(), fwd._event_owed) == ([(2, 1)], False)
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":3}')
+    assert (emitted(), fwd._event_owed) == ([(0, 3)], False)  # drained: said at once
     await j.close()
