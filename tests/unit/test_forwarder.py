@@ -321,3 +321,21 @@ async def test_outbox_events_are_rate_limited_while_pending_and_never_late_at_dr
     await fwd.handle_ack(TOPIC, b'{"v":1,"upto":3}')
     assert (emitted(), fwd._event_owed) == ([(0, 3)], False)  # drained: said at once
     await j.close()
+
+
+async def test_a_journal_behind_the_store_is_announced_once(tmp_path: Path) -> None:
+    """The store's ack says it holds seqs past the journal's end: one `behind_store` event,
+    not one per ack until the journal_gap entry is written with the next sale."""
+    j = await journal_with_sales(tmp_path, 2)
+    events = EventHub()
+    journal_events = events.subscribe(["journal"])
+    fwd = bare_forwarder(j, events)
+    for _ in range(2):
+        await fwd.handle_ack(TOPIC, b'{"v":1,"upto":5}')
+    said = []
+    while not journal_events._queue.empty():
+        event = journal_events._queue.get_nowait()
+        assert event is not None
+        said.append(event.data)
+    assert said == [{"kind": "behind_store", "missing_from": 3, "missing_to": 5, "last_seq": 2}]
+    await j.close()
