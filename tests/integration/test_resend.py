@@ -362,6 +362,10 @@ async def test_resend_requests_set_the_cursor_a_later_one_widens_it(
         subscribe=[],
         probe_topic="edged/v1/probe",
     ) as conn:
+        with capture_logs() as logs:
+            await fwd.handle_resend(conn, b'{"v":1,"from":"one"}')
+        said = [(e["event"], e["topic"]) for e in logs if e["log_level"] == "warning"]
+        assert said == [("ack_rejected", fwd.resend_topic)]  # malformed: said, nothing done
         await fwd.handle_resend(conn, resend_request(None, 40, 50))  # past the journal's end
         assert fwd.resend_status() == {"resend": None, "store_permanent_gap": None}
         await fwd.handle_resend(conn, resend_request(None, 21, 25))
