@@ -36,8 +36,11 @@ from edged.keys import (
 )
 from edged.signing import Signer, resend_signed_bytes
 from edged.uplink import Uplink
+from edged.uplink.client import connect
 from edged.wire import ResendRequest, Topics, decode_resend_answer, decode_tx, encode
 from tests.support.checker import compare
+from tests.support.faultproxy import FaultProxy
+from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import until
 
@@ -309,7 +312,7 @@ async def test_only_the_pinned_collectors_resend_requests_are_honoured(
                 answer = decode_resend_answer(message.payload)
                 answers.append((answer.from_, answer.upto or 0))
 
-    async with till(broker, journal):
+    async with till(broker, journal) as uplink:
         await commit(journal, 30)
         await until(lambda: journal.stats().acked_upto == 30, "drained")
         await store.stop()  # nothing but the till and the rogue on the broker now
@@ -328,10 +331,70 @@ async def test_only_the_pinned_collectors_resend_requests_are_honoured(
                 await until(
                     lambda: (21, 25) in answers and set(range(21, 26)) <= set(resent), "resent"
                 )
+                await until(lambda: uplink.status()["resend"] is None, "done", timeout_s=5.0)
+                await rogue.publish(topics.resend, resend_request(collector, 30, 30), qos=1)
+                await until(lambda: 30 in resent, "one entry resent", timeout_s=5.0)
+                await until(lambda: uplink.status()["resend"] is None, "done", timeout_s=5.0)
+                await asyncio.sleep(0.3)  # a forwarder that failed would say so by now
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-    assert answers == [(21, 25)]
-    assert min(resent) == 21  # nothing from the forged requests' seq 1
+    assert answers == [(21, 25), (30, 30)]
+    assert sorted(resent) == [*range(21, 26), 30]  # nothing from the forged requests' seq 1
+    failed = [e["event"] for e in logs if e["log_level"] == "error"]
+    assert failed == ["resend_ignored", "resend_ignored"]  # the forwarder never failed
     kinds = [(e["log_level"], e["kind"]) for e in logs if e["event"] == "resend_ignored"]
     assert kinds == [("error", "unsigned"), ("error", "wrong_key")]
+
+
+async def test_resend_requests_set_the_cursor_a_later_one_widens_it(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """The cursor a request leaves, with no forwarding loop to consume it: from the request's
+    `from`, up to its `upto` (at most the journal's last seq); nothing for seqs past the
+    journal's end; a second request while one runs covers both."""
+    await commit(journal, 30)
+    fwd = bare_forwarder(journal, store=STORE, terminal=TERMINAL)
+    async with connect(
+        uplink_cfg(broker),
+        client_id="forwarder-under-test",
+        will=None,
+        subscribe=[],
+        probe_topic="edged/v1/probe",
+    ) as conn:
+        with capture_logs() as logs:
+            await fwd.handle_resend(conn, b'{"v":1,"from":"one"}')
+        said = [(e["event"], e["topic"]) for e in logs if e["log_level"] == "warning"]
+        assert said == [("ack_rejected", fwd.resend_topic)]  # malformed: said, nothing done
+        await fwd.handle_resend(conn, resend_request(None, 40, 50))  # past the journal's end
+        assert fwd.resend_status() == {"resend": None, "store_permanent_gap": None}
+        await fwd.handle_resend(conn, resend_request(None, 21, 25))
+        assert fwd.resend_status()["resend"] == {"from": 21, "sent_upto": 20, "upto": 25}
+        await fwd.handle_resend(conn, resend_request(None, 11, 40))
+        assert fwd.resend_status()["resend"] == {"from": 11, "sent_upto": 10, "upto": 30}
+
+
+async def test_a_resend_keeps_its_window_and_its_cursor_until_the_broker_has_its_batches(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """With no PUBACK coming (a link gone silent), a resend puts at most `window` batches in
+    flight (2 of 10 entries here), and one whose entries are all sent stays under way."""
+    await commit(journal, 30)
+    wide, short = (bare_forwarder(journal, store=STORE, terminal=TERMINAL) for _ in range(2))
+    async with FaultProxy(broker.port) as proxy:
+        cfg = msgspec.structs.replace(uplink_cfg(broker), port=proxy.port, ack_timeout_s=1.0)
+        async with connect(
+            cfg, client_id="forwarder-under-test", will=None, subscribe=[], probe_topic="p"
+        ) as conn:
+            await wide.handle_resend(conn, resend_request(None, 1, 30))
+            await short.handle_resend(conn, resend_request(None, 21, 30))
+            await proxy.set_mode("blackhole")
+            with contextlib.suppress(ExceptionGroup):  # the publishes time out at the end
+                async with asyncio.TaskGroup() as tg:
+                    await wide._fill_resend(conn, tg)
+                    await short._fill_resend(conn, tg)
+                    seen = [wide.resend_status()["resend"], short.resend_status()["resend"]]
+    assert seen == [
+        {"from": 1, "sent_upto": 20, "upto": 30},
+        {"from": 21, "sent_upto": 30, "upto": 30},
+    ]

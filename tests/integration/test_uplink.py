@@ -7,10 +7,11 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,13 @@ from edged.events import EventHub
 from edged.journal import Journal
 from edged.signing import Signer
 from edged.uplink import Uplink
-from edged.uplink.client import LinkError, Will, connect
+from edged.uplink.client import Incoming, LinkError, Will, connect
+from edged.uplink.forwarder import ADOPTION_WAIT_S
 from edged.wire import Ack, Status, Topics, decode_tx, encode
 from tests.support.forwarding import bare_forwarder
 from tests.support.mosquitto import Mosquitto
 from tests.support.pki import make_tls_users
+from tests.support.sales import cash_sale
 
 STORE, TERMINAL = "s1", "t1"
 TOPICS = Topics("edged/v1", STORE, TERMINAL)
@@ -455,7 +458,7 @@ async def test_drains_backlog_and_new_commits_in_seq_order(
     flat = [s for batch in acker.batches for s in batch]
     assert flat == list(range(1, 331))  # once each, in order, no resend on a healthy link
     assert max(len(b) for b in acker.batches) == 40
-    assert uplink.forwarder.resends == 0
+    assert (uplink.forwarder.resends, uplink.forwarder.batches_sent) == (0, len(acker.batches))
     # the payload carries the journal's own bytes and hashes
     first = decode_tx(acker.payloads[0])
     stored = await journal.unacked(0, 1)
@@ -483,6 +486,36 @@ async def test_drains_backlog_and_new_commits_in_seq_order(
         "oldest_age_s": None,
         "severity": "ok",
     }
+
+
+async def test_batches_are_cut_under_the_byte_cap_and_a_damaged_entry_is_said(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Sales of 300 kB: three fit under BATCH_MAX_BYTES, whatever batch_max allows. A damaged
+    entry goes out flagged and is announced as a `journal` event."""
+    path = tmp_path / "big.db"
+    big = await Journal.open(path, store_id=STORE, terminal_id=TERMINAL)
+    for _ in range(5):
+        await big.commit(cash_sale(pad=300_000))
+    await big.close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE entries SET sale = substr(sale, 1, 20) WHERE seq = 5")
+    big = await Journal.open(path, store_id=STORE, terminal_id=TERMINAL)
+    events = EventHub()
+    journal_events = events.subscribe(["journal"])
+    try:
+        acker = Acker(broker.port)
+        uplink = make_uplink(uplink_cfg(broker, batch_max=10), big, events)
+        async with running(acker.run()):
+            await acker.ready.wait()
+            async with running(uplink.run()):
+                await until(lambda: big.stats().acked_upto == 5)
+        assert acker.batches == [[1, 2, 3], [4, 5]]
+        async with asyncio.timeout(2.0):  # published before the batch was sent
+            said = (await anext(aiter(journal_events))).data
+        assert (said["kind"], said["seq"]) == ("damaged_entry", 5)
+    finally:
+        await big.close()
 
 
 async def test_resends_after_ack_timeout(broker: Mosquitto, journal: Journal) -> None:
@@ -530,6 +563,31 @@ async def test_unacked_entries_are_resent_after_a_reconnect(
     assert acker.received == set(range(1, 31))  # resent because of the reconnect
 
 
+async def test_a_reconnect_frees_the_window_of_batches_the_old_connection_sent(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """Batches sent on a lost connection hold no place in the new one's window: the new
+    connection sends at once, it does not first wait for them to time out (no resend)."""
+    await commit_sales(journal, 20)
+    acker = Acker(broker.port, hold_s=60.0)  # receives, acks only when told below
+    cfg = uplink_cfg(broker, batch_max=10, window=1, ack_timeout_s=60.0)
+    uplink = make_uplink(cfg, journal)
+    async with running(acker.run()):
+        await acker.ready.wait()
+        async with running(uplink.run()):
+            await until(lambda: len(acker.received) == 10)
+            async with aiomqtt.Client("127.0.0.1", broker.port) as store:
+                await store.publish(TOPICS.ack, encode(Ack(v=1, upto=10)), qos=1)
+            await until(lambda: len(acker.received) == 20)  # 11-20: the window is full
+            resends = uplink.forwarder.resends
+            acker.hold_s = 0.0  # from now on it acks each batch it receives
+            # A client with the terminal's id takes its session over: the link drops.
+            async with aiomqtt.Client("127.0.0.1", broker.port, identifier="edged-s1-t1"):
+                await until(lambda: uplink.status()["state"] == "offline")
+            await until(lambda: journal.stats().acked_upto == 20)
+            assert uplink.forwarder.resends == resends  # sent again at once, not on a timeout
+
+
 async def test_bogus_acks_are_ignored(broker: Mosquitto, journal: Journal) -> None:
     await commit_sales(journal, 5)
     silent = Acker(broker.port, hold_s=60.0)
@@ -553,6 +611,60 @@ async def test_bogus_acks_are_ignored(broker: Mosquitto, journal: Journal) -> No
             await until(lambda: journal.stats().acked_upto == 5)
         await until(lambda: uplink.status()["state"] == "online")
         assert uplink.link.attempts_failed == 0
+
+
+EXTRA = f"{TOPICS.ack.removesuffix('/ack')}/extra"
+
+
+async def deliver_extra(
+    broker: Mosquitto,
+    journal: Journal,
+    others: Callable[[Incoming], Awaitable[bool]] | None,
+    count: Callable[[list[str]], bool],
+) -> list[str]:
+    """Run a forwarder on a connection also subscribed to EXTRA/#, publish one message on
+    EXTRA/refdata and one on EXTRA/other; the topics it logged as unexpected."""
+    fwd = bare_forwarder(journal, store=STORE, terminal=TERMINAL, others=others)
+    with capture_logs() as logs:
+        async with (
+            connect(
+                uplink_cfg(broker),
+                client_id="forwarder-under-test",
+                will=None,
+                subscribe=[TOPICS.ack, f"{EXTRA}/#"],
+                probe_topic=f"{EXTRA}-probe",
+            ) as conn,
+            running(fwd.run(conn)),
+            aiomqtt.Client("127.0.0.1", broker.port) as store,
+        ):
+            for topic in (f"{EXTRA}/refdata", f"{EXTRA}/other"):
+                await store.publish(topic, b"{}", qos=1)
+
+            def warned() -> list[str]:
+                return sorted(e["topic"] for e in logs if e["event"] == "mqtt_unexpected_message")
+
+            async with asyncio.timeout(5.0):
+                while not count(warned()):
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)  # nothing more comes
+    return warned()
+
+
+async def test_messages_on_further_topics_go_to_their_handler_or_are_logged(
+    broker: Mosquitto, journal: Journal
+) -> None:
+    """What is neither an ack nor a resend request goes to `others` (reference data); what
+    that does not take, or everything with no `others`, is logged as unexpected."""
+    taken: list[str] = []
+
+    async def refdata(msg: Incoming) -> bool:
+        taken.append(msg.topic)
+        return msg.topic.endswith("/refdata")
+
+    warned = await deliver_extra(broker, journal, refdata, lambda w: len(taken) == 2 and bool(w))
+    assert (sorted(taken), warned) == ([f"{EXTRA}/other", f"{EXTRA}/refdata"], [f"{EXTRA}/other"])
+    warned = await deliver_extra(broker, journal, None, lambda w: len(w) == 2)
+    assert warned == [f"{EXTRA}/other", f"{EXTRA}/refdata"]
 
 
 async def test_a_retained_ack_acknowledges_nothing(broker: Mosquitto, journal: Journal) -> None:
@@ -658,6 +770,28 @@ async def test_a_replaced_till_adopts_the_stores_seqs(
     report = verify_journal(path)
     assert report.lost == () and report.adopted is not None
     assert (report.adopted.first, report.adopted.last, report.adopted.gap_seq) == (1, 3, 4)
+
+
+async def test_a_new_till_the_store_has_no_history_for_sends_after_the_adoption_wait(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """No retained ack within ADOPTION_WAIT_S: the store holds nothing for this terminal id,
+    the provisional entries keep their seqs and go out."""
+    new = await Journal.open(tmp_path / "new.db", store_id=STORE, terminal_id=TERMINAL, adopt=True)
+    try:
+        await commit_sales(new, 2)
+        acker = Acker(broker.port)
+        with capture_logs() as logs:
+            async with running(acker.run()):
+                await acker.ready.wait()
+                async with running(make_uplink(uplink_cfg(broker), new).run()):
+                    await until(lambda: new.stats().acked_upto == 2, timeout=10.0)
+        assert not new.adoption_pending
+        assert acker.received == {1, 2}
+        told = [e for e in logs if e["event"] == "journal_adoption_no_history"]
+        assert [e["waited_s"] for e in told] == [ADOPTION_WAIT_S]
+    finally:
+        await new.close()
 
 
 async def test_broker_restart_drains_to_the_collector_by_itself(

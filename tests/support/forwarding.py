@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from edged.events import EventHub
 from edged.journal import Journal
 from edged.keys import collector_pin_path
 from edged.signing import Signer
 from edged.uplink.ackgate import AckGate
+from edged.uplink.client import Incoming
 from edged.uplink.forwarder import Forwarder
 from edged.uplink.pulse import Pulse
 
@@ -18,9 +21,11 @@ def bare_forwarder(
     store: str = "S1",
     terminal: str = "T1",
     require_signed: bool = False,
+    others: Callable[[Incoming], Awaitable[bool]] | None = None,
 ) -> Forwarder:
     """Unsigned acks count unless `require_signed` or a collector key is pinned beside the
-    journal (as for a terminal upgraded before its collector)."""
+    journal (as for a terminal upgraded before its collector). `others` takes messages on
+    further topics, as reference data does."""
     base = f"edged/v1/{store}/{terminal}"
     return Forwarder(
         journal,
@@ -40,4 +45,5 @@ def bare_forwarder(
             terminal=terminal,
             require_signed=require_signed,
         ),
+        others=others,
     )

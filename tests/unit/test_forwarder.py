@@ -4,21 +4,32 @@ a batch is cut under the broker's byte cap."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 from structlog.testing import capture_logs
 
+from edged.backlog import Thresholds
+from edged.clock import utc_iso
+from edged.events import EventHub
 from edged.journal import Journal
+from edged.signing import Signer
 from edged.uplink.forwarder import (
     BATCH_MAX_BYTES,
     ENTRY_OVERHEAD_BYTES,
     FIRST_ACK_TIMEOUT_S,
+    OUTBOX_EVENT_MIN_INTERVAL_S,
     Forwarder,
     _cap_bytes,
     _InFlight,
 )
+from edged.uplink.pulse import Pulse
+from tests.support.entries import make_chain
 from tests.support.forwarding import bare_forwarder
 from tests.support.sales import cash_sale
 
@@ -147,4 +158,184 @@ async def test_the_byte_cap_is_exact_for_intact_and_damaged_entries(tmp_path: Pa
     assert _cap_bytes(damaged) == damaged
     grown = [damaged[0], msgspec.structs.replace(damaged[1], sale_json=b"x" * (raw + 1))]
     assert _cap_bytes(grown) == grown[:1]
+    await j.close()
+
+
+async def journal_with_an_old_sale(path: Path, minutes: float) -> Journal:
+    """A journal whose one unacknowledged sale was stamped `minutes` ago."""
+    j = await Journal.open(path, store_id="S1", terminal_id="T1")
+    await j.close()
+    stamp = utc_iso((datetime.now(UTC) - timedelta(minutes=minutes)).timestamp())
+    (e,) = make_chain("S1", "T1", 1, created_at=stamp)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO entries (seq, id, receipt_no, created_at, sale, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                *(e.seq, e.id, e.receipt_no, e.created_at, bytes(e.sale).decode()),
+                *(bytes.fromhex(e.prev_hash), bytes.fromhex(e.hash)),
+            ),
+        )
+    return await Journal.open(path, store_id="S1", terminal_id="T1")
+
+
+async def test_the_outbox_severity_uses_the_given_thresholds_or_the_defaults(
+    tmp_path: Path,
+) -> None:
+    """A sale unsent for 30 minutes: `warn` by default (15 min), `ok` for a till told to warn
+    after an hour, `alarm` for one told to alarm after 20 minutes."""
+    j = await journal_with_an_old_sale(tmp_path / "j.db", minutes=30)
+    fwd = bare_forwarder(j)
+    assert (fwd.outbox()["pending"], fwd.outbox()["severity"]) == (1, "warn")
+    for backlog, severity in (
+        (Thresholds(warn_after_s=3600.0, alarm_after_s=7200.0), "ok"),
+        (Thresholds(warn_after_s=600.0, alarm_after_s=1200.0), "alarm"),
+    ):
+        told = Forwarder(
+            j,
+            EventHub(),
+            store="S1",
+            terminal="T1",
+            tx_topic="edged/v1/S1/T1/tx",
+            ack_topic=TOPIC,
+            batch_max=10,
+            window=2,
+            ack_timeout_s=1.0,
+            changed=Pulse(),
+            signer=Signer.generate(),
+            acks=fwd._acks,
+            backlog=backlog,
+        )
+        assert told.outbox()["severity"] == severity
+    await j.close()
+
+
+async def test_an_ack_timeout_warns_once_per_acked_connection_and_never_before_its_first_ack(
+    tmp_path: Path,
+) -> None:
+    """Early resends before the first ack are routine (debug); after an ack the first timeout
+    warns, the next ones do not, until an ack comes again."""
+    j = await journal_with_sales(tmp_path, 30)
+    fwd = bare_forwarder(j)  # ack_timeout_s=1.0
+    now = 0.0
+
+    def timed_out() -> str:
+        nonlocal now
+        sent(fwd, fwd._next_after + 1, fwd._next_after + 5, at=now)
+        now += fwd._timeout_s()
+        with capture_logs() as logs:
+            fwd._expire(now)
+        (said,) = [e["log_level"] for e in logs if e["event"] == "ack_timeout_resend"]
+        return str(said)
+
+    levels = [timed_out()]  # before the first ack
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":5}')
+    levels += [timed_out(), timed_out()]
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":10}')
+    levels += [timed_out(), timed_out()]
+    assert levels == ["debug", "warning", "debug", "warning", "debug"]
+    await j.close()
+
+
+async def test_a_bogus_ack_warns_once_until_a_good_ack_comes(tmp_path: Path) -> None:
+    j = await journal_with_sales(tmp_path, 3)
+    fwd = bare_forwarder(j)
+    with capture_logs() as logs:
+        await fwd.handle_ack(TOPIC, b"not json")
+        await fwd.handle_ack(TOPIC, b'{"v":1}')
+        await fwd.handle_ack(TOPIC, b'{"v":1,"upto":1}')
+        await fwd.handle_ack(TOPIC, b"not json")
+    assert [e["log_level"] for e in logs if e["event"] == "ack_rejected"] == [
+        "warning",
+        "debug",
+        "warning",
+    ]
+    await j.close()
+
+
+async def test_an_ack_that_moves_acked_upto_wakes_the_forwarder_and_sync_now(
+    tmp_path: Path,
+) -> None:
+    """sync.now waits on `changed` for the drain to end: each ack that counts fires it, and
+    wakes the forwarder's loop; a stale one does neither."""
+    j = await journal_with_sales(tmp_path, 3)
+    fwd = bare_forwarder(j)
+    waiter = asyncio.create_task(fwd._changed.wait())
+    await asyncio.sleep(0)
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":2}')
+    async with asyncio.timeout(1.0):
+        await waiter
+    assert fwd._wake.is_set()
+    fwd._wake.clear()
+    waiter = asyncio.create_task(fwd._changed.wait())
+    await asyncio.sleep(0)
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":1}')
+    await asyncio.sleep(0)
+    assert not waiter.done() and not fwd._wake.is_set()
+    waiter.cancel()
+    await j.close()
+
+
+async def test_an_ack_with_no_last_seq_to_an_empty_journal_reports_nothing_ahead(
+    tmp_path: Path,
+) -> None:
+    """The store holding seq 7 past a gap is said; a later ack without `last_seq` says
+    nothing about seqs ahead, even to a journal with none."""
+    j = await journal_with_sales(tmp_path, 0)
+    fwd = bare_forwarder(j)
+    with capture_logs() as logs:
+        await fwd.handle_ack(TOPIC, b'{"v":1,"upto":0,"last_seq":7}')
+        await fwd.handle_ack(TOPIC, b'{"v":1,"upto":0}')
+    said = [(e["event"], e.get("store_last_seq")) for e in logs if e["log_level"] != "debug"]
+    assert said == [("store_holds_seqs_past_a_gap", 7)]
+    await j.close()
+
+
+async def test_outbox_events_are_rate_limited_while_pending_and_never_late_at_drain_end(
+    tmp_path: Path,
+) -> None:
+    """One event per change of the numbers, at most one per OUTBOX_EVENT_MIN_INTERVAL_S while
+    sales are pending (the rest is owed: a deadline for the loop), at once when none are."""
+    j = await journal_with_sales(tmp_path, 3)
+    events = EventHub()
+    outbox = events.subscribe(["outbox"])
+    fwd = bare_forwarder(j, events)
+
+    def emitted() -> list[tuple[int, int]]:
+        """(pending, acked_upto) of each event published since the last call."""
+        fwd._emit_outbox()
+        got = []
+        while not outbox._queue.empty():
+            event = outbox._queue.get_nowait()
+            assert event is not None
+            got.append((event.data["pending"], event.data["acked_upto"]))
+        return got
+
+    assert (emitted(), fwd._event_owed) == ([(3, 0)], False)
+    assert (emitted(), fwd._event_owed) == ([], False)  # nothing moved
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":1}')
+    assert (emitted(), fwd._event_owed) == ([], True)  # too soon after the last: owed
+    assert fwd._next_deadline(time.monotonic()) is not None
+    fwd._last_event_at -= OUTBOX_EVENT_MIN_INTERVAL_S  # as if that long had passed
+    assert (emitted(), fwd._event_owed) == ([(2, 1)], False)
+    await fwd.handle_ack(TOPIC, b'{"v":1,"upto":3}')
+    assert (emitted(), fwd._event_owed) == ([(0, 3)], False)  # drained: said at once
+    await j.close()
+
+
+async def test_a_journal_behind_the_store_is_announced_once(tmp_path: Path) -> None:
+    """The store's ack says it holds seqs past the journal's end: one `behind_store` event,
+    not one per ack until the journal_gap entry is written with the next sale."""
+    j = await journal_with_sales(tmp_path, 2)
+    events = EventHub()
+    journal_events = events.subscribe(["journal"])
+    fwd = bare_forwarder(j, events)
+    for _ in range(2):
+        await fwd.handle_ack(TOPIC, b'{"v":1,"upto":5}')
+    said = []
+    while not journal_events._queue.empty():
+        event = journal_events._queue.get_nowait()
+        assert event is not None
+        said.append(event.data)
+    assert said == [{"kind": "behind_store", "missing_from": 3, "missing_to": 5, "last_seq": 2}]
     await j.close()

@@ -237,4 +237,18 @@ async def test_a_gap_declared_before_the_adoption_is_renumbered_with_its_entry(
     entries = {e.seq for e in await j.unacked(0, 10)}
     assert entries == {6, 7, 8, 9}
     assert {gap["seq"] for gap in j.gaps()["recent"]} <= entries  # none left at its old seq
+
+
+async def test_a_live_ack_while_adopting_only_tells_the_stores_seqs(tmp_path: Path) -> None:
+    """Not retained, but the journal is still provisional: the ack renumbers it, and neither
+    acknowledges provisional entries nor declares them lost behind the store (the one gap
+    is the adoption's own: seqs 1..5 are the store's)."""
+    j = await new_journal(tmp_path / "j.db")
+    for _ in range(2):
+        await j.commit(cash_sale())
+    await bare_forwarder(j).handle_ack(ACK, b'{"v":1,"upto":5}')
+    await until(lambda: not j.adoption_pending and j.stats().pending == 3, "adopted")
+    assert (j.last_seq, j.stats().acked_upto) == (8, 0)
+    gaps = j.gaps()
+    assert gaps["count"] == 1 and gaps["recent"][0]["reason"].startswith("adopted")
     await j.close()

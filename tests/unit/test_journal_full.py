@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from edged.errors import JournalFullError
 from edged.journal import Journal
 from edged.journal.verify import verify_journal
+from edged.uplink.forwarder import ADOPTION_WAIT_S
 from tests.support.forwarding import bare_forwarder
 from tests.support.sales import cash_sale
 from tests.support.tmpfs import fill, free, small_tmpfs
@@ -131,6 +132,35 @@ async def test_an_ack_that_cannot_be_recorded_keeps_the_link_up(disk: Path) -> N
     free(disk)
     await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":5}')
     assert j.stats().acked_upto == 5
+    fill(disk)  # full again after an ack was recorded: said again at WARNING
+    with capture_logs() as logs:
+        await fwd.handle_ack("edged/v1/S1/T1/ack", b'{"v":1,"upto":6}')
+    assert [e["log_level"] for e in logs if e["event"] == "ack_not_recorded"] == ["warning"]
+    free(disk)
+    await j.close()
+
+
+async def test_an_adoption_the_full_disk_refused_is_written_once_space_returns(
+    disk: Path,
+) -> None:
+    """No store history: the forwarder resolves the adoption after each ADOPTION_WAIT_S until
+    the journal could write it, and says once that the store has none."""
+    j = await Journal.open(disk / "journal.db", store_id="S1", terminal_id="T1", adopt=True)
+    await j.commit(cash_sale())
+    fwd = bare_forwarder(j)
+    fill(disk)
+    with capture_logs() as logs:
+        waiting = asyncio.create_task(fwd._adopt_unless_told())
+        async with asyncio.timeout(2 * ADOPTION_WAIT_S + HANG_S):
+            while sum(e["event"] == "journal_adoption_failed" for e in logs) < 2:
+                await asyncio.sleep(0.05)
+        assert j.adoption_pending and not waiting.done()
+        free(disk)
+        async with asyncio.timeout(ADOPTION_WAIT_S + HANG_S):
+            await waiting
+    assert not j.adoption_pending and j.last_seq == 1
+    said = [e for e in logs if e["event"] == "journal_adoption_no_history"]
+    assert [e["waited_s"] for e in said] == [ADOPTION_WAIT_S]
     await j.close()
 
 
