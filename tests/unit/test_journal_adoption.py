@@ -237,6 +237,7 @@ async def test_a_gap_declared_before_the_adoption_is_renumbered_with_its_entry(
     entries = {e.seq for e in await j.unacked(0, 10)}
     assert entries == {6, 7, 8, 9}
     assert {gap["seq"] for gap in j.gaps()["recent"]} <= entries  # none left at its old seq
+    await j.close()
 
 
 async def test_a_live_ack_while_adopting_only_tells_the_stores_seqs(tmp_path: Path) -> None:
