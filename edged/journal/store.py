@@ -661,8 +661,6 @@ class Journal:
             await self._end_transaction()  # kept: tried again at the writer's next wake
             log.exception("journal_adoption_failed", path=str(self.path), error=str(exc))
             return
-        self._adoption_token, self._adopt_upto = None, None
-        self._adopted.set()
         if damaged is not None:  # renumbering would hash damaged bytes anew: declare a gap
             log.error(
                 "journal_adoption_refused",
@@ -673,12 +671,15 @@ class Journal:
                 "seq_conflict evidence",
             )
             self.skip_past(store_upto, adoption_reason(store_upto))
-            return
-        if renumber:
+        elif renumber:  # head, gaps and age first: whoever waited sees the adopted journal
             self._last_seq, self._last_hash = seq, head
             await asyncio.to_thread(self._write_seq_mark, seq, head)
             await self._load_gaps()
             await self._load_oldest_pending()
+        self._adoption_token, self._adopt_upto = None, None
+        self._adopted.set()
+        if damaged is not None:
+            return
         log.warning(
             "journal_adopted" if renumber else "journal_adoption_none",
             path=str(self.path),

@@ -253,3 +253,23 @@ async def test_a_live_ack_while_adopting_only_tells_the_stores_seqs(tmp_path: Pa
     gaps = j.gaps()
     assert gaps["count"] == 1 and gaps["recent"][0]["reason"].startswith("adopted")
     await j.close()
+
+
+async def test_whoever_waited_for_the_adoption_sees_the_adopted_journal(tmp_path: Path) -> None:
+    """wait_adopted() returns once the head, the gaps and the outbox are the adopted ones:
+    a first sale or a status read in between never sees the provisional seqs."""
+    j = await new_journal(tmp_path / "j.db")
+    for _ in range(2):
+        await j.commit(cash_sale())
+    seen: list[tuple[int, int, int]] = []
+
+    async def first_in_line() -> None:
+        await j.wait_adopted()
+        seen.append((j.last_seq, j.stats().pending, j.gaps()["count"]))
+
+    waiter = asyncio.create_task(first_in_line())
+    j.resolve_adoption(5)
+    async with asyncio.timeout(ADOPTED_S):
+        await waiter
+    assert seen == [(8, 3, 1)]  # 6: the adoption's gap entry, 7 and 8: the two sales
+    await j.close()
