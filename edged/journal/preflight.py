@@ -5,7 +5,9 @@ that was only in the `-wal` (before the first checkpoint, minus the tables thems
 files decide. A journal is created whole, with its schema in the main file (edged.journal.create);
 from its open until a clean close its main file says `run_state.open = 1`, and its `-wal` is
 never empty while it is open (the open is checkpointed with RESTART, never TRUNCATE). So "open"
-in the main file with no `-wal` content beside it means the `-wal` was lost.
+in the main file with no `-wal` content beside it means the `-wal` was lost, unless the seq mark
+(seqmark.py) ends exactly where the main file ends: then SQLite itself checkpointed and removed
+the `-wal` at a close that could not write "closed" (a full disk), and nothing is missing.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import structlog
+
 from edged.errors import JournalError
 from edged.journal import state
+from edged.journal.seqmark import read_mark
+
+log = structlog.get_logger(__name__)
 
 # What to do about a journal whose -wal is lost; {wal} is the missing file's name.
 _WHAT_TO_DO = (
@@ -88,12 +95,32 @@ def _check_main_file(path: Path) -> None:
             else:
                 ((was_open,),) = conn.execute("SELECT open FROM run_state").fetchall()
             last = last_seq(conn) if "entries" in tables else 0
+            complete = bool(was_open) and _complete_by_mark(conn, path, last)
     except sqlite3.Error as exc:
         raise state.describe(path, exc) from None
     if version == 0 and not tables:
         raise lost_wal(path, None)
-    if was_open:
+    if complete:
+        log.warning(
+            "journal_unclean_close_recovered",
+            path=str(path),
+            last_seq=last,
+            hint="the last close could not mark the journal closed (a full disk?), but its "
+            "-wal had reached the main file: its seq mark ends at the same seq and hash, "
+            "nothing was lost",
+        )
+    elif was_open:
         raise lost_wal(path, last)
+
+
+def _complete_by_mark(conn: sqlite3.Connection, path: Path, last: int) -> bool:
+    """True if the seq mark, written with every commit, ends where the main file ends: a -wal
+    deleted by SQLite's checkpoint at close, not lost with sales in it."""
+    mark = read_mark(path)
+    if mark is None or mark.seq != last:
+        return False
+    row = conn.execute("SELECT hash FROM entries WHERE seq = ?", (last,)).fetchone()
+    return row is not None and bytes(row[0]) == mark.hash
 
 
 def last_seq(conn: sqlite3.Connection) -> int:
@@ -132,4 +159,6 @@ def check_wal_present(path: Path, conn: sqlite3.Connection) -> None:
     ((was_open,),) = conn.execute("SELECT open FROM run_state").fetchall()
     # A daemon that starts meanwhile writes "open" and -wal content at once: look again.
     if was_open and not wal_holds_frames(path):
-        raise lost_wal(path, last_seq(conn))
+        last = last_seq(conn)
+        if not _complete_by_mark(conn, path, last):  # else: an unclean close, nothing lost
+            raise lost_wal(path, last)

@@ -16,6 +16,8 @@ from structlog.testing import capture_logs
 
 from edged.errors import JournalFullError
 from edged.journal import Journal
+from edged.journal.preflight import WalLostError
+from edged.journal.seqmark import SeqMarkFile
 from edged.journal.verify import verify_journal
 from edged.uplink.forwarder import ADOPTION_WAIT_S
 from tests.support.forwarding import bare_forwarder
@@ -180,3 +182,49 @@ async def test_a_journal_opened_on_a_full_disk_says_open_at_its_first_commit(dis
         assert (await j.commit(cash_sale())).seq == 11
     assert await j.execute("SELECT open FROM run_state") == [(1,)]
     await j.close()
+
+
+async def test_a_journal_closed_on_a_full_disk_opens_again_with_nothing_lost(disk: Path) -> None:
+    """The close cannot write "closed" into the full file, but SQLite's own checkpoint at close
+    can still move the -wal into it and delete it: the seq mark then proves nothing was lost,
+    and the journal opens again instead of being refused as one whose -wal was lost."""
+    path = disk / "journal.db"
+    j = await open_journal(path)
+    j.resolve_adoption(0)
+    sales = [await j.commit(cash_sale()) for _ in range(3)]
+    fill(disk)
+    with capture_logs() as logs:
+        await j.close()
+    assert any(e["event"] == "journal_checkpoint_failed" for e in logs)
+    assert not path.with_name("journal.db-wal").exists()  # SQLite checkpointed it at close
+    free(disk)
+    assert verify_journal(path).last_seq == 3  # a technician's reader agrees: nothing missing
+    with capture_logs() as logs:
+        j = await open_journal(path)
+    try:
+        assert j.last_seq == 3
+        assert [e.seq for e in await j.unacked(0, 10)] == [s.seq for s in sales]
+        reopened = [e for e in logs if e["event"] == "journal_unclean_close_recovered"]
+        assert [(e["log_level"], e["last_seq"]) for e in reopened] == [("warning", 3)]
+        assert (await j.commit(cash_sale())).seq == 4
+    finally:
+        await j.close()
+
+
+async def test_a_seq_mark_that_disagrees_keeps_the_journal_refused(disk: Path) -> None:
+    """Same unclean close, but the mark names another hash at that seq (or a later seq): the
+    main file is not proven complete, so it is still refused as one whose -wal was lost."""
+    path = disk / "journal.db"
+    j = await open_journal(path)
+    j.resolve_adoption(0)
+    for _ in range(3):
+        await j.commit(cash_sale())
+    fill(disk)
+    await j.close()
+    free(disk)
+    for seq, digest in ((3, bytes(32)), (4, bytes(32))):
+        mark = SeqMarkFile(path)
+        mark.write(seq, digest)
+        mark.close()
+        with pytest.raises(WalLostError, match="was not closed cleanly"):
+            await open_journal(path)
