@@ -229,3 +229,18 @@ def test_fuzzed_message_is_stored_or_quarantined_and_never_hurts_the_others(
     assert in_quarantine != processed, (in_quarantine, processed, payload)
     if payload == _BASE:
         assert uptos[(S, "tf")] == 2
+
+
+def test_a_batch_whose_check_raises_is_quarantined_by_the_store(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """Batch.verified leaves a batch that breaks the check unchecked; the store's own check
+    raises under the batch's savepoint and quarantines it alone."""
+    t1 = make_chain(S, "t1", 3)
+    broken = msgspec.structs.replace(t1[1], sale=None)  # no decoded message carries this
+    bad = Batch(S, "t1", [t1[0], broken, t1[2]], Message("edged/v1/s1/t1/tx", b"evidence"))
+    assert bad.verified() is bad  # checked None: left to the store
+    good = Batch.of(S, "t2", make_chain(S, "t2", GOOD_N)).verified()
+    assert uptos_of(store.store_batches([bad, good])) == {(S, "t2"): GOOD_N}
+    assert [(r[1], r[4]) for r in quarantined(db)] == [("t1", b"evidence")]
+    assert store.store_batches([Batch.of(S, "t1", t1).verified()])[(S, "t1")].upto == 3

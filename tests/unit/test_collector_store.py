@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -576,3 +577,19 @@ def test_problems_of_one_batch_are_recorded_in_seq_order(store: CollectorStore) 
         (2, "invalid"),
         (1, "seq_conflict"),
     ]
+
+
+def test_verdicts_checked_before_the_store_are_taken_as_they_are(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """The event loop checks the entries (Batch.verified) while the store thread writes the
+    group before: the store takes those verdicts, each with its entry, and checks nothing again."""
+    chain = make_chain(3)
+    verified = Batch.of(S, T, [chain[2], chain[0], chain[1]]).verified()
+    assert verified.checked == [check_entry(e) for e in verified.entries]
+    judged = [verified.checked[0], verified.checked[1], Rejected("invalid", "judged early")]
+    batch = replace(verified, checked=judged)  # the event loop's verdict on seq 2: invalid
+    assert store.store_batches([batch])[(S, T)].upto == 3
+    assert [r[0] for r in rows(db)] == [1, 3]
+    (problem,) = store.problems()
+    assert (problem["kind"], problem["seq"], problem["detail"]) == ("invalid", 2, "judged early")
