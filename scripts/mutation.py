@@ -80,6 +80,11 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_collector_followup.py",
         "tests/integration/test_collector_store_faults.py",
     ],
+    "edged/collector/pins.py": [
+        "tests/unit/test_collector_pins.py",
+        "tests/integration/test_signed_entries.py",
+        "tests/integration/test_trust_no_one.py",
+    ],
 }
 # Imported once in the parent, so that each forked child imports only edged and the tests.
 PRELOAD = (
