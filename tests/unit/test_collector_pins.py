@@ -262,3 +262,19 @@ def test_an_admin_change_that_fails_is_rolled_back(store: CollectorStore, db: Co
     assert db.query("SELECT count(*) FROM terminal_keys") == [(0,)]
     chain = make_chain(S, T, 1)
     assert send(store, chain, None)[KEY].upto == 1  # the connection is usable: no transaction
+
+
+def test_admit_answers_true_or_false(db: CollectorDb) -> None:
+    """KeyPins.admit on its own, inside an admin's transaction: a bool, never just falsy."""
+    store = CollectorStore.open(db.target, trust_on_first_use=False)
+    try:
+        pins, till = store.pins, Signer.generate()
+        chain = make_chain(S, T, 1)
+        with pins.transaction():
+            assert pins.admit(KEY, chain, signed(till, chain), NOW) is False  # unpinned
+            pins.pin(KEY, till.public_hex, by="admin", now=NOW)
+            assert pins.admit(KEY, chain, None, NOW) is False  # forged
+            assert pins.admit(KEY, chain, signed(till, chain), NOW) is True
+        assert [r[2] for r in problems(db)] == ["unpinned", "unsigned"]
+    finally:
+        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -593,3 +594,91 @@ def test_verdicts_checked_before_the_store_are_taken_as_they_are(
     assert [r[0] for r in rows(db)] == [1, 3]
     (problem,) = store.problems()
     assert (problem["kind"], problem["seq"], problem["detail"]) == ("invalid", 2, "judged early")
+
+
+def test_held_seqs_at_both_ends_of_a_later_batch_are_met_by_their_sales(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """A batch's valid sales for seqs that slots hold (its first and its last seq here) go
+    through the slots, never straight into `transactions` beside them."""
+    chain = make_chain(4)
+    tampered = [
+        msgspec.structs.replace(e, sale=msgspec.Raw(bytes(e.sale).replace(b'"total":', b'"t":')))
+        for e in chain
+    ]
+    assert store.store_batch(S, T, [tampered[0], chain[1], tampered[2], tampered[3]]) == 4
+    assert report_of(store)["held"] == 3
+    assert store.store_batch(S, T, [chain[0], chain[1], chain[2]]) == 4
+    assert store.store_batch(S, T, [chain[2], chain[3]]) == 4  # a resend ahead of the slot
+    assert [r[0] for r in rows(db)] == [1, 2, 3, 4]
+    rep = report_of(store)
+    assert (rep["held"], rep["entries"], rep["duplicates"]) == (0, 4, 2)
+
+
+def test_nothing_to_acknowledge_is_upto_zero(store: CollectorStore) -> None:
+    """store_batch's answer for a batch that gave its terminal no progress (quarantined)."""
+    entry = msgspec.structs.replace(make_chain(1)[0], sale=None)  # breaks the check
+    assert store.store_batch(S, T, [entry]) == 0
+    assert [p["kind"] for p in store.problems()] == ["quarantined"]
+
+
+def test_only_a_batch_that_stored_sales_says_so(store: CollectorStore) -> None:
+    chain = make_chain(2)
+    with structlog.testing.capture_logs() as logs:
+        store.store_batch(S, T, chain)
+        store.store_batch(S, T, chain)  # duplicates: nothing stored
+    assert [(e["inserted"], e["upto"]) for e in logs if e["event"] == "entries_stored"] == [(2, 2)]
+
+
+def test_problems_lists_the_latest_hundred_unless_asked_for_more(store: CollectorStore) -> None:
+    chain = make_chain(101)
+    broken = [msgspec.structs.replace(e, prev_hash="Z" * 64) for e in chain]  # invalid, each
+    store.store_batch(S, T, broken)
+    assert len(store.problems()) == 100
+    assert len(store.problems(limit=200)) == 101
+
+
+def test_reads_of_a_closed_store_are_clear_errors(db: CollectorDb) -> None:
+    store = CollectorStore.open(db.target)
+    store.store_batch(S, T, make_chain(1))
+    store.close()
+    for read in (store.current_acks, store.terminal_report, store.problems):
+        with pytest.raises(CollectorStoreError, match="cannot read"):
+            read()
+
+
+def test_a_second_collector_waits_while_the_first_writes_for_the_terminal(db: CollectorDb) -> None:
+    """Two collectors on one database: each write transaction is the terminal's only writer
+    (SQLite: BEGIN IMMEDIATE; PostgreSQL: the terminal's advisory lock), so a batch waits for
+    the other collector's commit instead of reading a state about to change."""
+    chain = make_chain(2)
+    opened, go = threading.Event(), threading.Event()
+    answers: list[int] = []
+
+    def second() -> None:
+        two = CollectorStore.open(db.target, received_by="c2")
+        try:
+            opened.set()
+            go.wait(10)
+            answers.append(two.store_batch(S, T, chain))
+        finally:
+            two.close()
+
+    one = CollectorStore.open(db.target, received_by="c1")  # creates the database
+    writer = threading.Thread(target=second)
+    writer.start()
+    try:
+        assert opened.wait(10)
+
+        def hold(conn: object, now: str) -> bool:
+            go.set()
+            writer.join(1.0)
+            return writer.is_alive()
+
+        assert one._write(hold, [(S, T)]) is True  # the second one waited for this commit
+        writer.join(10)
+        assert answers == [2]
+    finally:
+        go.set()
+        writer.join(10)
+        one.close()
