@@ -238,9 +238,10 @@ def test_pins_are_listed_replaced_and_forgotten(store: CollectorStore, db: Colle
         PinnedKey(S, "t2", one, "admin", NOW),
     ]
     assert db.query("SELECT count(*) FROM terminal_keys") == [(2,)]  # committed
-    with pins.transaction():
+    with structlog.testing.capture_logs() as logs, pins.transaction():
         assert pins.forget(KEY) is True
         assert pins.forget(KEY) is False
+    assert [e["terminal"] for e in events(logs, "terminal_key_forgotten")] == [T]  # once
     assert [p.terminal_id for p in pins.all()] == ["t2"]
     assert db.query("SELECT terminal_id FROM terminal_keys") == [("t2",)]
     with pytest.raises(ValueError, match="64 hex digits"), pins.transaction():
