@@ -284,6 +284,13 @@ def test_batches_of_several_terminals_commit_together(
     assert {key: progress.upto for key, progress in result.items()} == {(S, "ta"): 3, (S, "tb"): 2}
 
 
+def test_batches_may_come_from_a_generator(store: CollectorStore, db: CollectorDb) -> None:
+    chains = {t: make_chain(2) for t in ("ta", "tb")}
+    result = store.store_batches(Batch.of(S, t, chain) for t, chain in chains.items())
+    assert {key: progress.upto for key, progress in result.items()} == {(S, "ta"): 2, (S, "tb"): 2}
+    assert len(rows(db, S, "ta")) == len(rows(db, S, "tb")) == 2
+
+
 def test_database_failure_fails_the_whole_group_and_stores_nothing(
     store: CollectorStore, db: CollectorDb
 ) -> None:
