@@ -73,6 +73,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "edged/collector/store.py": [
         "tests/unit/test_collector_store.py",
+        "tests/unit/test_collector_pins.py",
         "tests/unit/test_collector_slots.py",
         "tests/unit/test_collector_resend.py",
         "tests/unit/test_collector_poison.py",
