@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import pytest
 import structlog
 
@@ -279,3 +280,18 @@ def test_admit_answers_true_or_false(db: CollectorDb) -> None:
         assert [r[2] for r in problems(db)] == ["unpinned", "unsigned"]
     finally:
         store.close()
+
+
+def test_a_quarantined_batch_pins_no_key(store: CollectorStore, db: CollectorDb) -> None:
+    """A signed batch the store cannot take is rolled back whole: the first-use pin of its key
+    too, or a poison message would pin whatever key signed it."""
+    rogue, till = Signer.generate(), Signer.generate()
+    chain = make_chain(S, T, 2)
+    poison = [chain[0], msgspec.structs.replace(chain[1], sale=None)]  # breaks the check
+    assert send(store, poison, signed(rogue, poison)) == {}
+    assert store.pins.get(KEY) is None
+    assert [r[2] for r in problems(db)] == ["quarantined"]
+    assert send(store, chain, signed(till, chain))[KEY].upto == 2
+    pinned = store.pins.get(KEY)
+    assert pinned is not None
+    assert pinned.key == till.public_hex
