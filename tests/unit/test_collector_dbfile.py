@@ -17,7 +17,8 @@ from edged.collector.dbfile import marker_path, read_marker
 from edged.collector.dialect import PgConn, postgres
 from edged.collector.report import collector_report
 from edged.collector.schema import CollectorDbChangedError, CollectorStoreError
-from edged.collector.store import CollectorStore, init_collector_db
+from edged.collector.store import Batch, CollectorStore, init_collector_db
+from edged.wire import Entry
 from tests.support.collectordb import (
     CollectorDb,
     create_empty_postgres_database,
@@ -129,18 +130,27 @@ def test_database_replaced_during_the_commit_is_caught_after_it(db_path: str) ->
     """The check after COMMIT: whatever went to the old file is not acknowledged."""
     store = CollectorStore.open(db_path)
     chain = make_chain(S, T, 2)
+    swapped: list[bool] = []
 
-    class SwapWhileStoring(list[object]):
+    class SwapWhileStoring(list[Entry]):
+        """Entries that replace the database file when the store, inside its transaction,
+        first reads them (a Batch made by hand: Batch.of would read them before)."""
+
         def __iter__(self):  # type: ignore[no-untyped-def]
-            os.rename(db_path, db_path + ".old")
-            make_other_db(db_path)
+            if not swapped:
+                swapped.append(True)
+                os.rename(db_path, db_path + ".old")
+                make_other_db(db_path)
             return iter(chain)
 
+    batch = Batch(S, T, SwapWhileStoring(chain), Batch.of(S, T, chain).message)
     try:
         with pytest.raises(CollectorDbChangedError, match="replaced"):
-            store.store_batch(S, T, SwapWhileStoring())  # type: ignore[arg-type]
+            store.store_batches([batch])
     finally:
         store.close()
+    assert swapped
+    assert stored(db_path + ".old") == 2  # committed, to the old file: never acknowledged
 
 
 def test_version_1_database_is_upgraded_and_keeps_its_sales(db_path: str) -> None:
