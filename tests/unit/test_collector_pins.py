@@ -242,6 +242,7 @@ def test_pins_are_listed_replaced_and_forgotten(store: CollectorStore, db: Colle
     with structlog.testing.capture_logs() as logs, pins.transaction():
         assert pins.forget(KEY) is True
         assert pins.forget(KEY) is False
+        assert pins.forget((S, "t9")) is False  # never pinned
     assert [e["terminal"] for e in events(logs, "terminal_key_forgotten")] == [T]  # once
     assert [p.terminal_id for p in pins.all()] == ["t2"]
     assert db.query("SELECT terminal_id FROM terminal_keys") == [("t2",)]

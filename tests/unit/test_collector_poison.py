@@ -244,3 +244,29 @@ def test_a_batch_whose_check_raises_is_quarantined_by_the_store(
     assert uptos_of(store.store_batches([bad, good])) == {(S, "t2"): GOOD_N}
     assert [(r[1], r[4]) for r in quarantined(db)] == [("t1", b"evidence")]
     assert store.store_batches([Batch.of(S, "t1", t1).verified()])[(S, "t1")].upto == 3
+
+
+def test_a_batch_that_fails_after_storing_sales_takes_them_back_from_the_ack(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """A batch that stored sales before one of its entries broke the store: the sales are rolled
+    back with it, and the acks tell the terminals only what their other batches stored."""
+    t1, t2 = make_chain(S, "t1", 4), make_chain(S, "t2", 2)
+
+    def failing(chain: list[Any]) -> list[Any]:
+        """The chain with a seq twice (stored entry by entry) and then a seq SQL cannot bind."""
+        huge = msgspec.structs.replace(chain[0], seq=2**64)
+        return [*chain, chain[-1], huge]
+
+    group: list[Batch | Quarantine] = [
+        Batch.of(S, "t1", t1[:2]),
+        Batch(S, "t1", failing(t1[2:]), Message("edged/v1/s1/t1/tx", b"one")),
+        Batch(S, "t2", failing(t2), Message("edged/v1/s1/t2/tx", b"two")),
+    ]
+    assert uptos_of(store.store_batches(group)) == {(S, "t1"): 2}
+    assert db.query("SELECT terminal_id, seq FROM transactions ORDER BY 1, 2") == [
+        ("t1", 1),
+        ("t1", 2),
+    ]
+    assert uptos_of(store.current_acks()) == {(S, "t1"): 2}
+    assert [(r[1], r[4]) for r in quarantined(db)] == [("t1", b"one"), ("t2", b"two")]

@@ -125,6 +125,19 @@ def test_duplicate_inside_one_batch_is_stored_once(store: CollectorStore, db: Co
     chain = make_chain(3)
     assert store.store_batch(S, T, [*chain, chain[1]]) == 3
     assert len(rows(db)) == 3
+    assert report_of(store)["duplicates"] == 1  # judged once
+
+
+def test_entry_held_in_a_batch_with_a_seq_twice_is_passed(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """The entry-by-entry path (a seq twice in the batch) holds what is no sale too."""
+    chain = make_chain(3)
+    tampered = msgspec.structs.replace(chain[2], sale=msgspec.Raw(b'{"total":1}'))
+    assert store.store_batch(S, T, [chain[0], chain[1], chain[1], tampered]) == 3
+    assert [r[0] for r in rows(db)] == [1, 2]
+    assert [(p["kind"], p["seq"]) for p in store.problems()] == [("bad_hash", 3)]
+    assert report_of(store)["held"] == 1
 
 
 def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
