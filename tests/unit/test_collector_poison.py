@@ -263,10 +263,14 @@ def test_a_batch_that_fails_after_storing_sales_takes_them_back_from_the_ack(
         Batch(S, "t1", failing(t1[2:]), Message("edged/v1/s1/t1/tx", b"one")),
         Batch(S, "t2", failing(t2), Message("edged/v1/s1/t2/tx", b"two")),
     ]
-    assert uptos_of(store.store_batches(group)) == {(S, "t1"): 2}
+    acks = store.store_batches(group)
+    assert uptos_of(acks) == {(S, "t1"): 2}
+    assert (acks[(S, "t1")].last_seq, acks[(S, "t1")].last_hash) == (2, t1[1].hash)
     assert db.query("SELECT terminal_id, seq FROM transactions ORDER BY 1, 2") == [
         ("t1", 1),
         ("t1", 2),
     ]
     assert uptos_of(store.current_acks()) == {(S, "t1"): 2}
+    ((entries, held),) = db.query("SELECT entries, held FROM terminals")
+    assert (entries, held) == (2, 0)
     assert [(r[1], r[4]) for r in quarantined(db)] == [("t1", b"one"), ("t2", b"two")]

@@ -128,6 +128,20 @@ def test_duplicate_inside_one_batch_is_stored_once(store: CollectorStore, db: Co
     assert report_of(store)["duplicates"] == 1  # judged once
 
 
+def test_a_batch_with_a_seq_twice_is_counted_and_acknowledged_as_any_other(
+    store: CollectorStore,
+) -> None:
+    chain = make_chain(4)
+    store.store_batch(S, T, chain[:1])
+    with structlog.testing.capture_logs() as logs:
+        result = store.store_batches([Batch.of(S, T, [chain[1], chain[2], chain[2], chain[3]])])
+    progress = result[(S, T)]
+    assert (progress.upto, progress.last_seq, progress.last_hash) == (4, 4, chain[3].hash)
+    rep = report_of(store)
+    assert (rep["entries"], rep["duplicates"], rep["problems"]) == (4, 1, 0)
+    assert [e["inserted"] for e in logs if e["event"] == "entries_stored"] == [3]
+
+
 def test_entry_held_in_a_batch_with_a_seq_twice_is_passed(
     store: CollectorStore, db: CollectorDb
 ) -> None:
@@ -149,6 +163,7 @@ def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
     with structlog.testing.capture_logs() as logs:
         upto = store.store_batch(S, T, impostor[:2])
     assert upto == 3  # the store keeps what it holds; the impostors are evidence, no stop
+    assert report_of(store)["problems"] == 2
     assert [r[1] for r in rows(db)] == [e.hash for e in original]
     assert sorted((p["kind"], p["seq"]) for p in store.problems()) == [
         ("seq_conflict", 1),
