@@ -200,7 +200,7 @@ def test_same_sale_id_under_another_seq_is_a_conflict(
     assert rows(db, S, "t2") == []
     (problem,) = store.problems()
     assert problem["kind"] == "id_conflict"
-    assert f"{S}/{T} seq 1" in problem["detail"]
+    assert f"{S}/{T} seq 1 (another sale)" in problem["detail"]
 
 
 def test_upto_never_passes_a_gap_and_advances_once_it_is_filled(
