@@ -126,6 +126,19 @@ def test_database_changed_under_a_running_store_stops_every_commit(db_path: str,
         assert stored(db_path + ".old") == 1
 
 
+def test_database_replaced_under_a_running_store_stops_its_other_writes(db_path: str) -> None:
+    """Resend requests, answers and accepted gaps are written only to the store's own file."""
+    store = CollectorStore.open(db_path)
+    try:
+        assert store.store_batch(S, T, make_chain(S, T, 3)[2:]) == 0
+        os.rename(db_path, db_path + ".old")
+        make_other_db(db_path)
+        with pytest.raises(CollectorDbChangedError, match="while the collector was running"):
+            store.plan_resend((S, T), (1, 2))
+    finally:
+        store.close()
+
+
 def test_database_replaced_during_the_commit_is_caught_after_it(db_path: str) -> None:
     """The check after COMMIT: whatever went to the old file is not acknowledged."""
     store = CollectorStore.open(db_path)

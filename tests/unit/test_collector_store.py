@@ -676,6 +676,7 @@ def test_problems_lists_the_latest_hundred_unless_asked_for_more(store: Collecto
 def test_reads_of_a_closed_store_are_clear_errors(db: CollectorDb) -> None:
     store = CollectorStore.open(db.target)
     store.store_batch(S, T, make_chain(1))
+    assert {key: progress.upto for key, progress in store.current_acks().items()} == {(S, T): 1}
     store.close()
     for read in (store.current_acks, store.terminal_report, store.problems):
         with pytest.raises(CollectorStoreError, match="cannot read"):
@@ -717,3 +718,14 @@ def test_a_second_collector_waits_while_the_first_writes_for_the_terminal(db: Co
         go.set()
         writer.join(10)
         one.close()
+
+
+def test_a_write_the_database_refuses_is_a_clear_error(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    chain = make_chain(3)
+    store.store_batch(S, T, chain[2:])
+    db.query("DROP TABLE rebuilds")  # a database that is not what this edged made of it
+    with pytest.raises(CollectorStoreError, match="cannot write"):
+        store.plan_resend((S, T), (1, 2))
+    assert store.store_batch(S, T, chain[:2]) == 3  # rolled back: the connection goes on
