@@ -354,3 +354,21 @@ def test_an_older_database_is_upgraded_in_place_and_keeps_its_sales(
     (terminal,) = report["terminals"]
     assert terminal["chain_broken_at"] == 2  # the old seq 1 is of another chain: checked, kept
     assert collector_db.query("SELECT db_id FROM identity") == [("old-db",)]
+
+
+def test_init_says_what_it_did(db_path: str) -> None:
+    """`edged collector init` tells the admin whether it created, kept or adopted a database."""
+    created = init_collector_db(db_path)
+    first = read_marker(db_path)
+    assert created == f"created an empty collector db {db_path} (identity {first})"
+    assert init_collector_db(db_path) == f"collector db {db_path} is ready (identity {first})"
+    os.unlink(marker_path(db_path))  # a database whose marker went missing: taken as it is
+    assert init_collector_db(db_path) == f"collector db {db_path} is ready (identity {first})"
+    os.unlink(db_path)
+    make_other_db(db_path)
+    adopted = init_collector_db(db_path)
+    now = read_marker(db_path)
+    assert now != first
+    assert adopted == (
+        f"collector db {db_path} is now this collector's database (identity {now}, was {first})"
+    )
