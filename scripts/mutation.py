@@ -73,6 +73,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "edged/collector/store.py": [
         "tests/unit/test_collector_store.py",
+        "tests/unit/test_collector_pins.py",
         "tests/unit/test_collector_slots.py",
         "tests/unit/test_collector_resend.py",
         "tests/unit/test_collector_poison.py",
@@ -90,6 +91,11 @@ TESTS: dict[str, list[str]] = {
     "edged/collector/problems.py": [
         "tests/unit/test_collector_problems.py",
         "tests/unit/test_collector_store.py",
+    ],
+    "edged/collector/pins.py": [
+        "tests/unit/test_collector_pins.py",
+        "tests/integration/test_signed_entries.py",
+        "tests/integration/test_trust_no_one.py",
     ],
 }
 # Imported once in the parent, so that each forked child imports only edged and the tests.

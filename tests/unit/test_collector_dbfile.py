@@ -17,7 +17,8 @@ from edged.collector.dbfile import marker_path, read_marker
 from edged.collector.dialect import PgConn, postgres
 from edged.collector.report import collector_report
 from edged.collector.schema import CollectorDbChangedError, CollectorStoreError
-from edged.collector.store import CollectorStore, init_collector_db
+from edged.collector.store import Batch, CollectorStore, init_collector_db
+from edged.wire import Entry
 from tests.support.collectordb import (
     CollectorDb,
     create_empty_postgres_database,
@@ -125,22 +126,44 @@ def test_database_changed_under_a_running_store_stops_every_commit(db_path: str,
         assert stored(db_path + ".old") == 1
 
 
+def test_database_replaced_under_a_running_store_stops_its_other_writes(db_path: str) -> None:
+    """Resend requests, answers and accepted gaps are written only to the store's own file."""
+    store = CollectorStore.open(db_path)
+    try:
+        assert store.store_batch(S, T, make_chain(S, T, 3)[2:]) == 0
+        os.rename(db_path, db_path + ".old")
+        make_other_db(db_path)
+        with pytest.raises(CollectorDbChangedError, match="while the collector was running"):
+            store.plan_resend((S, T), (1, 2))
+    finally:
+        store.close()
+
+
 def test_database_replaced_during_the_commit_is_caught_after_it(db_path: str) -> None:
     """The check after COMMIT: whatever went to the old file is not acknowledged."""
     store = CollectorStore.open(db_path)
     chain = make_chain(S, T, 2)
+    swapped: list[bool] = []
 
-    class SwapWhileStoring(list[object]):
+    class SwapWhileStoring(list[Entry]):
+        """Entries that replace the database file when the store, inside its transaction,
+        first reads them (a Batch made by hand: Batch.of would read them before)."""
+
         def __iter__(self):  # type: ignore[no-untyped-def]
-            os.rename(db_path, db_path + ".old")
-            make_other_db(db_path)
+            if not swapped:
+                swapped.append(True)
+                os.rename(db_path, db_path + ".old")
+                make_other_db(db_path)
             return iter(chain)
 
+    batch = Batch(S, T, SwapWhileStoring(chain), Batch.of(S, T, chain).message)
     try:
         with pytest.raises(CollectorDbChangedError, match="replaced"):
-            store.store_batch(S, T, SwapWhileStoring())  # type: ignore[arg-type]
+            store.store_batches([batch])
     finally:
         store.close()
+    assert swapped
+    assert stored(db_path + ".old") == 2  # committed, to the old file: never acknowledged
 
 
 def test_version_1_database_is_upgraded_and_keeps_its_sales(db_path: str) -> None:
@@ -331,3 +354,21 @@ def test_an_older_database_is_upgraded_in_place_and_keeps_its_sales(
     (terminal,) = report["terminals"]
     assert terminal["chain_broken_at"] == 2  # the old seq 1 is of another chain: checked, kept
     assert collector_db.query("SELECT db_id FROM identity") == [("old-db",)]
+
+
+def test_init_says_what_it_did(db_path: str) -> None:
+    """`edged collector init` tells the admin whether it created, kept or adopted a database."""
+    created = init_collector_db(db_path)
+    first = read_marker(db_path)
+    assert created == f"created an empty collector db {db_path} (identity {first})"
+    assert init_collector_db(db_path) == f"collector db {db_path} is ready (identity {first})"
+    os.unlink(marker_path(db_path))  # a database whose marker went missing: taken as it is
+    assert init_collector_db(db_path) == f"collector db {db_path} is ready (identity {first})"
+    os.unlink(db_path)
+    make_other_db(db_path)
+    adopted = init_collector_db(db_path)
+    now = read_marker(db_path)
+    assert now != first
+    assert adopted == (
+        f"collector db {db_path} is now this collector's database (identity {now}, was {first})"
+    )

@@ -229,3 +229,48 @@ def test_fuzzed_message_is_stored_or_quarantined_and_never_hurts_the_others(
     assert in_quarantine != processed, (in_quarantine, processed, payload)
     if payload == _BASE:
         assert uptos[(S, "tf")] == 2
+
+
+def test_a_batch_whose_check_raises_is_quarantined_by_the_store(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """Batch.verified leaves a batch that breaks the check unchecked; the store's own check
+    raises under the batch's savepoint and quarantines it alone."""
+    t1 = make_chain(S, "t1", 3)
+    broken = msgspec.structs.replace(t1[1], sale=None)  # no decoded message carries this
+    bad = Batch(S, "t1", [t1[0], broken, t1[2]], Message("edged/v1/s1/t1/tx", b"evidence"))
+    assert bad.verified() is bad  # checked None: left to the store
+    good = Batch.of(S, "t2", make_chain(S, "t2", GOOD_N)).verified()
+    assert uptos_of(store.store_batches([bad, good])) == {(S, "t2"): GOOD_N}
+    assert [(r[1], r[4]) for r in quarantined(db)] == [("t1", b"evidence")]
+    assert store.store_batches([Batch.of(S, "t1", t1).verified()])[(S, "t1")].upto == 3
+
+
+def test_a_batch_that_fails_after_storing_sales_takes_them_back_from_the_ack(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """A batch that stored sales before one of its entries broke the store: the sales are rolled
+    back with it, and the acks tell the terminals only what their other batches stored."""
+    t1, t2 = make_chain(S, "t1", 4), make_chain(S, "t2", 2)
+
+    def failing(chain: list[Any]) -> list[Any]:
+        """The chain with a seq twice (stored entry by entry) and then a seq SQL cannot bind."""
+        huge = msgspec.structs.replace(chain[0], seq=2**64)
+        return [*chain, chain[-1], huge]
+
+    group: list[Batch | Quarantine] = [
+        Batch.of(S, "t1", t1[:2]),
+        Batch(S, "t1", failing(t1[2:]), Message("edged/v1/s1/t1/tx", b"one")),
+        Batch(S, "t2", failing(t2), Message("edged/v1/s1/t2/tx", b"two")),
+    ]
+    acks = store.store_batches(group)
+    assert uptos_of(acks) == {(S, "t1"): 2}
+    assert (acks[(S, "t1")].last_seq, acks[(S, "t1")].last_hash) == (2, t1[1].hash)
+    assert db.query("SELECT terminal_id, seq FROM transactions ORDER BY 1, 2") == [
+        ("t1", 1),
+        ("t1", 2),
+    ]
+    assert uptos_of(store.current_acks()) == {(S, "t1"): 2}
+    ((entries, held),) = db.query("SELECT entries, held FROM terminals")
+    assert (entries, held) == (2, 0)
+    assert [(r[1], r[4]) for r in quarantined(db)] == [("t1", b"one"), ("t2", b"two")]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -123,6 +125,33 @@ def test_duplicate_inside_one_batch_is_stored_once(store: CollectorStore, db: Co
     chain = make_chain(3)
     assert store.store_batch(S, T, [*chain, chain[1]]) == 3
     assert len(rows(db)) == 3
+    assert report_of(store)["duplicates"] == 1  # judged once
+
+
+def test_a_batch_with_a_seq_twice_is_counted_and_acknowledged_as_any_other(
+    store: CollectorStore,
+) -> None:
+    chain = make_chain(4)
+    store.store_batch(S, T, chain[:1])
+    with structlog.testing.capture_logs() as logs:
+        result = store.store_batches([Batch.of(S, T, [chain[1], chain[2], chain[2], chain[3]])])
+    progress = result[(S, T)]
+    assert (progress.upto, progress.last_seq, progress.last_hash) == (4, 4, chain[3].hash)
+    rep = report_of(store)
+    assert (rep["entries"], rep["duplicates"], rep["problems"]) == (4, 1, 0)
+    assert [e["inserted"] for e in logs if e["event"] == "entries_stored"] == [3]
+
+
+def test_entry_held_in_a_batch_with_a_seq_twice_is_passed(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """The entry-by-entry path (a seq twice in the batch) holds what is no sale too."""
+    chain = make_chain(3)
+    tampered = msgspec.structs.replace(chain[2], sale=msgspec.Raw(b'{"total":1}'))
+    assert store.store_batch(S, T, [chain[0], chain[1], chain[1], tampered]) == 3
+    assert [r[0] for r in rows(db)] == [1, 2]
+    assert [(p["kind"], p["seq"]) for p in store.problems()] == [("bad_hash", 3)]
+    assert report_of(store)["held"] == 1
 
 
 def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
@@ -134,6 +163,7 @@ def test_same_seq_with_other_hash_is_a_conflict_never_overwritten(
     with structlog.testing.capture_logs() as logs:
         upto = store.store_batch(S, T, impostor[:2])
     assert upto == 3  # the store keeps what it holds; the impostors are evidence, no stop
+    assert report_of(store)["problems"] == 2
     assert [r[1] for r in rows(db)] == [e.hash for e in original]
     assert sorted((p["kind"], p["seq"]) for p in store.problems()) == [
         ("seq_conflict", 1),
@@ -170,7 +200,7 @@ def test_same_sale_id_under_another_seq_is_a_conflict(
     assert rows(db, S, "t2") == []
     (problem,) = store.problems()
     assert problem["kind"] == "id_conflict"
-    assert f"{S}/{T} seq 1" in problem["detail"]
+    assert f"{S}/{T} seq 1 (another sale)" in problem["detail"]
 
 
 def test_upto_never_passes_a_gap_and_advances_once_it_is_filled(
@@ -280,6 +310,13 @@ def test_batches_of_several_terminals_commit_together(
         [Batch.of(S, "ta", a[:2]), Batch.of(S, "tb", b), Batch.of(S, "ta", a[2:])]
     )
     assert {key: progress.upto for key, progress in result.items()} == {(S, "ta"): 3, (S, "tb"): 2}
+
+
+def test_batches_may_come_from_a_generator(store: CollectorStore, db: CollectorDb) -> None:
+    chains = {t: make_chain(2) for t in ("ta", "tb")}
+    result = store.store_batches(Batch.of(S, t, chain) for t, chain in chains.items())
+    assert {key: progress.upto for key, progress in result.items()} == {(S, "ta"): 2, (S, "tb"): 2}
+    assert len(rows(db, S, "ta")) == len(rows(db, S, "tb")) == 2
 
 
 def test_database_failure_fails_the_whole_group_and_stores_nothing(
@@ -576,3 +613,119 @@ def test_problems_of_one_batch_are_recorded_in_seq_order(store: CollectorStore) 
         (2, "invalid"),
         (1, "seq_conflict"),
     ]
+
+
+def test_verdicts_checked_before_the_store_are_taken_as_they_are(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """The event loop checks the entries (Batch.verified) while the store thread writes the
+    group before: the store takes those verdicts, each with its entry, and checks nothing again."""
+    chain = make_chain(3)
+    verified = Batch.of(S, T, [chain[2], chain[0], chain[1]]).verified()
+    assert verified.checked == [check_entry(e) for e in verified.entries]
+    judged = [verified.checked[0], verified.checked[1], Rejected("invalid", "judged early")]
+    batch = replace(verified, checked=judged)  # the event loop's verdict on seq 2: invalid
+    assert store.store_batches([batch])[(S, T)].upto == 3
+    assert [r[0] for r in rows(db)] == [1, 3]
+    (problem,) = store.problems()
+    assert (problem["kind"], problem["seq"], problem["detail"]) == ("invalid", 2, "judged early")
+
+
+def test_held_seqs_at_both_ends_of_a_later_batch_are_met_by_their_sales(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    """A batch's valid sales for seqs that slots hold (its first and its last seq here) go
+    through the slots, never straight into `transactions` beside them."""
+    chain = make_chain(4)
+    tampered = [
+        msgspec.structs.replace(e, sale=msgspec.Raw(bytes(e.sale).replace(b'"total":', b'"t":')))
+        for e in chain
+    ]
+    assert store.store_batch(S, T, [tampered[0], chain[1], tampered[2], tampered[3]]) == 4
+    assert report_of(store)["held"] == 3
+    assert store.store_batch(S, T, [chain[0], chain[1], chain[2]]) == 4
+    assert store.store_batch(S, T, [chain[2], chain[3]]) == 4  # a resend ahead of the slot
+    assert [r[0] for r in rows(db)] == [1, 2, 3, 4]
+    rep = report_of(store)
+    assert (rep["held"], rep["entries"], rep["duplicates"]) == (0, 4, 2)
+
+
+def test_nothing_to_acknowledge_is_upto_zero(store: CollectorStore) -> None:
+    """store_batch's answer for a batch that gave its terminal no progress (quarantined)."""
+    entry = msgspec.structs.replace(make_chain(1)[0], sale=None)  # breaks the check
+    assert store.store_batch(S, T, [entry]) == 0
+    assert [p["kind"] for p in store.problems()] == ["quarantined"]
+
+
+def test_only_a_batch_that_stored_sales_says_so(store: CollectorStore) -> None:
+    chain = make_chain(2)
+    with structlog.testing.capture_logs() as logs:
+        store.store_batch(S, T, chain)
+        store.store_batch(S, T, chain)  # duplicates: nothing stored
+    assert [(e["inserted"], e["upto"]) for e in logs if e["event"] == "entries_stored"] == [(2, 2)]
+
+
+def test_problems_lists_the_latest_hundred_unless_asked_for_more(store: CollectorStore) -> None:
+    chain = make_chain(101)
+    broken = [msgspec.structs.replace(e, prev_hash="Z" * 64) for e in chain]  # invalid, each
+    store.store_batch(S, T, broken)
+    assert len(store.problems()) == 100
+    assert len(store.problems(limit=200)) == 101
+
+
+def test_reads_of_a_closed_store_are_clear_errors(db: CollectorDb) -> None:
+    store = CollectorStore.open(db.target)
+    store.store_batch(S, T, make_chain(1))
+    assert {key: progress.upto for key, progress in store.current_acks().items()} == {(S, T): 1}
+    store.close()
+    for read in (store.current_acks, store.terminal_report, store.problems):
+        with pytest.raises(CollectorStoreError, match="cannot read"):
+            read()
+
+
+def test_a_second_collector_waits_while_the_first_writes_for_the_terminal(db: CollectorDb) -> None:
+    """Two collectors on one database: each write transaction is the terminal's only writer
+    (SQLite: BEGIN IMMEDIATE; PostgreSQL: the terminal's advisory lock), so a batch waits for
+    the other collector's commit instead of reading a state about to change."""
+    chain = make_chain(2)
+    opened, go = threading.Event(), threading.Event()
+    answers: list[int] = []
+
+    def second() -> None:
+        two = CollectorStore.open(db.target, received_by="c2")
+        try:
+            opened.set()
+            go.wait(10)
+            answers.append(two.store_batch(S, T, chain))
+        finally:
+            two.close()
+
+    one = CollectorStore.open(db.target, received_by="c1")  # creates the database
+    writer = threading.Thread(target=second)
+    writer.start()
+    try:
+        assert opened.wait(10)
+
+        def hold(conn: object, now: str) -> bool:
+            go.set()
+            writer.join(1.0)
+            return writer.is_alive()
+
+        assert one._write(hold, [(S, T)]) is True  # the second one waited for this commit
+        writer.join(10)
+        assert answers == [2]
+    finally:
+        go.set()
+        writer.join(10)
+        one.close()
+
+
+def test_a_write_the_database_refuses_is_a_clear_error(
+    store: CollectorStore, db: CollectorDb
+) -> None:
+    chain = make_chain(3)
+    store.store_batch(S, T, chain[2:])
+    db.query("DROP TABLE rebuilds")  # a database that is not what this edged made of it
+    with pytest.raises(CollectorStoreError, match="cannot write"):
+        store.plan_resend((S, T), (1, 2))
+    assert store.store_batch(S, T, chain[:2]) == 3  # rolled back: the connection goes on
