@@ -94,8 +94,13 @@ async def test_network_fault_recovers_with_nothing_lost(
         assert_consistent(store, len(seller.confirmed))
 
 
+# Batches of 50, not the default 1000: 3000 sales then drain in 60 round trips over the slow
+# line, long enough to be caught mid-drain (in 3 batches the drain can end between two polls).
+DRAIN_BATCH_MAX = 50
+
+
 async def test_kill_9_daemon_mid_drain(tmp_path: Path) -> None:
-    async with Store(tmp_path) as store:
+    async with Store(tmp_path, batch_max=DRAIN_BATCH_MAX) as store:
         await store.proxy.set_mode("refuse")
         await commit(store, 3000, clients=8)
         await store.proxy.set_mode("delay", seconds=0.05)  # a slow line: the drain takes a while
@@ -110,7 +115,7 @@ async def test_kill_9_daemon_mid_drain(tmp_path: Path) -> None:
 
 
 async def test_kill_9_collector_during_drain(tmp_path: Path) -> None:
-    async with Store(tmp_path) as store:
+    async with Store(tmp_path, batch_max=DRAIN_BATCH_MAX) as store:
         await store.proxy.set_mode("refuse")
         await commit(store, 3000, clients=8)
         await store.proxy.set_mode("delay", seconds=0.02)
