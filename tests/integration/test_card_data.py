@@ -1,8 +1,10 @@
-"""Card data sent to the real `edged run` over its socket: refused, never stored, never logged."""
+"""Card data sent to the real `edged run` over its socket: refused, never stored, never
+published, never logged."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import uuid
@@ -13,8 +15,11 @@ import pytest
 
 from edged.api.codes import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
 from edged.client import ApiClient, ApiError
-from tests.support.daemon import DaemonProcess
-from tests.support.waiting import WAIT_S
+from edged.wire import DEFAULT_TOPIC_PREFIX, Topics, decode_tx
+from tests.integration.test_uplink import Observer
+from tests.support.daemon import DaemonProcess, uplink_section
+from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import WAIT_S, until
 
 PAN = "4111111111111111"
 SHAPES = [PAN, "4111 1111 1111 1111", f"%B{PAN}^DOE/JOHN^2512101?", f";{PAN}=2512101?"]
@@ -38,8 +43,16 @@ def assert_no_pan_in_log(log: str) -> None:
     assert PAN not in "".join(ch for ch in log if ch.isdigit() or ch == "\n").replace("\n", " ")
 
 
-async def test_card_data_is_refused_and_leaves_no_trace(tmp_path: Path) -> None:
-    daemon = DaemonProcess(tmp_path)
+def published_seqs(payloads: list[bytes]) -> set[int]:
+    return {entry.seq for payload in payloads for entry in decode_tx(payload).entries}
+
+
+async def test_card_data_is_refused_and_leaves_no_trace(tmp_path: Path, broker: Mosquitto) -> None:
+    """Also on the store's broker: a second client on `tx` sees both good sales, no PAN."""
+    tx = Observer(broker.port, Topics(DEFAULT_TOPIC_PREFIX, "S1", "T1").tx)
+    watching = asyncio.create_task(tx.run(), name="tx-observer")
+    await asyncio.wait_for(tx.ready.wait(), WAIT_S)
+    daemon = DaemonProcess(tmp_path, uplink=uplink_section(broker.port))
     daemon.start()
     try:
         async with ApiClient(daemon.socket) as client:
@@ -56,17 +69,25 @@ async def test_card_data_is_refused_and_leaves_no_trace(tmp_path: Path) -> None:
             with pytest.raises(ApiError) as info:
                 await client.call("status", {PAN: 1})  # ... and as a parameter name
             assert info.value.code == INVALID_PARAMS
+            last = await client.call("sale.commit", {"sale": sale("Bread")})
             status = await client.call("status")
-        assert status["journal"]["last_seq"] == good["seq"] == 1
+        assert (good["seq"], last["seq"], status["journal"]["last_seq"]) == (1, 2, 2)
+        await until(lambda: last["seq"] in published_seqs(tx.payloads), "the last sale on tx")
+        assert published_seqs(tx.payloads) == {1, 2}
+        for payload in tx.payloads:
+            assert PAN.encode() not in digits(payload)
         journal = Path(daemon.journal)
         files = [journal, journal.with_name(journal.name + "-wal")]
         assert files[1].exists()  # the refused sales would be here before a checkpoint
         for file in files:
             assert PAN.encode() not in digits(file.read_bytes()), file
         with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-            assert db.execute("SELECT count(*) FROM entries").fetchone() == (1,)
+            assert db.execute("SELECT count(*) FROM entries").fetchone() == (2,)
     finally:
         daemon.terminate()
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
     log = daemon.log.read_text()
     rejected = [json.loads(line) for line in log.splitlines() if "api_request_rejected" in line]
     assert len(rejected) == len(SHAPES) + 2
