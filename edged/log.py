@@ -9,6 +9,7 @@ library in trouble cannot write a traceback storm.
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
 import os
 import sys
@@ -41,10 +42,46 @@ def _exception_dicts(show_locals: bool) -> ExceptionTransformer:
 
 
 def _console_exceptions(show_locals: bool) -> ExceptionRenderer:
-    """rich's traceback if installed (locals only on request), else the plain one."""
-    if importlib.util.find_spec("rich") is not None:
-        return structlog.dev.RichTracebackFormatter(show_locals=show_locals)
-    return structlog.dev.plain_traceback
+    """rich's traceback if installed (locals only on request), else the plain one; either way
+    with digit runs in the exception messages masked."""
+    if importlib.util.find_spec("rich") is None:
+        return _plain_masked
+    from rich.console import Console
+    from rich.traceback import Traceback
+
+    def render(sio: TextIO, exc_info: ExcInfo) -> None:
+        # masked before rich renders: it colours each digit group apart, so the text it
+        # writes could no longer be masked as one run
+        trace = Traceback.extract(*exc_info, show_locals=show_locals)
+        for stack in trace.stacks:
+            stack.exc_value = redact(stack.exc_value)
+        sio.write("\n")
+        Console(file=sio, color_system="truecolor").print(Traceback(trace, show_locals=show_locals))
+
+    return render
+
+
+def _plain_masked(sio: TextIO, exc_info: ExcInfo) -> None:
+    """The standard library's traceback, digit runs masked."""
+    text = io.StringIO()
+    structlog.dev.plain_traceback(text, exc_info)
+    sio.write(redact(text.getvalue()))
+
+
+# The fields that carry an exception's message or other free text, which may quote what a
+# client, a device or a broker sent (`error=str(exc)`); ids, seqs and hashes have their own.
+FREE_TEXT_FIELDS = frozenset({"error", "problem", "reason", "detail"})
+
+
+def _mask_free_text(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Digit runs masked (carddata.redact) in FREE_TEXT_FIELDS, as in tracebacks: a card
+    number in an exception's message never reaches the log."""
+    for key in FREE_TEXT_FIELDS & event.keys():
+        if isinstance(event[key], str):
+            event[key] = redact(event[key])
+    return event
 
 
 REPEAT_INTERVAL_S = 10.0
@@ -90,7 +127,7 @@ def configure(level: str | None = None, stream: TextIO | None = None) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: list[structlog.typing.Processor] = (
+    output: list[structlog.typing.Processor] = (
         [
             structlog.processors.ExceptionRenderer(_exception_dicts(show_locals)),
             structlog.processors.JSONRenderer(sort_keys=False),
@@ -98,6 +135,7 @@ def configure(level: str | None = None, stream: TextIO | None = None) -> None:
         if as_json
         else [structlog.dev.ConsoleRenderer(exception_formatter=_console_exceptions(show_locals))]
     )
+    renderer: list[structlog.typing.Processor] = [_mask_free_text, *output]
     processors += renderer
     structlog.configure(
         processors=processors,

@@ -41,6 +41,7 @@ from tests.support.collectordb import (
     postgres_unavailable,
 )
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
+from tests.support.flood import flood_connect, rss_mib
 from tests.support.mosquitto import Mosquitto
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], Awaitable[None]]] = {}
@@ -164,13 +165,6 @@ def ship_daemons_as_installed(work: Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(stubs), os.environ.get("PYTHONPATH")])
     )
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_s(pid: int) -> float:
@@ -393,40 +387,6 @@ class RssSampler:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def flood_connect(
-    path: str, count: int, partial: int, timeout_s: float = 30.0
-) -> list[socket.socket]:
-    """`count` connections, each sending `partial` bytes without a newline (0: idle)."""
-    socks: list[socket.socket] = []
-    deadline = time.monotonic() + timeout_s
-    for _ in range(count):
-        s = socket.socket(socket.AF_UNIX)
-        s.setblocking(False)
-        while True:
-            try:
-                s.connect(path)
-                break
-            except BlockingIOError:  # the listen backlog is full
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)
-        socks.append(s)
-    chunk = b"x" * 65536
-    left = {s: partial for s in socks}
-    while left and time.monotonic() < deadline:
-        for s in list(left):
-            try:
-                left[s] -= s.send(chunk[: min(len(chunk), left[s])])
-            except BlockingIOError:
-                continue
-            except OSError:  # refused and closed by the daemon
-                left[s] = 0
-            if left[s] <= 0:
-                del left[s]
-        time.sleep(0.001)
-    return socks
 
 
 @scenario

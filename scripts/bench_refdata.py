@@ -15,6 +15,7 @@ from typing import Any
 from edged.client import ApiClient
 from edged.keys import collector_key_path, collector_pin_path, load_or_create, write_pin
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
+from tests.support.flood import rss_mib
 from tests.support.mosquitto import Mosquitto
 
 Emit = Callable[..., None]
@@ -26,13 +27,6 @@ def write_catalog(path: Path, n: int) -> None:
         out.write("barcode,description,price,tax_code\n")
         for i in range(n):
             out.write(f"{FIRST + i},Article number {i} of the bench catalog,{100 + i % 5000},A\n")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def pct(samples: list[float], q: float) -> float:

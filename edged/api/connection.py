@@ -27,7 +27,6 @@ from edged.api.batch import refuse_batch, run_batch
 from edged.api.framing import LineDecoder, Oversize
 from edged.api.limits import ByteBudget, Tally
 from edged.api.methods import Dispatcher
-from edged.carddata import redact
 from edged.events import EventHub, SubscriberOverflow, Subscription
 
 log = structlog.get_logger(__name__)
@@ -232,7 +231,7 @@ class Connection:
         await self._wait_for_room()
         message = jsonrpc.parse(line)
         if isinstance(message, jsonrpc.ErrorResponse):
-            self._bad_frames.note(code=message.code, error=redact(message.message))
+            self._bad_frames.note(code=message.code, error=message.message)  # masked by edged.log
             self._send(message.encode())
             return
         if not self.shutting_down:

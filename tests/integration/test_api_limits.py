@@ -18,6 +18,7 @@ import structlog
 from edged.api import ApiServer, codes
 from tests.integration.test_api_server import Client, DictServices, error_of, request, until
 from tests.support.daemon import DaemonProcess, uplink_section
+from tests.support.flood import flood_connect, rss_mib
 from tests.support.mosquitto import Mosquitto
 
 
@@ -200,3 +201,36 @@ def test_idle_connection_flood_under_a_low_fd_limit_keeps_the_uplink_working(
     assert "watchdog_withheld" not in events  # its own health check is never refused
     assert "api_max_clients_lowered" in events
     assert 1 <= events.count("api_client_refused") <= 10
+
+
+FLOOD_CLIENTS = 200  # each holding a 1 MiB line without a newline: the bench's flood, smaller
+FLOOD_LINE_BYTES = 1 << 20
+RSS_BOUND = 1.5  # x idle, after the flood (issue 12)
+RSS_SETTLE_S = 10.0  # the daemon gives memory back server.TRIM_DELAY_S after the flood
+
+
+def test_rss_is_back_within_1_5x_of_idle_after_a_partial_line_flood(tmp_path: Path) -> None:
+    """The real daemon, as scripts/bench api_flood measures it: RSS raised by the flood comes
+    back under the bound once the clients are gone. A bound on memory, polled up to a
+    deadline, not a timing."""
+    daemon = DaemonProcess(tmp_path)
+    daemon.start()
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    try:
+        with _connect(daemon.socket) as probe:
+            _status_over(probe, 1)  # the API's code has run once before idle is taken
+        idle = rss_mib(pid)
+        flood = flood_connect(daemon.socket, FLOOD_CLIENTS, FLOOD_LINE_BYTES)
+        flooded = rss_mib(pid)
+        for s in flood:
+            s.close()
+        deadline = time.monotonic() + RSS_SETTLE_S
+        while (after := rss_mib(pid)) > RSS_BOUND * idle and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert flooded > RSS_BOUND * idle  # the flood did raise it, so the bound is a test
+        assert after <= RSS_BOUND * idle, f"idle {idle:.1f} MiB, after {after:.1f} MiB"
+        with _connect(daemon.socket) as probe:
+            assert "journal" in _status_over(probe, 2)
+    finally:
+        daemon.terminate()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -75,14 +76,9 @@ def test_locals_only_with_the_debug_switch(
     assert PAN in captured.getvalue()
 
 
-async def test_a_failed_component_logs_no_locals(captured: io.StringIO) -> None:
-    """The collector holding whole sales when it fails: `component_failed` shows none of them."""
+async def fail_once_under_a_supervisor(attempt: Callable[[], Awaitable[None]]) -> None:
+    """Run `attempt` as the collector component until its first failure is logged."""
     failed = asyncio.Event()
-
-    async def attempt() -> None:
-        sale: dict[str, Any] = {"lines": [{"name": f"gift card {PAN}"}]}
-        raise RuntimeError(f"cannot store {len(sale)} sale")
-
     supervisor = Supervisor(
         "collector",
         attempt,
@@ -94,11 +90,53 @@ async def test_a_failed_component_logs_no_locals(captured: io.StringIO) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
-    failures = [e for e in lines if e["event"] == "component_failed"]
+
+
+def component_failures(log: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in log.splitlines()]
+    return [e for e in lines if e["event"] == "component_failed"]
+
+
+async def test_a_failed_component_logs_no_locals(captured: io.StringIO) -> None:
+    """The collector holding whole sales when it fails: `component_failed` shows none of them."""
+
+    async def attempt() -> None:
+        sale: dict[str, Any] = {"lines": [{"name": f"gift card {PAN}"}]}
+        raise RuntimeError(f"cannot store {len(sale)} sale")
+
+    await fail_once_under_a_supervisor(attempt)
+    failures = component_failures(captured.getvalue())
     assert failures and failures[0]["component"] == "collector"
     assert "exception" in failures[0]
     assert_no_pan(captured.getvalue())
+
+
+async def test_a_failed_components_message_is_masked_in_its_error_field(
+    captured: io.StringIO,
+) -> None:
+    """`component_failed` also names the exception in `error`, outside the traceback."""
+
+    async def attempt() -> None:
+        raise RuntimeError(f"cannot store gift card {PAN}")
+
+    await fail_once_under_a_supervisor(attempt)
+    failures = component_failures(captured.getvalue())
+    assert failures[0]["error"] == "RuntimeError: cannot store gift card ################"
+    assert_no_pan(captured.getvalue())
+
+
+@pytest.mark.parametrize("field", ["error", "problem", "reason", "detail"])
+def test_exception_messages_in_free_text_fields_are_masked(
+    captured: io.StringIO, field: str
+) -> None:
+    """The way most call sites log a failure: `error=str(exc)` (or problem, reason, detail)."""
+    try:
+        raise ValueError(f"unexpected field {PAN}")
+    except ValueError as exc:
+        structlog.get_logger("t").warning("failed", **{field: str(exc), "seq": 12345678901234})
+    event = json.loads(captured.getvalue())
+    assert event[field] == "unexpected field ################"
+    assert event["seq"] == 12345678901234  # ids and counts in their own fields are kept
 
 
 def test_digit_runs_in_exception_messages_are_masked(captured: io.StringIO) -> None:
@@ -122,4 +160,22 @@ def test_the_console_shows_no_locals_either(
     edged_log.configure("info", terminal)
     decode_and_log_failure()
     assert "_decode_pan" in terminal.getvalue()  # the traceback is there
+    assert_no_pan(terminal.getvalue())
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
+def test_the_console_masks_exception_messages(
+    captured: io.StringIO, monkeypatch: pytest.MonkeyPatch, rich: bool
+) -> None:
+    """Grouped as rich would colour each group apart; without rich (a till) the plain one."""
+    monkeypatch.delenv("EDGED_LOG_FORMAT", raising=False)
+    if not rich:
+        monkeypatch.setitem(sys.modules, "rich", None)  # find_spec says it is not there
+    terminal = Terminal()
+    edged_log.configure("info", terminal)
+    try:
+        raise ValueError(f"unexpected field {PAN[:4]} {PAN[4:8]} {PAN[8:12]} {PAN[12:]}")
+    except ValueError as exc:
+        structlog.get_logger("t").exception("failed", error=str(exc))
+    assert "ValueError" in terminal.getvalue()  # the traceback is there
     assert_no_pan(terminal.getvalue())
