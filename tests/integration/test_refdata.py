@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 import msgspec
@@ -20,6 +21,7 @@ from edged.client import ApiClient
 from edged.config import load_config
 from edged.errors import ConfigError
 from edged.keys import collector_key_path, collector_pin_path, load_or_create, write_pin
+from edged.localtime import local_text
 from edged.refwire import Manifest, RefdataTopics, manifest_signed_bytes
 from edged.signing import Signer
 from tests.integration.test_devices_daemon import all_ready, next_event
@@ -316,6 +318,11 @@ async def test_a_manifest_waits_for_the_collector_key_and_edgectl_shows_and_pick
     broker: Mosquitto, tmp_path: Path
 ) -> None:
     daemon, collector = setup(tmp_path, broker)
+    daemon.config.write_text(
+        daemon.config.read_text().replace(
+            'terminal_id = "T1"\n', 'terminal_id = "T1"\ntimezone = "Europe/Berlin"\n'
+        )
+    )
     pin = collector_pin_path(daemon.journal)
     key = pin.read_text().strip()
     pin.unlink()  # no collector key pinned yet
@@ -331,9 +338,20 @@ async def test_a_manifest_waits_for_the_collector_key_and_edgectl_shows_and_pick
         await until_status(daemon, active_date("2026-01-01"), "taken once pinned")
         publish(collector, catalog(tmp_path / "b.csv", 10, price_base=500), "2026-01-02")
         await until_status(daemon, active_date("2026-01-02"), "the newer one")
-        shown = edgectl("refdata", "--socket", daemon.socket)
+        status = await call(daemon, "refdata.status")
+        shown = edgectl("refdata", "--config", str(daemon.config))
         assert shown.returncode == 0, shown.stderr
         assert "in use       2026-01-02 (10 articles" in shown.stdout
+        # times in the store's zone, as on the receipts; --json and the API stay UTC
+        berlin = ZoneInfo("Europe/Berlin")
+        published = local_text(status["active"]["published_at"], berlin)
+        refused_at = local_text(status["last_refusal"]["at"], berlin)
+        assert published is not None and published.endswith((" CET", " CEST"))
+        assert f"published {published}, " in shown.stdout, shown.stdout
+        assert f"last refused 2026-01-01 at {refused_at}: " in shown.stdout, shown.stdout
+        assert status["active"]["published_at"] not in shown.stdout  # no raw UTC stamp
+        as_json = edgectl("refdata", "--config", str(daemon.config), "--json")
+        assert json.loads(as_json.stdout)["active"]["published_at"].endswith("Z")
         picked = edgectl("refdata", "use", "2026-01-01", "--socket", daemon.socket, "--json")
         assert picked.returncode == 0, picked.stderr
         assert json.loads(picked.stdout)["active"]["date"] == "2026-01-01"
