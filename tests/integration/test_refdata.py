@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import msgspec
 import pytest
 
 from edged.client import ApiClient
+from edged.clock import parse_utc_iso
 from edged.config import load_config
 from edged.errors import ConfigError
 from edged.keys import collector_key_path, collector_pin_path, load_or_create, write_pin
@@ -259,6 +261,48 @@ async def test_the_last_k_snapshots_are_kept_and_a_date_can_be_chosen(
         status = await call(daemon, "refdata.use", {"date": "today"})
         assert status["active"]["date"] == "2026-01-09"
         assert status["chosen_by"] == "today"
+    finally:
+        daemon.kill()
+
+
+async def test_sync_now_takes_a_snapshot_again_and_answers_with_refdata_and_its_age(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    daemon, collector = setup(tmp_path, broker)
+    pin = collector_pin_path(daemon.journal)
+    key = pin.read_text().strip()
+    write_pin(pin, Signer.generate().public_hex)  # pinned wrongly: another collector's key
+    daemon.start()
+    try:
+        publish_start = time.time()
+        publish(collector, catalog(tmp_path / "c.csv", 20), "2026-01-01")
+        publish_end = time.time()
+        status = await until_status(daemon, refused("wrong_key", "2026-01-01"), "wrong key")
+        assert status["active"] is None
+        # The technician pins the right key; the refusal was final, and only sync.now (or a
+        # new manifest, or a reconnect) makes the terminal look at the manifest again.
+        write_pin(pin, key)
+        answer = await call(daemon, "sync.now")
+        assert answer["link"] == "online" and answer["pending"] == 0, answer
+        assert answer["refdata"].keys() == status.keys()  # refdata.status, afterwards
+        await until_status(daemon, active_date("2026-01-01"), "taken after sync.now")
+
+        # Once it is in use, sync.now's refdata is the status: the snapshot and its age.
+        asked = time.time()
+        answer = await call(daemon, "sync.now")
+        answered = time.time()
+        refdata = answer["refdata"]
+        assert refdata["active"]["date"] == "2026-01-01"
+        assert refdata["active"]["articles"] == 20
+        # age_s: the seconds since the store published it, bounded by this test's own clock
+        assert asked - publish_end - 0.1 <= refdata["age_s"] <= answered - publish_start + 0.1
+        published = parse_utc_iso(refdata["active"]["published_at"])
+        assert published is not None
+        assert publish_start - 0.001 <= published <= publish_end
+        later = await call(daemon, "refdata.status")
+        assert later["active"] == refdata["active"]
+        assert later["age_s"] >= refdata["age_s"]
+        assert abs(later["age_s"] - (time.time() - published)) < 1.0
     finally:
         daemon.kill()
 
