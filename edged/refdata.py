@@ -30,9 +30,12 @@ USE_KEY = "use_date"  # state: the date `refdata.use` chose; absent means today
 Publish = Callable[[str, dict[str, Any]], None]
 
 
-def today_in(where: dt.tzinfo) -> Callable[[], str]:
-    """Today's date where the store is: a snapshot dated for a day starts at its midnight."""
-    return lambda: dt.datetime.now(where).date().isoformat()
+def today_in(where: dt.tzinfo, clock: Callable[[], float] = time.time) -> Callable[[], str]:
+    """Today's date where the store is: a snapshot dated for a day starts at its midnight.
+
+    `clock` (POSIX seconds) is the wall clock; tests pass their own to cross a midnight.
+    """
+    return lambda: dt.datetime.fromtimestamp(clock(), where).date().isoformat()
 
 
 class Refdata:

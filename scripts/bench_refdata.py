@@ -1,5 +1,10 @@
 """The refdata_lookup scenario of scripts/bench: article.lookup against status, through the
-socket, with a large catalog published by the real collector CLI; and the daemon's RSS."""
+socket, with a large catalog published by the real collector CLI; and the daemon's RSS.
+
+Every timed lookup's answer is checked against the article it was generated from (and an
+unknown barcode must answer null): a run that answered wrongly raises BenchError, with no
+figures, because fast wrong answers measure nothing.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_devices import BenchError
+
 from edged.client import ApiClient
 from edged.keys import collector_key_path, collector_pin_path, load_or_create, write_pin
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
@@ -22,11 +29,39 @@ Emit = Callable[..., None]
 FIRST = 4000000000000  # barcodes FIRST .. FIRST + n - 1
 
 
+def article(i: int) -> dict[str, Any]:
+    """Article i of the generated catalog, as article.lookup answers it."""
+    return {
+        "barcode": str(FIRST + i),
+        "description": f"Article number {i} of the bench catalog",
+        "price": 100 + i % 5000,
+        "tax_code": "A",
+    }
+
+
 def write_catalog(path: Path, n: int) -> None:
     with path.open("w") as out:
         out.write("barcode,description,price,tax_code\n")
         for i in range(n):
-            out.write(f"{FIRST + i},Article number {i} of the bench catalog,{100 + i % 5000},A\n")
+            a = article(i)
+            out.write(f"{a['barcode']},{a['description']},{a['price']},{a['tax_code']}\n")
+
+
+def check_answers(answers: list[tuple[int | None, Any]], date: str) -> None:
+    """BenchError unless each answer is the article it asked for (None: unknown, null)."""
+    wrong = [
+        (i, got)
+        for i, got in answers
+        if got != {"article": None if i is None else article(i), "snapshot": date}
+    ]
+    if wrong:
+        raise BenchError(
+            f"article.lookup answered {len(wrong)} of {len(answers)} lookups wrongly; the "
+            f"first (article index, answer; None: an unknown barcode): {wrong[:3]}"
+        )
+    unknown = sum(i is None for i, _ in answers)
+    if unknown in (0, len(answers)):
+        raise BenchError(f"{unknown} of {len(answers)} lookups were unknown: both must be asked")
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -74,24 +109,28 @@ async def lookup(quick: bool, work: Path, emit: Emit) -> None:
         )  # fmt: skip
         emit("refdata_lookup", f"publish_{n_articles}", time.perf_counter() - t, "s")
         status = await active(daemon.socket, 600)
-        assert status["active"]["articles"] == n_articles
+        if status["active"]["articles"] != n_articles:
+            raise BenchError(f"{n_articles} articles published, the terminal holds {status}")
         emit("refdata_lookup", f"publish_to_active_{n_articles}", time.perf_counter() - t, "s")
         rng = random.Random(13)
         lookups: list[float] = []
         statuses: list[float] = []
+        answers: list[tuple[int | None, Any]] = []  # (article index or None: unknown, answer)
         async with ApiClient(daemon.socket) as c:
             for _ in range(200):  # warm up both paths
                 await c.call("status")
                 await c.call("article.lookup", {"barcode": str(FIRST + rng.randrange(n_articles))})
             for i in range(n_calls):  # interleaved, so both see the same machine noise
                 # one in ten is unknown: the answer is null
-                code = FIRST + rng.randrange(n_articles) + (n_articles if i % 10 == 0 else 0)
+                index = rng.randrange(n_articles) + (n_articles if i % 10 == 0 else 0)
                 t = time.perf_counter()
-                await c.call("article.lookup", {"barcode": str(code)})
+                answer = await c.call("article.lookup", {"barcode": str(FIRST + index)})
                 lookups.append(time.perf_counter() - t)
+                answers.append((index if index < n_articles else None, answer))
                 t = time.perf_counter()
                 await c.call("status")
                 statuses.append(time.perf_counter() - t)
+        check_answers(answers, status["active"]["date"])
         for q, label in ((0.5, "p50"), (0.99, "p99")):
             emit(
                 "refdata_lookup",

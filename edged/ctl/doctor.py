@@ -14,11 +14,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from edged import localtime
 from edged.backlog import Thresholds
+from edged.clock import utc_iso
 from edged.config import DEFAULT_CONFIG_PATH, Config, load_config
 from edged.ctl import output, paths, rpc
 from edged.ctl.broker import broker_checks
@@ -220,7 +222,7 @@ def _latest_stamp(journal: str) -> tuple[str, str] | None:
     return max(stamps, key=lambda s: output.parse_time(s[1])) if stamps else None
 
 
-def _store_clock(now: datetime, status: dict[str, Any] | None) -> Check | None:
+def _store_clock(now: str, status: dict[str, Any] | None) -> Check | None:
     """The running edged's clock against the store's (each ack carries the store's time)."""
     clock = (status or {}).get("clock", {})
     offset = clock.get("offset_s")
@@ -233,7 +235,7 @@ def _store_clock(now: datetime, status: dict[str, Any] | None) -> Check | None:
         return Check(
             "clock",
             "FAIL",
-            f"now {now:%Y-%m-%d %H:%M:%S} UTC is {said}",
+            f"now {now} is {said}",
             "fix the time (timedatectl; the store's NTP server); seq keeps sales in order, but "
             "their times are wrong until then",
         )
@@ -244,13 +246,15 @@ def _store_clock(now: datetime, status: dict[str, Any] | None) -> Check | None:
     return None
 
 
-def _clock(journal: str, status: dict[str, Any] | None = None) -> Check:
-    """Against the store's clock (from the running edged's acks) and the latest stamps."""
+def _clock(journal: str, status: dict[str, Any] | None, where: tzinfo) -> Check:
+    """Against the store's clock (from the running edged's acks) and the latest stamps; the
+    times shown in the store's zone `where`, as the receipts print them."""
     now = datetime.now(UTC)
-    bad = _store_clock(now, status)
+    shown = output.when(utc_iso(now.timestamp()), where)
+    bad = _store_clock(shown, status)
     if bad is not None:
         return bad
-    notes = [f"now {now:%Y-%m-%d %H:%M:%S} UTC"]
+    notes = [f"now {shown}"]
     offset = (status or {}).get("clock", {}).get("offset_s")
     if offset is not None:
         notes.append(f"within {STORE_CLOCK_WARN_S} s of the store's clock ({offset:+.1f} s)")
@@ -262,12 +266,12 @@ def _clock(journal: str, status: dict[str, Any] | None = None) -> Check:
             return Check(
                 "clock",
                 "FAIL",
-                f"now is {now:%Y-%m-%d %H:%M:%S} UTC, but {what} was stamped {stamp}: "
+                f"now is {shown}, but {what} was stamped {output.when(stamp, where)}: "
                 f"the clock went back by {output.duration(ahead)}",
                 "fix the time (timedatectl; the store's NTP server); seq keeps sales in order, "
                 "but their times run backwards until then",
             )
-        notes.append(f"not behind {what} at {stamp}")
+        notes.append(f"not behind {what} at {output.when(stamp, where)}")
     ntp = _ntp()
     notes.append(
         "NTP synchronized" if ntp == "yes" else "NOT synchronized (NTP)" if ntp else "NTP unknown"
@@ -290,6 +294,7 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
     report(check)
     sock = args.socket or (cfg.api.socket if cfg else paths.default_socket())
     journal = args.journal or (cfg.journal.path if cfg else paths.default_journal())
+    where = localtime.zone(cfg.terminal.timezone if cfg else "")
     status, check = await _socket(sock)
     report(check)
     report(_journal(journal, status))
@@ -304,14 +309,14 @@ async def _run(args: argparse.Namespace, report: Callable[[Check], None]) -> Non
             report(check)
         broker_answers = any(c.name == "broker mqtt" and c.level == "OK" for c in broker)
     for found in (
-        await link_check(sock, status, broker_answers),
-        outbox_check(status, journal, _backlog(cfg)),
+        await link_check(sock, status, broker_answers, where),
+        outbox_check(status, journal, _backlog(cfg), where),
     ):
         if found is not None:
             report(found)
     report(key_check(journal, status))
     report(_disk(journal))
-    report(_clock(journal, status))
+    report(_clock(journal, status, where))
 
 
 async def collect(args: argparse.Namespace) -> list[Check]:

@@ -9,6 +9,7 @@ waiting out its reconnect backoff after an outage is not blamed.
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import Any
 
 from edged.backlog import Severity, Thresholds
@@ -29,9 +30,9 @@ STUCK_TODO = (
 )
 
 
-def _since(link: dict[str, Any]) -> str:
+def _since(link: dict[str, Any], where: tzinfo) -> str:
     since = link.get("since")
-    return f"since {output.ago(since)}" if since else "(since unknown)"
+    return f"since {output.ago(since, where)}" if since else "(since unknown)"
 
 
 async def _retried(socket: str) -> dict[str, Any] | None:
@@ -50,20 +51,22 @@ async def _retried(socket: str) -> dict[str, Any] | None:
 
 
 async def link_check(
-    socket: str, status: dict[str, Any] | None, broker_answers: bool
+    socket: str, status: dict[str, Any] | None, broker_answers: bool, where: tzinfo
 ) -> Check | None:
-    """The daemon's link against doctor's own login; None without daemon or without uplink."""
+    """The daemon's link against doctor's own login; None without daemon or without uplink.
+    Times in the store's zone `where`."""
     if status is None or status["link"]["state"] == "disabled":
         return None
     link = status["link"]
     peer = f" to {link['peer']}" if link.get("peer") else ""
     if link["state"] not in DOWN:
-        return Check("link", "OK", f"{link['state']}{peer} {_since(link)}")
+        return Check("link", "OK", f"{link['state']}{peer} {_since(link, where)}")
     if not broker_answers:
         return Check(
             "link",
             "WARN",
-            f"{link['state']}{peer} {_since(link)}; doctor's own MQTT login did not succeed either",
+            f"{link['state']}{peer} {_since(link, where)}; doctor's own MQTT login did not "
+            "succeed either",
             "fix the broker or the way to it first (see the broker lines)",
         )
     after = await _retried(socket) or link
@@ -72,14 +75,14 @@ async def link_check(
             "link",
             "OK",
             f"{after['state']}{peer} again once asked to retry now (it was {link['state']} "
-            f"{_since(link)})",
+            f"{_since(link, where)})",
         )
     return Check(
         "link",
         "FAIL",
         f"the daemon cannot reach a broker that answers: edged reports the link "
-        f"{after['state']}{peer} {_since(after)}, also after being asked to retry now, while "
-        "doctor's own MQTT login to it succeeded",
+        f"{after['state']}{peer} {_since(after, where)}, also after being asked to retry now, "
+        "while doctor's own MQTT login to it succeeded",
         STUCK_TODO,
     )
 
@@ -97,12 +100,13 @@ def _from_journal(journal: str) -> tuple[int, str | None] | None:
 
 
 def outbox_check(
-    status: dict[str, Any] | None, journal: str, backlog: Thresholds | None
+    status: dict[str, Any] | None, journal: str, backlog: Thresholds | None, where: tzinfo
 ) -> Check | None:
     """How long the oldest sale has waited for the store's ack; None on a journal-only till.
 
     WARN and FAIL at the thresholds that turn the daemon's outbox severity `warn` and `alarm`
-    (`backlog` from `[uplink]`; None without an uplink).
+    (`backlog` from `[uplink]`; None without an uplink). The oldest sale's time is shown in
+    the store's zone `where`, as `edgectl status` shows it.
     """
     if status is not None:
         if status["link"]["state"] == "disabled":
@@ -122,12 +126,14 @@ def outbox_check(
         return Check(
             "outbox",
             "WARN",
-            f"{source} {sales} not acknowledged by the store, the oldest stamped {oldest}, "
+            f"{source} {sales} not acknowledged by the store, the oldest stamped "
+            f"{output.when(oldest, where)}, "
             f"{output.duration(-age)} ahead of this clock: how long it waits is unknown",
             "fix the clock first (see the clock line)",
         )
     found = (
-        f"{source} {sales} not acknowledged by the store, the oldest since {oldest} "
+        f"{source} {sales} not acknowledged by the store, the oldest since "
+        f"{output.when(oldest, where)} "
         f"({output.duration(max(age, 0))})"
     )
     todo = (

@@ -117,11 +117,12 @@ def tail(args: argparse.Namespace) -> int:
     if args.json:
         output.emit_json(rows)
         return EXIT_OK
+    where = paths.zone(args)  # the --json rows above stay UTC, for programs
     cells = [
         [
             str(r["seq"]),
             r["receipt_no"],
-            r["created_at"],
+            output.when(r["created_at"], where),
             total_cell(r),
             str(r["lines"]),
             "acked" if r["acked"] else "pending",
@@ -129,7 +130,7 @@ def tail(args: argparse.Namespace) -> int:
         ]
         for r in rows
     ]
-    headers = ("seq", "receipt", "created_at", "total", "lines", "state", "hash")
+    headers = ("seq", "receipt", "time", "total", "lines", "state", "hash")
     print(output.table(headers, cells, right=frozenset({0, 3, 4})))
     return EXIT_OK
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import pwd
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -21,12 +22,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from edged.client import ApiClient
 from edged.clock import utc_iso
 from edged.journal.store import Journal
+from edged.localtime import local_text
 from tests.integration.test_edgectl import EDGECTL, RUN_TIMEOUT_S, edgectl
 from tests.support.daemon import DaemonProcess, uplink_section
 from tests.support.entries import make_chain
@@ -121,6 +124,11 @@ async def test_doctor_weighs_the_age_of_the_oldest_unsent_sale(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
     daemon = DaemonProcess(tmp_path / "till", uplink=uplink_section(broker.port, **FAST_LINK))
+    daemon.config.write_text(
+        daemon.config.read_text().replace(
+            'terminal_id = "T1"\n', 'terminal_id = "T1"\ntimezone = "Europe/Berlin"\n'
+        )
+    )
     half_hour = _stamp(timedelta(minutes=30))
     await _journal_with_unsent(Path(daemon.journal), half_hour)
     daemon.start()  # online, but no collector acks: the two sales stay unsent
@@ -130,11 +138,15 @@ async def test_doctor_weighs_the_age_of_the_oldest_unsent_sale(
         assert run.returncode == 0, run.stdout  # a WARN does not fail
         (line,) = [x for x in run.stdout.splitlines() if x.split()[1:2] == ["outbox"]]
         assert line.startswith("WARN  outbox")
-        assert (
-            f"edged reports 2 sales not acknowledged by the store, the oldest since {half_hour}"
-            in (line)
+        shown = local_text(half_hour, ZoneInfo("Europe/Berlin"))  # the store's time, as status
+        assert f"edged reports 2 sales not acknowledged by the store, the oldest since {shown}" in (
+            line
         )
         assert "(30m)" in line
+        (link,) = [x for x in run.stdout.splitlines() if x.split()[1:2] == ["link"]]
+        assert re.search(r" since [-\d]+ [:\d]+ CES?T \(\d+s ago\)$", link), link
+        (clock,) = [x for x in run.stdout.splitlines() if x.split()[1:2] == ["clock"]]
+        assert re.search(r" now [-\d]+ [:\d]+ CES?T;", clock), clock
     finally:
         daemon.terminate()
 

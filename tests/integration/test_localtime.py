@@ -62,6 +62,8 @@ def test_receipt_and_edgectl_show_the_stores_time(
     status = edgectl("--config", config, "status")
     (oldest,) = [line for line in status.stdout.splitlines() if line.startswith("oldest pending")]
     assert local in oldest, status.stdout
+    tail = edgectl("--config", config, "journal", "tail")
+    assert local in tail.stdout and created_at not in tail.stdout, tail.stdout
     assert created_at in edgectl("--config", config, "outbox", "--json").stdout  # UTC for programs
 
     # Without [terminal] timezone, the system's zone: here TZ.

@@ -8,18 +8,22 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 import msgspec
 import pytest
 
 from edged.client import ApiClient
+from edged.clock import parse_utc_iso
 from edged.config import load_config
 from edged.errors import ConfigError
 from edged.keys import collector_key_path, collector_pin_path, load_or_create, write_pin
+from edged.localtime import local_text
 from edged.refwire import Manifest, RefdataTopics, manifest_signed_bytes
 from edged.signing import Signer
 from tests.integration.test_devices_daemon import all_ready, next_event
@@ -261,6 +265,48 @@ async def test_the_last_k_snapshots_are_kept_and_a_date_can_be_chosen(
         daemon.kill()
 
 
+async def test_sync_now_takes_a_snapshot_again_and_answers_with_refdata_and_its_age(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    daemon, collector = setup(tmp_path, broker)
+    pin = collector_pin_path(daemon.journal)
+    key = pin.read_text().strip()
+    write_pin(pin, Signer.generate().public_hex)  # pinned wrongly: another collector's key
+    daemon.start()
+    try:
+        publish_start = time.time()
+        publish(collector, catalog(tmp_path / "c.csv", 20), "2026-01-01")
+        publish_end = time.time()
+        status = await until_status(daemon, refused("wrong_key", "2026-01-01"), "wrong key")
+        assert status["active"] is None
+        # The technician pins the right key; the refusal was final, and only sync.now (or a
+        # new manifest, or a reconnect) makes the terminal look at the manifest again.
+        write_pin(pin, key)
+        answer = await call(daemon, "sync.now")
+        assert answer["link"] == "online" and answer["pending"] == 0, answer
+        assert answer["refdata"].keys() == status.keys()  # refdata.status, afterwards
+        await until_status(daemon, active_date("2026-01-01"), "taken after sync.now")
+
+        # Once it is in use, sync.now's refdata is the status: the snapshot and its age.
+        asked = time.time()
+        answer = await call(daemon, "sync.now")
+        answered = time.time()
+        refdata = answer["refdata"]
+        assert refdata["active"]["date"] == "2026-01-01"
+        assert refdata["active"]["articles"] == 20
+        # age_s: the seconds since the store published it, bounded by this test's own clock
+        assert asked - publish_end - 0.1 <= refdata["age_s"] <= answered - publish_start + 0.1
+        published = parse_utc_iso(refdata["active"]["published_at"])
+        assert published is not None
+        assert publish_start - 0.001 <= published <= publish_end
+        later = await call(daemon, "refdata.status")
+        assert later["active"] == refdata["active"]
+        assert later["age_s"] >= refdata["age_s"]
+        assert abs(later["age_s"] - (time.time() - published)) < 1.0
+    finally:
+        daemon.kill()
+
+
 def test_a_terminal_cannot_be_named_refdata(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path, terminal="refdata")
     with pytest.raises(ConfigError) as caught:
@@ -316,6 +362,11 @@ async def test_a_manifest_waits_for_the_collector_key_and_edgectl_shows_and_pick
     broker: Mosquitto, tmp_path: Path
 ) -> None:
     daemon, collector = setup(tmp_path, broker)
+    daemon.config.write_text(
+        daemon.config.read_text().replace(
+            'terminal_id = "T1"\n', 'terminal_id = "T1"\ntimezone = "Europe/Berlin"\n'
+        )
+    )
     pin = collector_pin_path(daemon.journal)
     key = pin.read_text().strip()
     pin.unlink()  # no collector key pinned yet
@@ -331,9 +382,20 @@ async def test_a_manifest_waits_for_the_collector_key_and_edgectl_shows_and_pick
         await until_status(daemon, active_date("2026-01-01"), "taken once pinned")
         publish(collector, catalog(tmp_path / "b.csv", 10, price_base=500), "2026-01-02")
         await until_status(daemon, active_date("2026-01-02"), "the newer one")
-        shown = edgectl("refdata", "--socket", daemon.socket)
+        status = await call(daemon, "refdata.status")
+        shown = edgectl("refdata", "--config", str(daemon.config))
         assert shown.returncode == 0, shown.stderr
         assert "in use       2026-01-02 (10 articles" in shown.stdout
+        # times in the store's zone, as on the receipts; --json and the API stay UTC
+        berlin = ZoneInfo("Europe/Berlin")
+        published = local_text(status["active"]["published_at"], berlin)
+        refused_at = local_text(status["last_refusal"]["at"], berlin)
+        assert published is not None and published.endswith((" CET", " CEST"))
+        assert f"published {published}, " in shown.stdout, shown.stdout
+        assert f"last refused 2026-01-01 at {refused_at}: " in shown.stdout, shown.stdout
+        assert status["active"]["published_at"] not in shown.stdout  # no raw UTC stamp
+        as_json = edgectl("refdata", "--config", str(daemon.config), "--json")
+        assert json.loads(as_json.stdout)["active"]["published_at"].endswith("Z")
         picked = edgectl("refdata", "use", "2026-01-01", "--socket", daemon.socket, "--json")
         assert picked.returncode == 0, picked.stderr
         assert json.loads(picked.stdout)["active"]["date"] == "2026-01-01"

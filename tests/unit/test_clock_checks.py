@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from structlog.testing import capture_logs
 
@@ -29,13 +32,16 @@ async def test_doctor_judges_this_clock_against_the_stores(tmp_path: Path) -> No
     j = await Journal.open(path, store_id="S1", terminal_id="T1")
     await j.commit(cash_sale())
     await j.close()
-    far = _clock(str(path), {"clock": {"offset_s": -3600.0}})
+    far = _clock(str(path), {"clock": {"offset_s": -3600.0}}, UTC)
     assert far.level == "FAIL"
     assert "60m" in far.found and "behind the store's clock" in far.found
-    near = _clock(str(path), {"clock": {"offset_s": 12.0}})
+    near = _clock(str(path), {"clock": {"offset_s": 12.0}}, UTC)
     assert (near.level, "ahead of the store's clock" in near.found) == ("WARN", True)
-    fine = _clock(str(path), {"clock": {"offset_s": 0.4}})
+    fine = _clock(str(path), {"clock": {"offset_s": 0.4}}, ZoneInfo("Europe/Berlin"))
     assert fine.level in ("OK", "WARN")  # WARN only if NTP is off on this machine
     assert "of the store's clock (+0.4 s)" in fine.found
-    unknown = _clock(str(path), None)
+    # the times in the store's zone, as edgectl status shows them; never the raw UTC stamp
+    assert re.match(r"now \d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T;", fine.found), fine.found
+    assert re.search(r"newest sale \(seq 1\) at [-\d]+ [:\d]+ CES?T;", fine.found), fine.found
+    unknown = _clock(str(path), None, UTC)
     assert "the store's clock was not compared" in unknown.found

@@ -1,14 +1,21 @@
-"""Reference data: the date rule, the publisher's file checks, the snapshot body, refdata.db."""
+"""Reference data: the date rule, today in the store's zone, the publisher's file checks, the
+snapshot body, refdata.db."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import hashlib
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+import edged.refdata
 from edged.collector.refsource import RefdataSourceError, read_source
 from edged.journal.refdata import RefdataStore, SnapshotRejected
+from edged.refdata import Refdata, today_in
 from edged.refwire import (
     Article,
     BodyError,
@@ -19,6 +26,7 @@ from edged.refwire import (
     decode_lines,
     encode_body,
 )
+from tests.support.waiting import until
 
 HELD = ["2026-01-05", "2026-01-10", "2026-01-20"]
 
@@ -230,3 +238,79 @@ def test_a_damaged_file_is_set_aside_and_a_new_one_made(tmp_path: Path) -> None:
         store.close()
     aside = [p.name for p in tmp_path.iterdir() if ".damaged-" in p.name]
     assert len(aside) == 1
+
+
+def stored(store: RefdataStore, date: str, n: int) -> None:
+    """A verified snapshot for `date` in `store` (not yet in use), its id made from `n`."""
+    body = encode_body(LINES)
+    manifest = manifest_for(body, 64, date=date, id=f"{n:016x}")
+    for i, start in enumerate(range(0, len(body), 64)):
+        store.stage(manifest.id, i, body[start : start + 64])
+    store.build(manifest)
+
+
+def iso_day(day: str, days: int) -> str:
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
+
+
+def epoch(utc: str) -> float:
+    return dt.datetime.fromisoformat(utc.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "midnight_utc"),
+    [
+        ("Europe/Berlin", "2026-12-07", "2026-12-06T23:00:00Z"),  # CET: UTC is still the 6th
+        ("Europe/Berlin", "2026-10-25", "2026-10-24T22:00:00Z"),  # CEST; a 25-hour day
+        ("America/New_York", "2026-12-07", "2026-12-07T05:00:00Z"),  # UTC is the 7th already
+    ],
+)
+async def test_today_is_the_stores_date_and_its_snapshot_starts_at_local_midnight(
+    tmp_path: Path, zone: str, day: str, midnight_utc: str
+) -> None:
+    store = RefdataStore.open(tmp_path / "refdata.db")
+    now = [0.0]
+    try:
+        for n, date in enumerate((iso_day(day, -1), day, iso_day(day, 2))):
+            stored(store, date, n)
+        refdata = Refdata(store, keep=3, today=today_in(ZoneInfo(zone), lambda: now[0]))
+        midnight = epoch(midnight_utc)
+        for at, wanted, chosen in (
+            (midnight - 26 * 3600, iso_day(day, -2), iso_day(day, -1)),  # none older: newer
+            (midnight - 1, iso_day(day, -1), iso_day(day, -1)),  # 23:59:59 the day before
+            (midnight, day, day),  # local midnight: the day's own snapshot
+            (midnight + 36 * 3600, iso_day(day, 1), day),  # none for it: the nearest older
+        ):
+            now[0] = at
+            await refdata.select()
+            assert refdata.wanted_date() == wanted, at
+            assert store.active is not None and store.active.date == chosen, at
+    finally:
+        store.close()
+
+
+async def test_the_day_change_is_noticed_without_being_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edged.refdata, "DAY_CHECK_S", 0.01)
+    store = RefdataStore.open(tmp_path / "refdata.db")
+    now = [epoch("2026-12-06T22:59:59Z")]  # 23:59:59 in Berlin
+    try:
+        stored(store, "2026-12-06", 0)
+        stored(store, "2026-12-07", 1)
+        refdata = Refdata(store, keep=3, today=today_in(ZoneInfo("Europe/Berlin"), lambda: now[0]))
+        running = asyncio.create_task(refdata.run(), name="refdata")
+        try:
+            await until(lambda: store.active is not None, "the snapshot chosen at start")
+            assert store.active is not None and store.active.date == "2026-12-06"
+            now[0] += 1  # midnight in Berlin; 23:00 in UTC
+            await until(
+                lambda: store.active is not None and store.active.date == "2026-12-07",
+                "the new day's snapshot in use",
+            )
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    finally:
+        store.close()
