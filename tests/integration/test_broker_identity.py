@@ -1,12 +1,14 @@
 """The README's mosquitto example ties each till to its identity: no till can knock another off
-the broker with its client id, nor write another's sales or read another's acks; edged, the
-collector and `edgectl doctor` work under it. The ACL and the identity settings are read from
-README.md itself (tests/support/readme_broker.py)."""
+the broker with its client id, nor write another's sales or read another's acks; every topic of
+the Contracts passes for the role that uses it (resend requests and answers, reference data
+published under its own user); edged, the collector and `edgectl doctor` work under it. The ACL
+and the identity settings are read from README.md itself (tests/support/readme_broker.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -20,7 +22,16 @@ import aiomqtt
 import pytest
 
 from edged.client import ApiClient
-from edged.wire import Entry, Topics, TxBatch, decode_ack, encode
+from edged.refwire import RefdataTopics
+from edged.wire import (
+    Entry,
+    ResendAnswer,
+    Topics,
+    TxBatch,
+    decode_ack,
+    decode_resend,
+    encode,
+)
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.entries import make_chain
 from tests.support.mosquitto import Mosquitto, auth_conf
@@ -32,7 +43,12 @@ PREFIX = "edged/v1"
 TAKEOVER = "already connected, closing old connection"  # mosquitto's log line (notice)
 STORE = "s1"
 # The users of the README's ACL and their passwords here.
-PASSWORDS = {"edged-collector": "c-secret", "s1-t1": "t1-secret", "s1-t2": "t2-secret"}
+PASSWORDS = {
+    "edged-collector": "c-secret",
+    "edged-refdata": "r-secret",
+    "s1-t1": "t1-secret",
+    "s1-t2": "t2-secret",
+}
 EDGECTL = str(Path(sys.executable).with_name("edgectl"))
 EDGECTL_TIMEOUT_S = 120.0  # a guard against hangs, never a measurement
 
@@ -69,13 +85,14 @@ def collector(tmp_path: Path, readme_broker: Mosquitto) -> Iterator[CollectorPro
 
 
 class Till:
-    """A till's side of the wire under a chosen user and client id: sends batches, reads acks."""
+    """A till's side of the wire under a chosen user and client id: sends batches, reads acks
+    (and whatever else it subscribes to)."""
 
     def __init__(self, port: int, terminal: str, *, user: str, client_id: str) -> None:
         self.topics = Topics(PREFIX, STORE, terminal)
         self.terminal = terminal
         self.acks: list[int] = []
-        self.foreign: list[str] = []  # messages on topics other than its own ack topic
+        self.received: dict[str, list[bytes]] = {}  # payloads on topics other than its ack topic
         self.gone: BaseException | None = None  # why the broker dropped it, once it has
         self.client = aiomqtt.Client(
             "127.0.0.1", port, identifier=client_id, username=user, password=PASSWORDS[user]
@@ -108,7 +125,7 @@ class Till:
                 if message.topic.matches(self.topics.ack):
                     self.acks.append(decode_ack(message.payload).upto)
                 else:
-                    self.foreign.append(str(message.topic))
+                    self.received.setdefault(str(message.topic), []).append(message.payload)
         except aiomqtt.MqttError as exc:
             self.gone = exc
 
@@ -170,8 +187,74 @@ async def test_a_till_cannot_write_another_tills_sales_or_read_its_acks(
         own = make_chain(STORE, "t2", 1)
         await t2.send(own)
         await t2.acked(1)  # after anything the broker had queued for t2 before it
-        assert t2.foreign == []
+        assert t2.received == {}
     assert stored_hashes(collector, "t1") == [(e.seq, e.hash) for e in real]
+
+
+def publish_refdata(config: Path, source: Path) -> subprocess.CompletedProcess[str]:
+    """`edged collector --config CONFIG refdata publish SOURCE --store s1 --date 2026-01-01`."""
+    return subprocess.run(
+        [
+            sys.executable, "-m", "edged.cli", "collector", "--config", str(config),
+            "refdata", "publish", str(source), "--store", STORE, "--date", "2026-01-01",
+        ],
+        capture_output=True, text=True, timeout=EDGECTL_TIMEOUT_S, check=False,
+    )  # fmt: skip
+
+
+def rebuild_answer(collector: CollectorProcess, terminal: str) -> tuple[str | None, int | None]:
+    """When the collector took `terminal`'s resend answer, and its `retained_from`."""
+    with contextlib.closing(sqlite3.connect(f"file:{collector.db}?mode=ro", uri=True)) as conn:
+        row = conn.execute(
+            "SELECT answered_at, retained_from FROM rebuilds WHERE terminal_id = ?", (terminal,)
+        ).fetchone()
+    return (None, None) if row is None else (row[0], row[1])
+
+
+async def test_resend_and_reference_data_pass_the_readme_acl_for_their_roles(
+    tmp_path: Path, readme_broker: Mosquitto, collector: CollectorProcess
+) -> None:
+    """The Contracts' other topics under the README's ACL: the collector's resend request reaches
+    the till, the till's answer reaches the collector, and the reference data published under
+    the README's `edged-refdata` user (a copy of the collector's config) reaches the till
+    without taking the running collector's client id."""
+    chain = make_chain(STORE, "t1", 3)
+    refdata = RefdataTopics(PREFIX, STORE)
+    async with till(readme_broker, "t1", user="s1-t1", client_id="edged-s1-t1") as t1:
+        await t1.client.subscribe(t1.topics.resend, qos=1)
+        await t1.client.subscribe(refdata.filter, qos=1)
+        await t1.send([chain[0], chain[2]])  # seq 2 missing: the store asks for it
+        await t1.acked(1)
+        await until(lambda: t1.topics.resend in t1.received, "the resend request at t1")
+        request = decode_resend(t1.received[t1.topics.resend][0])
+        assert (request.from_, request.upto) == (2, 2)
+
+        answer = ResendAnswer(v=1, from_=2, upto=2, retained_from=1, last_seq=3)
+        await t1.client.publish(t1.topics.resend_answer, encode(answer), qos=1)
+        await until(lambda: rebuild_answer(collector, "t1")[0] is not None, "the answer stored")
+        assert rebuild_answer(collector, "t1")[1] == 1
+        await t1.send([chain[1]])
+        await t1.acked(3)
+
+        config = tmp_path / "refdata.toml"
+        config.write_text(
+            collector.config.read_text()
+            .replace('username = "edged-collector"', 'username = "edged-refdata"')
+            .replace("edged-collector.pw", "edged-refdata.pw")
+        )
+        source = tmp_path / "prices.csv"
+        source.write_text("barcode,description,price,tax_code\n2000000000001,Bread,249,A\n")
+        published = await asyncio.to_thread(publish_refdata, config, source)
+        assert published.returncode == 0, published.stderr
+        manifest = json.loads(published.stdout)
+        chunk = refdata.chunk(manifest["id"], 0)  # one chunk: the file is small
+        await until(
+            lambda: refdata.manifest in t1.received and chunk in t1.received, "the snapshot at t1"
+        )
+        assert json.loads(t1.received[refdata.manifest][0])["id"] == manifest["id"]
+        assert hashlib.sha256(t1.received[chunk][0]).hexdigest() == manifest["sha256"]
+    assert f"Client edged-collector {TAKEOVER}" not in readme_broker.log.read_text()
+    assert stored_hashes(collector, "t1") == [(e.seq, e.hash) for e in chain]
 
 
 def edgectl(*args: str) -> subprocess.CompletedProcess[str]:

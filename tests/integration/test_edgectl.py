@@ -7,7 +7,10 @@ uplink to a real mosquitto with no collector behind it, so its sales stay pendin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +30,7 @@ from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.mosquitto import Mosquitto
 from tests.support.pki import make_tls_users
 from tests.support.ports import free_port
+from tests.support.waiting import until, until_awaited
 
 EDGECTL = str(Path(sys.executable).with_name("edgectl"))
 RUN_TIMEOUT_S = 120.0  # a guard against hangs, never a measurement
@@ -365,6 +369,103 @@ def test_sync_drains_the_backlog(tmp_path: Path, broker: Mosquitto) -> None:
         done = json.loads(edgectl("--config", str(daemon.config), "sync", "--json").stdout)
         assert done["drained"] is True
         assert done["acked_upto"] == 5
+    finally:
+        collector.terminate()
+        daemon.terminate()
+
+
+async def daemon_status(socket: str) -> dict[str, Any]:
+    async with ApiClient(socket) as client:
+        status: dict[str, Any] = await client.call("status")
+    return status
+
+
+async def acked(socket: str, seq: int) -> None:
+    """Until the daemon's outbox is acknowledged up to `seq`."""
+    await until_awaited(
+        lambda: _acked_past(socket, seq), f"acked up to {seq}", timeout_s=RUN_TIMEOUT_S
+    )
+
+
+async def _acked_past(socket: str, seq: int) -> bool:
+    return bool((await daemon_status(socket))["outbox"]["acked_upto"] >= seq)
+
+
+def purged_upto(journal: str) -> int:
+    """The journal's purge anchor: every entry up to it is deleted."""
+    with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as conn:
+        ((anchor,),) = conn.execute("SELECT anchor_seq FROM outbox")
+    return int(anchor)
+
+
+def copy_db(src: str, dst: str) -> None:
+    """A SQLite file and its -wal/-shm, as a backup or its restore copies them."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{dst}{suffix}").unlink(missing_ok=True)
+        if Path(f"{src}{suffix}").exists():
+            shutil.copy2(f"{src}{suffix}", f"{dst}{suffix}")
+
+
+async def test_status_and_outbox_show_the_stores_permanent_gap(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """The store, restored from an old copy, lacks seqs 31..70, which the till purged (kept 0
+    days): the technician sees the permanent gap in `edgectl status` and `edgectl outbox`, and
+    no longer once a store admin accepted it. test_resend.py makes the same gap in-process;
+    here the daemon and the collector are the real processes."""
+    uplink = uplink_section(broker.port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+    daemon = DaemonProcess(tmp_path / "till", uplink=uplink)
+    # Nothing acknowledged is kept; a new terminal id: no adoption wait.
+    settings = "[journal]\nretain_days = 0\nadopt = false\n"
+    daemon.config.write_text(daemon.config.read_text().replace("[journal]\n", settings))
+    collector = CollectorProcess(tmp_path / "store", uplink)
+    backup = str(tmp_path / "backup.db")
+    config = str(daemon.config)
+    daemon.start()
+    collector.start()
+    try:
+        await commit(daemon.socket, 30)
+        await acked(daemon.socket, 30)
+        collector.terminate()
+        copy_db(collector.db, backup)
+        collector.start()
+        await commit(daemon.socket, 40)
+        await acked(daemon.socket, 70)
+        collector.terminate()
+        daemon.terminate()
+        daemon.start()  # the retention runs at start: every acknowledged entry goes
+        await until(lambda: purged_upto(daemon.journal) == 70, "purged", timeout_s=RUN_TIMEOUT_S)
+        copy_db(backup, collector.db)
+        collector.start()
+        await commit(daemon.socket, 5)  # 71..75: the store, back at 30, asks for 31..70: purged
+
+        async def gap_at_the_till() -> bool:
+            return bool((await daemon_status(daemon.socket))["link"]["store_permanent_gap"])
+
+        await until_awaited(gap_at_the_till, "the till told", timeout_s=RUN_TIMEOUT_S)
+        status = edgectl("--config", config, "status")
+        assert status.returncode == 0, status.stderr
+        assert "store gap       seqs 31..70 purged here: the store must accept" in status.stdout
+        outbox = edgectl("--config", config, "outbox")
+        assert outbox.returncode == 0, outbox.stderr
+        assert outbox.stdout.startswith(
+            "the store lacks seqs 31..70, purged here: a permanent gap; sales stay pending "
+            "until a store admin accepts it (edged collector ... accept-gap)\n"
+            "5 pending (acknowledged up to seq 70)\n"
+        )
+        machine = json.loads(edgectl("--config", config, "outbox", "--json").stdout)
+        assert (machine["store_permanent_gap"], machine["pending"]) == ([31, 70], 5)
+
+        admin = [sys.executable, "-m", "edged.cli", "collector", "--config", str(collector.config)]
+        done = subprocess.run(
+            [*admin, "accept-gap", "S1", "T1", "31", "70", "--by", "alice"],
+            capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        await acked(daemon.socket, 75)
+        assert "store gap" not in edgectl("--config", config, "status").stdout
+        after = edgectl("--config", config, "outbox").stdout
+        assert after == "outbox empty: every sale up to seq 75 is acknowledged by the store\n"
     finally:
         collector.terminate()
         daemon.terminate()

@@ -716,6 +716,20 @@ def stored_seqs(db: Path) -> list[int]:
     return [r[0] for r in rows]
 
 
+def stored_links(db: Path) -> dict[int, tuple[str, str]]:
+    """seq -> (prev_hash, hash) of what the store holds for TERMINAL, sales and held slots."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT seq, prev_hash, hash FROM transactions WHERE store_id = ? AND terminal_id = ?"
+            " UNION ALL SELECT seq, prev_hash, hash FROM held"
+            " WHERE store_id = ? AND terminal_id = ?",
+            (STORE, TERMINAL, STORE, TERMINAL),
+        ).fetchall()
+    return {seq: (prev, hash_) for seq, prev, hash_ in rows}
+
+
 async def test_end_to_end_with_the_collector(
     broker: Mosquitto, journal: Journal, tmp_path: Path
 ) -> None:
@@ -742,6 +756,7 @@ async def test_a_replaced_till_adopts_the_stores_seqs(
     store's chain holds across, nothing is lost and no seq collides."""
     from edged.collector import run_collector
     from edged.collector.keyadmin import keys_command
+    from edged.collector.report import collector_report
     from edged.journal.verify import verify_journal
 
     db = tmp_path / "store.db"
@@ -763,10 +778,24 @@ async def test_a_replaced_till_adopts_the_stores_seqs(
             after = await new.commit(sale(2))
             await until(lambda: new.stats().acked_upto == 6)
         got = await new.get(sold["id"])
+        adopted = await new.retained(3, 6, 10)  # the adoption and the sales after it
         await new.close()
     assert got is not None and got[0].seq == 5 and got[0].receipt_no == first.receipt_no
     assert after.seq == 6 and "-P" not in after.receipt_no
     assert stored_seqs(db) == [1, 2, 3, 5, 6]  # seq 4, the adoption, is held: not a sale
+    # The store's chain check passes across: the adoption links to the genesis hash, as the
+    # old till's seq 1 did, and the new till's sales link to the adoption's hash.
+    links = stored_links(db)
+    assert [(e.seq, e.prev_hash.hex(), e.hash.hex()) for e in adopted] == [
+        (seq, *links[seq]) for seq in (4, 5, 6)
+    ]
+    assert links[4][0] == "00" * 32 and links[5][0] == links[4][1] and links[6][0] == links[5][1]
+    store = collector_report(f"sqlite:///{db}")
+    (terminal,) = store["terminals"]
+    assert terminal["chain_broken_at"] is None and terminal["contiguous_upto"] == 6
+    assert terminal["lost"] == []  # the store holds 1..3: the adoption declared nothing lost
+    # The adoption shows as what it is, a held journal_gap, and as nothing else (README).
+    assert [(p["seq"], p["kind"]) for p in store["problems"]] == [(4, "journal_gap")]
     report = verify_journal(path)
     assert report.lost == () and report.adopted is not None
     assert (report.adopted.first, report.adopted.last, report.adopted.gap_seq) == (1, 3, 4)
