@@ -18,6 +18,7 @@ class Notifier:
         address = env.get("NOTIFY_SOCKET", "")
         self._address = "\0" + address[1:] if address.startswith("@") else address
         self._sock: socket.socket | None = None
+        self._failing = False  # said once per streak of failures, and said when it ends
         self.watchdog_interval_s: float | None = None
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
@@ -38,7 +39,13 @@ class Notifier:
         try:
             self._sock.sendto("\n".join(fields).encode(), self._address)
         except OSError as exc:
-            log.warning("sd_notify_failed", socket=self._address, error=str(exc))
+            said = log.debug if self._failing else log.warning
+            said("sd_notify_failed", socket=self._address, error=str(exc))
+            self._failing = True
+            return
+        if self._failing:
+            log.info("sd_notify_works_again", socket=self._address)
+            self._failing = False
 
     def close(self) -> None:
         if self._sock is not None:

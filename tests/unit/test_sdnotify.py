@@ -6,6 +6,8 @@ import os
 import socket
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from edged.sdnotify import Notifier
 
 
@@ -43,7 +45,23 @@ def test_without_notify_socket_nothing_happens() -> None:
     notifier.notify("READY=1")
 
 
-def test_a_vanished_socket_is_logged_not_raised(tmp_path: Path) -> None:
-    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
-    notifier.notify("READY=1")
+def test_a_vanished_socket_is_said_once_not_raised_and_its_return_is_said(tmp_path: Path) -> None:
+    """STATUS= goes out at every change: a socket gone for good must not fill the log."""
+    path = str(tmp_path / "notify")
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    with capture_logs() as logs:
+        for _ in range(5):
+            notifier.notify("STATUS=link online")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+            server.bind(path)
+            notifier.notify("STATUS=link offline")
+            assert server.recv(4096) == b"STATUS=link offline"
+        notifier.notify("STATUS=link online")
     notifier.close()
+    said = [(entry["event"], entry["log_level"]) for entry in logs]
+    assert said == [
+        ("sd_notify_failed", "warning"),
+        *[("sd_notify_failed", "debug")] * 4,
+        ("sd_notify_works_again", "info"),
+        ("sd_notify_failed", "warning"),
+    ]
