@@ -268,12 +268,16 @@ class Journal:
             log.warning("journal_open_not_marked", path=str(self.path), hint="disk full")
 
     async def _load_gaps(self) -> None:
+        self._gaps, self._gap_count = await self._read_gaps()
+
+    async def _read_gaps(self) -> tuple[list[GapRecord], int]:
+        """The newest RECENT_GAPS declared gaps, and how many there are in all."""
         rows = await self._fetch(
             "SELECT seq, first, last, found_at, reason FROM journal_gaps ORDER BY seq DESC LIMIT ?",
             (RECENT_GAPS,),
         )
-        self._gaps = [GapRecord(*row) for row in rows]
-        ((self._gap_count,),) = await self._fetch("SELECT count(*) FROM journal_gaps")
+        ((count,),) = await self._fetch("SELECT count(*) FROM journal_gaps")
+        return [GapRecord(*row) for row in rows], count
 
     async def _check_seq_mark(self) -> None:
         """Compare the journal with its seq mark (journal.seqmark); a lost tail is declared."""
@@ -671,11 +675,12 @@ class Journal:
                 "seq_conflict evidence",
             )
             self.skip_past(store_upto, adoption_reason(store_upto))
-        elif renumber:  # head, gaps and age first: whoever waited sees the adopted journal
-            self._last_seq, self._last_hash = seq, head
+        elif renumber:  # read first, then head, gaps, age and state move in one step
             await asyncio.to_thread(self._write_seq_mark, seq, head)
-            await self._load_gaps()
-            await self._load_oldest_pending()
+            gaps = await self._read_gaps()
+            oldest = await self._created_at(self._acked_upto + 1)
+            self._last_seq, self._last_hash = seq, head
+            (self._gaps, self._gap_count), self._oldest_pending = gaps, oldest
         self._adoption_token, self._adopt_upto = None, None
         self._adopted.set()
         if damaged is not None:

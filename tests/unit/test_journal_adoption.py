@@ -273,3 +273,19 @@ async def test_whoever_waited_for_the_adoption_sees_the_adopted_journal(tmp_path
         await waiter
     assert seen == [(8, 3, 1)]  # 6: the adoption's gap entry, 7 and 8: the two sales
     await j.close()
+
+
+async def test_the_adopted_head_and_the_end_of_pending_are_seen_together(tmp_path: Path) -> None:
+    """A reader between two steps of the event loop never sees the adopted seqs while the
+    journal still says its adoption is pending (status would show a head it does not have)."""
+    j = await new_journal(tmp_path / "j.db")
+    await j.commit(cash_sale())
+    seen: set[tuple[int, bool, int]] = set()
+    j.resolve_adoption(5)
+    async with asyncio.timeout(ADOPTED_S):
+        while j.adoption_pending or j.last_seq == 1:
+            seen.add((j.last_seq, j.adoption_pending, j.gaps()["count"]))
+            await asyncio.sleep(0)
+    seen.add((j.last_seq, j.adoption_pending, j.gaps()["count"]))
+    assert seen == {(1, True, 0), (7, False, 1)}  # 6: the adoption's gap entry, 7: the sale
+    await j.close()
