@@ -76,6 +76,12 @@ _HEX_IDS = re.compile(
     r"|(?<![0-9A-Za-z])(?=[0-9A-Fa-f]{20,}(?![0-9A-Za-z]))[0-9A-Fa-f]*[A-Fa-f][0-9]{13,}[A-Fa-f]",
     re.ASCII,
 )
+# a whole GS1 element string in the bracketed form scanners and back offices print, led by
+# the item it marks (an SSCC or a GTIN): its lot and serial numbers (AI 10, 21) are up to 20
+# characters, often all digits, and one in a hundred 16-digit ones would read as a Visa number
+_GS1_BRACKETED = re.compile(
+    r"(?:\(00\)\d{18}|\(0[12]\)\d{14})(?:\(\d{2,4}\)[!-'*-~]{1,90})*", re.ASCII
+)
 _REDACT = re.compile(r"\d(?:[ -]?\d){11,}")  # any script's digits: masking more is harmless
 _DIGIT = re.compile(r"\d")
 
@@ -114,6 +120,8 @@ def find_card_data(text: str, *, strict: bool = False) -> str | None:
         return "magnetic stripe track 2 data"
     if ("D" in text or "d" in text) and _has_tag57(text):
         return "EMV tag 57 (track 2 equivalent) data"
+    if not strict and _GS1_BRACKETED.fullmatch(text):
+        return None
     for block in _BLOCK.finditer(_HEX_IDS.sub("#", text)):
         if block.end() - block.start() >= SCAN_MIN_CHARS and _block_has_pan(block[0], strict):
             return "a full card number"

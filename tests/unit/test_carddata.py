@@ -176,6 +176,18 @@ def test_gs1_element_strings_are_not_card_data(text: str) -> None:
     assert find_card_data(text) is None
 
 
+def test_a_gs1_lot_or_serial_that_reads_as_a_pan_is_kept_but_not_alone_or_in_payments() -> None:
+    """Hypothesis found it: a 16-digit lot number that is Luhn-valid with a Visa prefix (one
+    such lot in a hundred). Led by the GTIN it belongs to, it is a scan; alone, it is a PAN."""
+    lot = "(10)4910700000000014"
+    assert find_card_data("(01)09506000134352" + lot + "(17)261231") is None
+    assert find_card_data("(00)106141411234567897(21)4111111111111111") is None
+    assert find_card_data(lot) == "a full card number"
+    assert find_card_data("(01)0950600013435" + lot) == "a full card number"  # 13 digits: no GTIN
+    assert find_card_data("(01)09506000134352" + lot + " 4111111111111111") is not None
+    assert find_card_data("(01)09506000134352" + lot, strict=True) == "a full card number"
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.sampled_from(PANS_15_TO_19), st.text(max_size=20), st.text(max_size=20))
 def test_a_pan_between_any_text_is_found(pan: str, before: str, after: str) -> None:
