@@ -63,7 +63,8 @@ class RefdataSync:
         self._on_snapshot = on_snapshot
         self._manifest: Manifest | None = None  # the latest one heard, checked or not
         self._wanted: Manifest | None = None  # signed, well-formed, not yet built
-        self._held: str | None = None  # the latest manifest's snapshot, already built
+        self._held: str | None = None  # a snapshot built already: its chunks are not staged
+        self._building: Manifest | None = None  # its snapshot is being built in a thread
         self._deadline = 0.0
         self._wake = asyncio.Event()
         self._said: set[tuple[str, str]] = set()  # (manifest id, kind) already logged at ERROR
@@ -88,7 +89,8 @@ class RefdataSync:
             return True
         if wanted is not None and (snapshot_id != wanted.id or n >= wanted.chunks):
             return True  # a chunk of another snapshot, still retained at the broker
-        if snapshot_id == self._held:
+        building = self._building
+        if snapshot_id == self._held or (building is not None and snapshot_id == building.id):
             return True
         await asyncio.to_thread(self._store.stage, snapshot_id, n, msg.payload)
         if wanted is not None:
@@ -128,6 +130,9 @@ class RefdataSync:
         if problem is not None:
             await self._refuse(manifest, kind, problem, final=kind != "unpinned")
             return
+        if manifest == self._building:  # sync.now during the build: it is on its way
+            log.debug("refdata_snapshot_building", date=manifest.date, id=manifest.id)
+            return
         if self._store.holds(manifest):
             log.debug("refdata_snapshot_held", date=manifest.date, id=manifest.id)
             self._wanted, self._held = None, manifest.id
@@ -135,7 +140,7 @@ class RefdataSync:
             return
         if self._wanted is None or self._wanted.id != manifest.id:
             await asyncio.to_thread(self._store.drop_staged, manifest.id)
-        self._wanted = manifest
+        self._wanted, self._held = manifest, None
         self._deadline = time.monotonic() + self._chunk_wait_s
         log.info(
             "refdata_manifest_accepted",
@@ -199,11 +204,12 @@ class RefdataSync:
             return
         self._wanted = None
         try:
-            snapshot = await asyncio.to_thread(self._store.build, wanted)
+            snapshot = await self._build(wanted)
         except SnapshotRejected as exc:
             await asyncio.to_thread(self._store.drop_staged, None)
             await self._refuse(wanted, exc.kind, exc.problem)
             return
+        self._held = wanted.id
         log.info(
             "refdata_snapshot_stored",
             date=snapshot.date,
@@ -212,6 +218,15 @@ class RefdataSync:
             discounts=snapshot.discounts,
         )
         await self._on_snapshot(snapshot)
+
+    async def _build(self, manifest: Manifest) -> Snapshot:
+        """Build in a worker thread; meanwhile sync.now does not make the manifest wanted again
+        (the build takes its chunks: it would be refused as incomplete later)."""
+        self._building = manifest
+        try:
+            return await asyncio.to_thread(self._store.build, manifest)
+        finally:
+            self._building = None
 
     def _waiting_for_pin(self, manifest: Manifest) -> bool:
         refusal = self.last_refusal
