@@ -6,7 +6,9 @@ every tick, so the first signed ack's pin lets it through. Chunks are staged on 
 come (retained, so a terminal that connects later gets them); once all are there the
 snapshot is verified and built in a worker thread, off the connection's reader. A snapshot
 whose chunks do not all come within `chunk_wait_s` of its manifest, or that fails a check,
-is rejected: logged with what was wrong, and the snapshot in use stays.
+is rejected: logged with what was wrong, and the snapshot in use stays. `refresh` (sync.now)
+asks the broker for the retained manifest, and for the chunks of one not yet held, again: a
+chunk lost on the way comes back that way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,6 +42,8 @@ log = structlog.get_logger(__name__)
 TICK_S = 1.0  # how often a waiting manifest is looked at again (pin, deadline)
 
 OnSnapshot = Callable[[Snapshot], Awaitable[None]]
+# Subscribes to the topic filters again, so the broker sends their retained messages anew.
+Refetch = Callable[[Sequence[str]], Awaitable[None]]
 
 
 class RefdataSync:
@@ -69,6 +73,7 @@ class RefdataSync:
         self._wake = asyncio.Event()
         self._said: set[tuple[str, str]] = set()  # (manifest id, kind) already logged at ERROR
         self.last_refusal: dict[str, Any] | None = self._load_refusal()
+        self.refetch: Refetch | None = None  # set by the uplink that delivers our messages
 
     def _load_refusal(self) -> dict[str, Any] | None:
         text = self._store.state("last_refusal")
@@ -98,10 +103,19 @@ class RefdataSync:
         return True
 
     async def refresh(self) -> None:
-        """Look at the latest manifest again (sync.now): its signature, its chunks."""
-        if self._manifest is not None:
+        """Look at the latest manifest again (sync.now): its signature, its chunks; and ask
+        the broker for the retained ones again, in case one was lost on the way."""
+        manifest = self._manifest
+        if manifest is not None:
             self._said.clear()
-            await self._consider(self._manifest)
+            await self._consider(manifest)
+        if self.refetch is None:
+            return
+        # A snapshot held or being built needs no chunks: a catalog is large.
+        done = manifest is not None and manifest.id == self._held
+        await self.refetch(
+            (self.topics.manifest,) if done or manifest == self._building else self.topics.filters
+        )
 
     @property
     def waiting_for(self) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -324,7 +325,7 @@ async def test_the_day_change_is_noticed_without_being_told(
         store.close()
 
 
-async def test_sync_now_during_a_build_does_not_refuse_that_snapshot_later(
+async def test_sync_now_during_a_build_neither_refuses_nor_fetches_that_snapshot_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = RefdataStore.open(tmp_path / "refdata.db")
@@ -345,14 +346,19 @@ async def test_sync_now_during_a_build_does_not_refuse_that_snapshot_later(
 
     monkeypatch.setattr(store, "build", held_up_build)
     assembling_when_stored: list[object] = []
+    asked: list[list[str]] = []
 
     async def on_snapshot(snapshot: Snapshot) -> None:
         assembling_when_stored.append(sync.waiting_for)
+
+    async def refetch(filters: Sequence[str]) -> None:
+        asked.append(list(filters))
 
     # chunk_wait_s 0: a manifest wanted again would be refused at the very next step
     sync = RefdataSync(
         store, topics, store_id="S1", pin_path=pin, chunk_wait_s=0.0, on_snapshot=on_snapshot
     )
+    sync.refetch = refetch
     running = asyncio.create_task(sync.run(), name="refdata-sync")
     try:
         for n, start in enumerate(range(0, len(body), 16)):  # chunks first, as retained may
@@ -364,8 +370,12 @@ async def test_sync_now_during_a_build_does_not_refuse_that_snapshot_later(
         release.set()
         await until(lambda: assembling_when_stored, "the snapshot stored")
         assert assembling_when_stored == [None]  # not wanted again once built
+        assert asked == [[topics.manifest]]  # a newer manifest, perhaps; not these chunks
         await until(lambda: sync.waiting_for is None, "nothing assembling")
         assert sync.last_refusal is None
+        await sync.refresh()  # and once it is held, again only the manifest is asked for
+        assert asked[-1] == [topics.manifest]
+        assert sync.waiting_for is None
     finally:
         release.set()
         running.cancel()
