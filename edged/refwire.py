@@ -77,7 +77,9 @@ class RefdataTopics:
     def __init__(self, prefix: str, store: str) -> None:
         self.base = f"{prefix}/{store}/{REFDATA_LEVEL}"
         self.manifest = f"{self.base}/manifest"
-        self.filter = f"{self.base}/#"
+        self.chunks = f"{self.base}/chunks/#"
+        # What a terminal subscribes to: two filters, so either can be asked for again alone.
+        self.filters = (self.manifest, self.chunks)
 
     def chunk(self, snapshot_id: str, n: int) -> str:
         return f"{self.base}/chunks/{snapshot_id}/{n}"

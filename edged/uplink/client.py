@@ -155,6 +155,17 @@ class Connection:
             raise LinkError(self.peer, f"publish to {topic} failed: {_describe(exc)}") from None
         self.last_rx = time.monotonic()
 
+    async def subscribe(self, topic: str) -> None:
+        """Subscribe QoS 1 (again: the broker then sends the topic's retained messages anew)."""
+        try:
+            codes = await self._client.subscribe(topic, qos=1, timeout=SUBSCRIBE_TIMEOUT_S)
+        except aiomqtt.MqttError as exc:
+            raise LinkError(self.peer, f"subscribe to {topic} failed: {_describe(exc)}") from None
+        if any(_refused(code) for code in codes):
+            raise LinkError(
+                self.peer, f"the broker refused the subscription to {topic}; check its ACL"
+            )
+
     async def probe(self, timeout: float) -> bool:
         """A request the broker must answer: UNSUBSCRIBE from a topic we never subscribed to.
 
@@ -285,14 +296,7 @@ async def connect(
     conn = Connection(client, peer, probe_topic)
     try:
         for topic in subscribe:
-            try:
-                codes = await client.subscribe(topic, qos=1, timeout=SUBSCRIBE_TIMEOUT_S)
-            except aiomqtt.MqttError as exc:
-                raise LinkError(peer, f"subscribe to {topic} failed: {_describe(exc)}") from None
-            if any(_refused(code) for code in codes):
-                raise LinkError(
-                    peer, f"the broker refused the subscription to {topic}; check its ACL"
-                )
+            await conn.subscribe(topic)
         conn.last_rx = time.monotonic()
         yield conn
     finally:

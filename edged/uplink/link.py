@@ -128,6 +128,7 @@ class Link:
         self.attempts_failed = 0  # total since start; sync_now watches it
         self.last_error: str | None = None
         self._connected_now = False  # the current attempt got a connection
+        self._conn: Connection | None = None  # the connection up now, for resubscribe()
         self._changed = changed  # fired on every state change and failed attempt
         self.supervisor = Supervisor(
             "link",
@@ -158,6 +159,21 @@ class Link:
         """Skip the current backoff wait and try at once."""
         self.supervisor.wake()
 
+    async def resubscribe(self, topics: Sequence[str]) -> None:
+        """Subscribe to `topics` again, so the broker sends their retained messages anew.
+
+        Without a connection, or if it fails now, nothing: the next connection subscribes, and
+        the session notices a broken one itself.
+        """
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            for topic in topics:
+                await conn.subscribe(topic)
+        except LinkError as exc:
+            log.debug("link_resubscribe_failed", peer=self.peer, error=exc.problem)
+
     async def run(self) -> NoReturn:
         """Connect, run the session, reconnect after backoff; forever, until cancelled.
 
@@ -177,7 +193,11 @@ class Link:
             probe_topic=self._probe_topic,
         ) as conn:
             self._connected_now = True
-            await self._connected(conn)
+            self._conn = conn
+            try:
+                await self._connected(conn)
+            finally:
+                self._conn = None
 
     def _expected(self, exc: BaseException) -> Fault | None:
         if isinstance(exc, LinkError):

@@ -6,7 +6,9 @@ every tick, so the first signed ack's pin lets it through. Chunks are staged on 
 come (retained, so a terminal that connects later gets them); once all are there the
 snapshot is verified and built in a worker thread, off the connection's reader. A snapshot
 whose chunks do not all come within `chunk_wait_s` of its manifest, or that fails a check,
-is rejected: logged with what was wrong, and the snapshot in use stays.
+is rejected: logged with what was wrong, and the snapshot in use stays. `refresh` (sync.now)
+asks the broker for the retained manifest, and for the chunks of one not yet held, again: a
+chunk lost on the way comes back that way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,6 +42,8 @@ log = structlog.get_logger(__name__)
 TICK_S = 1.0  # how often a waiting manifest is looked at again (pin, deadline)
 
 OnSnapshot = Callable[[Snapshot], Awaitable[None]]
+# Subscribes to the topic filters again, so the broker sends their retained messages anew.
+Refetch = Callable[[Sequence[str]], Awaitable[None]]
 
 
 class RefdataSync:
@@ -63,11 +67,13 @@ class RefdataSync:
         self._on_snapshot = on_snapshot
         self._manifest: Manifest | None = None  # the latest one heard, checked or not
         self._wanted: Manifest | None = None  # signed, well-formed, not yet built
-        self._held: str | None = None  # the latest manifest's snapshot, already built
+        self._held: str | None = None  # a snapshot built already: its chunks are not staged
+        self._building: Manifest | None = None  # its snapshot is being built in a thread
         self._deadline = 0.0
         self._wake = asyncio.Event()
         self._said: set[tuple[str, str]] = set()  # (manifest id, kind) already logged at ERROR
         self.last_refusal: dict[str, Any] | None = self._load_refusal()
+        self.refetch: Refetch | None = None  # set by the uplink that delivers our messages
 
     def _load_refusal(self) -> dict[str, Any] | None:
         text = self._store.state("last_refusal")
@@ -88,7 +94,8 @@ class RefdataSync:
             return True
         if wanted is not None and (snapshot_id != wanted.id or n >= wanted.chunks):
             return True  # a chunk of another snapshot, still retained at the broker
-        if snapshot_id == self._held:
+        building = self._building
+        if snapshot_id == self._held or (building is not None and snapshot_id == building.id):
             return True
         await asyncio.to_thread(self._store.stage, snapshot_id, n, msg.payload)
         if wanted is not None:
@@ -96,10 +103,19 @@ class RefdataSync:
         return True
 
     async def refresh(self) -> None:
-        """Look at the latest manifest again (sync.now): its signature, its chunks."""
-        if self._manifest is not None:
+        """Look at the latest manifest again (sync.now): its signature, its chunks; and ask
+        the broker for the retained ones again, in case one was lost on the way."""
+        manifest = self._manifest
+        if manifest is not None:
             self._said.clear()
-            await self._consider(self._manifest)
+            await self._consider(manifest)
+        if self.refetch is None:
+            return
+        # A snapshot held or being built needs no chunks: a catalog is large.
+        done = manifest is not None and manifest.id == self._held
+        await self.refetch(
+            (self.topics.manifest,) if done or manifest == self._building else self.topics.filters
+        )
 
     @property
     def waiting_for(self) -> dict[str, Any] | None:
@@ -128,6 +144,9 @@ class RefdataSync:
         if problem is not None:
             await self._refuse(manifest, kind, problem, final=kind != "unpinned")
             return
+        if manifest == self._building:  # sync.now during the build: it is on its way
+            log.debug("refdata_snapshot_building", date=manifest.date, id=manifest.id)
+            return
         if self._store.holds(manifest):
             log.debug("refdata_snapshot_held", date=manifest.date, id=manifest.id)
             self._wanted, self._held = None, manifest.id
@@ -135,7 +154,7 @@ class RefdataSync:
             return
         if self._wanted is None or self._wanted.id != manifest.id:
             await asyncio.to_thread(self._store.drop_staged, manifest.id)
-        self._wanted = manifest
+        self._wanted, self._held = manifest, None
         self._deadline = time.monotonic() + self._chunk_wait_s
         log.info(
             "refdata_manifest_accepted",
@@ -199,11 +218,12 @@ class RefdataSync:
             return
         self._wanted = None
         try:
-            snapshot = await asyncio.to_thread(self._store.build, wanted)
+            snapshot = await self._build(wanted)
         except SnapshotRejected as exc:
             await asyncio.to_thread(self._store.drop_staged, None)
             await self._refuse(wanted, exc.kind, exc.problem)
             return
+        self._held = wanted.id
         log.info(
             "refdata_snapshot_stored",
             date=snapshot.date,
@@ -212,6 +232,15 @@ class RefdataSync:
             discounts=snapshot.discounts,
         )
         await self._on_snapshot(snapshot)
+
+    async def _build(self, manifest: Manifest) -> Snapshot:
+        """Build in a worker thread; meanwhile sync.now does not make the manifest wanted again
+        (the build takes its chunks: it would be refused as incomplete later)."""
+        self._building = manifest
+        try:
+            return await asyncio.to_thread(self._store.build, manifest)
+        finally:
+            self._building = None
 
     def _waiting_for_pin(self, manifest: Manifest) -> bool:
         refusal = self.last_refusal

@@ -72,7 +72,7 @@ class Uplink:
             client_id=terminal_client_id(cfg, terminal.store_id, terminal.terminal_id),
             status_topic=topics.status,
             ack_topic=topics.ack,
-            extra_topics=[topics.resend, *([refdata.topics.filter] if refdata else [])],
+            extra_topics=[topics.resend, *(refdata.topics.filters if refdata else ())],
             probe_topic=topics.status.removesuffix("/status") + "/probe",
             status_payload=self._status_payload,
             session=self.forwarder.run,
@@ -80,6 +80,8 @@ class Uplink:
             changed=self._changed,
             rng=rng,
         )
+        if refdata is not None:
+            refdata.refetch = self.link.resubscribe
 
     async def run(self) -> None:
         """Run forever; cancellation is a clean stop (retained `offline`, then DISCONNECT)."""

@@ -307,6 +307,34 @@ async def test_sync_now_takes_a_snapshot_again_and_answers_with_refdata_and_its_
         daemon.kill()
 
 
+async def test_sync_now_fetches_a_snapshot_refused_for_a_lost_chunk_again(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    daemon, collector = setup(tmp_path, broker, chunk_wait_s=1.0)
+    publish(collector, catalog(tmp_path / "c.csv", 200), "2026-01-01")
+    m = published_manifest(collector)
+    topics = RefdataTopics("edged/v1", STORE)
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="test-read") as client:
+        await client.subscribe(topics.chunk(m.id, 2), qos=1)
+        async for message in client.messages:
+            lost = message.payload if isinstance(message.payload, bytes) else b""
+            break
+    await retain(broker.port, topics.chunk(m.id, 2), b"")  # lost on its way to the broker
+    daemon.start()
+    try:
+        await until_status(daemon, refused("incomplete", "2026-01-01"), "incomplete")
+        # The store's back office puts the chunk back; only it comes to the terminal, live:
+        # the others were dropped with the refused snapshot, and sync.now must ask again.
+        await retain(broker.port, topics.chunk(m.id, 2), lost)
+        answer = await call(daemon, "sync.now")
+        assert answer["link"] == "online", answer
+        status = await until_status(daemon, active_date("2026-01-01"), "taken after sync.now")
+        assert status["active"]["articles"] == 200
+        assert status["assembling"] is None
+    finally:
+        daemon.kill()
+
+
 def test_a_terminal_cannot_be_named_refdata(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path, terminal="refdata")
     with pytest.raises(ConfigError) as caught:

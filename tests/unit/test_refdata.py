@@ -1,5 +1,5 @@
 """Reference data: the date rule, today in the store's zone, the publisher's file checks, the
-snapshot body, refdata.db."""
+snapshot body, refdata.db, the sync's answer to sync.now."""
 
 from __future__ import annotations
 
@@ -7,26 +7,35 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 import edged.refdata
 from edged.collector.refsource import RefdataSourceError, read_source
-from edged.journal.refdata import RefdataStore, SnapshotRejected
+from edged.journal.refdata import RefdataStore, Snapshot, SnapshotRejected
+from edged.keys import write_pin
 from edged.refdata import Refdata, today_in
 from edged.refwire import (
     Article,
     BodyError,
     Discount,
     Manifest,
+    RefdataTopics,
     article_key,
     choose,
     decode_lines,
     encode_body,
+    manifest_signed_bytes,
 )
-from tests.support.waiting import until
+from edged.signing import Signer
+from edged.uplink.client import Incoming
+from edged.uplink.refdata import RefdataSync
+from tests.support.waiting import WAIT_S, until
 
 HELD = ["2026-01-05", "2026-01-10", "2026-01-20"]
 
@@ -313,4 +322,63 @@ async def test_the_day_change_is_noticed_without_being_told(
             with contextlib.suppress(asyncio.CancelledError):
                 await running
     finally:
+        store.close()
+
+
+async def test_sync_now_during_a_build_neither_refuses_nor_fetches_that_snapshot_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RefdataStore.open(tmp_path / "refdata.db")
+    signer = Signer.generate()
+    pin = tmp_path / "collector.pin"
+    write_pin(pin, signer.public_hex)
+    body = encode_body(LINES)
+    unsigned = manifest_for(body, 16)
+    manifest = msgspec.structs.replace(unsigned, sig=signer.sign(manifest_signed_bytes(unsigned)))
+    topics = RefdataTopics("edged/v1", "S1")
+    building, release = threading.Event(), threading.Event()
+    build = store.build
+
+    def held_up_build(wanted: Manifest) -> Snapshot:
+        building.set()
+        release.wait(WAIT_S)
+        return build(wanted)
+
+    monkeypatch.setattr(store, "build", held_up_build)
+    assembling_when_stored: list[object] = []
+    asked: list[list[str]] = []
+
+    async def on_snapshot(snapshot: Snapshot) -> None:
+        assembling_when_stored.append(sync.waiting_for)
+
+    async def refetch(filters: Sequence[str]) -> None:
+        asked.append(list(filters))
+
+    # chunk_wait_s 0: a manifest wanted again would be refused at the very next step
+    sync = RefdataSync(
+        store, topics, store_id="S1", pin_path=pin, chunk_wait_s=0.0, on_snapshot=on_snapshot
+    )
+    sync.refetch = refetch
+    running = asyncio.create_task(sync.run(), name="refdata-sync")
+    try:
+        for n, start in enumerate(range(0, len(body), 16)):  # chunks first, as retained may
+            chunk = Incoming(topics.chunk(manifest.id, n), body[start : start + 16], True)
+            await sync.handle(chunk)
+        await sync.handle(Incoming(topics.manifest, msgspec.json.encode(manifest), True))
+        await until(building.is_set, "the build started")
+        await sync.refresh()  # sync.now while the snapshot is built in its thread
+        release.set()
+        await until(lambda: assembling_when_stored, "the snapshot stored")
+        assert assembling_when_stored == [None]  # not wanted again once built
+        assert asked == [[topics.manifest]]  # a newer manifest, perhaps; not these chunks
+        await until(lambda: sync.waiting_for is None, "nothing assembling")
+        assert sync.last_refusal is None
+        await sync.refresh()  # and once it is held, again only the manifest is asked for
+        assert asked[-1] == [topics.manifest]
+        assert sync.waiting_for is None
+    finally:
+        release.set()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
         store.close()
