@@ -222,7 +222,8 @@ async def test_resend_and_reference_data_pass_the_readme_acl_for_their_roles(
     refdata = RefdataTopics(PREFIX, STORE)
     async with till(readme_broker, "t1", user="s1-t1", client_id="edged-s1-t1") as t1:
         await t1.client.subscribe(t1.topics.resend, qos=1)
-        await t1.client.subscribe(refdata.filter, qos=1)
+        for topic in refdata.filters:
+            await t1.client.subscribe(topic, qos=1)
         await t1.send([chain[0], chain[2]])  # seq 2 missing: the store asks for it
         await t1.acked(1)
         await until(lambda: t1.topics.resend in t1.received, "the resend request at t1")
