@@ -22,6 +22,7 @@ from typing import Any, NoReturn, TypeVar
 import structlog
 
 from edged.backoff import Backoff
+from edged.carddata import redact
 from edged.errors import EdgedError
 
 log = structlog.get_logger(__name__)
@@ -215,6 +216,8 @@ class Supervisor:
                 log.error(
                     "component_failed", **self._fields, error=error, exc_info=outcome, restart=True
                 )
+        # `status`, the watchdog's STATUS= and support bundles show it: mask it as the log does
+        error = redact(error)
         self.last_error = error
         if self._on_failure is not None:
             self._on_failure(error)

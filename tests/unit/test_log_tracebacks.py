@@ -76,20 +76,23 @@ def test_locals_only_with_the_debug_switch(
     assert PAN in captured.getvalue()
 
 
-async def fail_once_under_a_supervisor(attempt: Callable[[], Awaitable[None]]) -> None:
+async def fail_once_under_a_supervisor(attempt: Callable[[], Awaitable[None]]) -> Supervisor:
     """Run `attempt` as the collector component until its first failure is logged."""
     failed = asyncio.Event()
+    told: list[str] = []
     supervisor = Supervisor(
         "collector",
         attempt,
         policy=RestartPolicy(min_s=0.001, max_s=0.002),
-        on_failure=lambda error: failed.set(),
+        on_failure=lambda error: (told.append(error), failed.set()),
     )
     task = asyncio.create_task(supervisor.run())
     await asyncio.wait_for(failed.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert told == [supervisor.last_error]
+    return supervisor
 
 
 def component_failures(log: str) -> list[dict[str, Any]]:
@@ -119,10 +122,13 @@ async def test_a_failed_components_message_is_masked_in_its_error_field(
     async def attempt() -> None:
         raise RuntimeError(f"cannot store gift card {PAN}")
 
-    await fail_once_under_a_supervisor(attempt)
+    supervisor = await fail_once_under_a_supervisor(attempt)
     failures = component_failures(captured.getvalue())
     assert failures[0]["error"] == "RuntimeError: cannot store gift card ################"
     assert_no_pan(captured.getvalue())
+    # what `status` says of it (and so `edgectl status`, the watchdog's STATUS= and a support
+    # bundle): masked too
+    assert supervisor.last_error == failures[0]["error"]
 
 
 @pytest.mark.parametrize("field", ["error", "problem", "reason", "detail"])
