@@ -169,14 +169,18 @@ def rebuild_report(conn: Conn, key: TerminalKey, upto: int) -> dict[str, Any] | 
         f"SELECT count(*) FROM ({_HELD_IN}) AS held_in", (*key, first, to, *key, first, to)
     ).fetchone()[0]
     missing = (to - first + 1) - held
+    # Seqs that can never come: purged at the terminal, or declared lost by its journal_gap.
     gone = sum(
         min(b, to) - max(a, first) + 1 for a, b in _unavailable(conn, key) if a <= to and b >= first
+    )
+    declared = sum(
+        min(b, to) - max(a, first) + 1 for a, b in _lost(conn, key) if a <= to and b >= first
     )
     return {
         "requested_from": first,
         "requested_upto": to,
         "received_upto": max(first - 1, min(upto, to)),
-        "remaining": max(0, missing - gone),
+        "remaining": max(0, missing - gone - declared),
         "unavailable": gone,
         "reason": row[2],
         "requests": row[3],
@@ -203,6 +207,13 @@ def _unavailable(conn: Conn, key: TerminalKey) -> list[tuple[int, int]]:
         "SELECT seq_from, seq_to FROM unavailable WHERE store_id = ? AND terminal_id = ?"
         " ORDER BY seq_from",
         key,
+    )
+    return [(int(a), int(b)) for a, b in rows]
+
+
+def _lost(conn: Conn, key: TerminalKey) -> list[tuple[int, int]]:
+    rows = conn.execute(
+        "SELECT seq_from, seq_to FROM lost WHERE store_id = ? AND terminal_id = ?", key
     )
     return [(int(a), int(b)) for a, b in rows]
 

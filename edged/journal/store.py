@@ -812,14 +812,19 @@ class Journal:
         return [row_entry(row) for row in rows]
 
     async def retained_from(self) -> int:
-        """The first seq from which the journal can send every entry: entries up to the anchor
-        were purged, and seqs a journal_gap declared (a lost tail, an adoption) it never held.
-        Entries between two older gaps are then said to be unavailable too: an undercount the
-        store reports, never a claim to hold what it lacks."""
+        """The first seq the journal can send from: entries up to the anchor were purged, and
+        the seqs of a journal_gap (a lost tail, an adoption) that follows on from them were
+        never held. A gap after entries the journal still holds is not counted: those entries
+        are sent, and the gap's own entry declares the rest, which the store then records as
+        lost (saying the whole run was unavailable would have the store give up on them)."""
         async with self._sqlite("reading the purge anchor"):
             ((anchor_seq,),) = await self._fetch("SELECT anchor_seq FROM outbox")
-            ((gap_last,),) = await self._fetch("SELECT coalesce(max(last), 0) FROM journal_gaps")
-        return max(int(anchor_seq), int(gap_last)) + 1
+            gaps = await self._fetch("SELECT first, last FROM journal_gaps ORDER BY first")
+        first = int(anchor_seq) + 1
+        for gap_first, gap_last in gaps:
+            if int(gap_first) <= first:
+                first = max(first, int(gap_last) + 1)
+        return first
 
     def stats(self) -> JournalStats:
         return JournalStats(
