@@ -169,18 +169,16 @@ def rebuild_report(conn: Conn, key: TerminalKey, upto: int) -> dict[str, Any] | 
         f"SELECT count(*) FROM ({_HELD_IN}) AS held_in", (*key, first, to, *key, first, to)
     ).fetchone()[0]
     missing = (to - first + 1) - held
-    # Seqs that can never come: purged at the terminal, or declared lost by its journal_gap.
-    gone = sum(
-        min(b, to) - max(a, first) + 1 for a, b in _unavailable(conn, key) if a <= to and b >= first
-    )
-    declared = sum(
-        min(b, to) - max(a, first) + 1 for a, b in _lost(conn, key) if a <= to and b >= first
-    )
+    purged = _unavailable(conn, key)
+    gone = _covered(purged, first, to)
+    # Seqs that can never come: purged at the terminal, or declared lost by its journal_gap
+    # (often both, after a lost -wal: counted once).
+    never = _covered(purged + _lost(conn, key), first, to)
     return {
         "requested_from": first,
         "requested_upto": to,
         "received_upto": max(first - 1, min(upto, to)),
-        "remaining": max(0, missing - gone - declared),
+        "remaining": max(0, missing - never),
         "unavailable": gone,
         "reason": row[2],
         "requests": row[3],
@@ -209,6 +207,17 @@ def _unavailable(conn: Conn, key: TerminalKey) -> list[tuple[int, int]]:
         key,
     )
     return [(int(a), int(b)) for a, b in rows]
+
+
+def _covered(ranges: list[tuple[int, int]], first: int, to: int) -> int:
+    """How many seqs of first..to the (possibly overlapping) ranges cover."""
+    count, done = 0, first - 1  # seqs up to `done` are counted
+    for low, high in sorted(ranges):
+        start, end = max(low, done + 1), min(high, to)
+        if start <= end:
+            count += end - start + 1
+            done = end
+    return count
 
 
 def _lost(conn: Conn, key: TerminalKey) -> list[tuple[int, int]]:

@@ -161,6 +161,19 @@ def _record_lost(conn: Conn, key: TerminalKey, upto: int, jump: _Row, now: str) 
     rows.close()
     if expect <= jump.gap_to:
         ranges.append((expect, jump.gap_to))
+    # A permanent gap (seqs the terminal answered it no longer has) that this entry declares
+    # lost is settled by it: the terminal itself says why, no admin need accept it.
+    conn.execute(
+        "UPDATE unavailable SET accepted_at = ?, accepted_by = ? WHERE store_id = ?"
+        " AND terminal_id = ? AND accepted_at IS NULL AND seq_from >= ? AND seq_to <= ?",
+        (
+            now,
+            f"the terminal: its journal_gap at seq {jump.seq} declares these seqs lost",
+            *key,
+            jump.gap_from,
+            jump.gap_to,
+        ),
+    )
     for first, to in ranges:
         conn.execute(
             "INSERT INTO lost (store_id, terminal_id, seq_from, seq_to, gap_seq, recorded_at)"

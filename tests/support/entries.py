@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import msgspec
 
@@ -50,3 +51,17 @@ def make_chain(
         )
         prev = digest
     return entries
+
+
+def sale_entry(
+    store: str, terminal: str, seq: int, prev_hex: str, sale: dict[str, Any], *, sale_id: str
+) -> Entry:
+    """One entry whose hash is right for these fields, whatever the sale (a forgery, a gap)."""
+    receipt_no = f"{store}-{terminal}-{seq:06d}"
+    sale_json = canonical(sale)
+    digest = entry_hash(
+        bytes.fromhex(prev_hex), entry_bytes(seq, sale_id, receipt_no, CREATED_AT, sale_json)
+    )
+    return Entry(
+        seq, sale_id, receipt_no, CREATED_AT, prev_hex, digest.hex(), msgspec.Raw(sale_json)
+    )

@@ -25,8 +25,9 @@ from edged.collector.rebuild import (
 )
 from edged.collector.state import TerminalKey
 from edged.collector.store import CollectorStore
+from edged.entrykinds import gap_sale
 from edged.wire import Entry, ResendAnswer
-from tests.support.entries import make_chain
+from tests.support.entries import make_chain, sale_entry
 
 KEY: TerminalKey = ("s1", "t1")
 T1 = "2026-12-01T10:00:00.000Z"
@@ -263,3 +264,39 @@ def test_an_accepted_gap_is_walked_past_and_acked(
         T2,
     )
     assert store_entries(path, gap_6_to_8[8:10]) == 12  # the rest arrives: all acked
+
+
+def test_a_permanent_gap_the_terminals_journal_gap_declares_is_settled_by_it(
+    path: str, conn: sqlite3.Connection
+) -> None:
+    """A till whose -wal was lost made a new journal that declares seqs 1..5 lost (its
+    journal_gap entry at seq 6); then the store lost its database. The till's answer makes 1..5
+    a permanent gap, and its gap entry declares the same seqs lost: that settles the gap (no
+    admin is left waiting to accept it), and the report counts those seqs once."""
+    plan_resend(conn, KEY, (1, 10), T1)
+    record_answer(conn, KEY, answer(1, retained_from=6, upto=10), T1)
+    assert unavailable(conn) == [(1, 5)]
+    gap = sale_entry(*KEY, 6, "ab" * 32, gap_sale(1, 5, "wal lost"), sale_id="gap-6")
+    after = make_chain(*KEY, 4, start=7, prev=bytes.fromhex(gap.hash))
+    assert store_entries(path, [gap, *after]) == 10
+    assert conn.execute("SELECT seq_from, seq_to FROM lost").fetchall() == [(1, 5)]
+    assert [(g["from"], g["to"], g["accepted_by"]) for g in permanent_gaps(conn, KEY)] == [
+        (1, 5, "the terminal: its journal_gap at seq 6 declares these seqs lost")
+    ]
+    report = rebuild_report(conn, KEY, 10)
+    assert report is not None
+    assert (report["remaining"], report["unavailable"]) == (0, 5)
+
+
+def test_the_report_counts_a_seq_both_purged_and_declared_lost_once(
+    path: str, conn: sqlite3.Connection
+) -> None:
+    """Seqs 1..5 both reported purged and declared lost, 9..10 still to come: 2 remaining."""
+    plan_resend(conn, KEY, (1, 10), T1)
+    record_answer(conn, KEY, answer(1, retained_from=6, upto=10), T1)
+    gap = sale_entry(*KEY, 6, "ab" * 32, gap_sale(1, 5, "wal lost"), sale_id="gap-6")
+    after = make_chain(*KEY, 2, start=7, prev=bytes.fromhex(gap.hash))
+    assert store_entries(path, [gap, *after]) == 8
+    report = rebuild_report(conn, KEY, 8)
+    assert report is not None
+    assert report["remaining"] == 2

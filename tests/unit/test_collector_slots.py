@@ -13,28 +13,20 @@ from typing import Any
 import msgspec
 import structlog
 
-from edged.chain import canonical, entry_bytes, entry_hash
+from edged.chain import canonical
 from edged.collector.report import collector_report
 from edged.collector.store import Batch, CollectorStore
 from edged.entrykinds import damaged_sale, gap_sale
 from edged.wire import Entry
 from tests.support.collectordb import CollectorDb
-from tests.support.entries import CREATED_AT, make_chain
+from tests.support.entries import make_chain, sale_entry
 
 S, T = "s1", "t1"
 
 
 def forged(seq: int, prev_hex: str, sale: dict[str, Any], *, sale_id: str | None = None) -> Entry:
     """An entry of terminal S/T whose hash is right for these fields."""
-    sale_id = sale_id or str(uuid.uuid4())
-    receipt_no = f"{S}-{T}-{seq:06d}"
-    sale_json = canonical(sale)
-    digest = entry_hash(
-        bytes.fromhex(prev_hex), entry_bytes(seq, sale_id, receipt_no, CREATED_AT, sale_json)
-    )
-    return Entry(
-        seq, sale_id, receipt_no, CREATED_AT, prev_hex, digest.hex(), msgspec.Raw(sale_json)
-    )
+    return sale_entry(S, T, seq, prev_hex, sale, sale_id=sale_id or str(uuid.uuid4()))
 
 
 def gap_entry(seq: int, first: int, to: int, prev_hex: str) -> Entry:
