@@ -9,7 +9,7 @@ permanent gap (`unavailable`, reported in `problems`); a store admin may accept 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -173,7 +173,7 @@ def rebuild_report(conn: Conn, key: TerminalKey, upto: int) -> dict[str, Any] | 
     gone = _covered(purged, first, to)
     # Seqs that can never come: purged at the terminal, or declared lost by its journal_gap
     # (often both, after a lost -wal: counted once).
-    never = _covered(purged + _lost(conn, key), first, to)
+    never = _covered(purged + _ranges(conn, key, "lost"), first, to)
     return {
         "requested_from": first,
         "requested_upto": to,
@@ -201,8 +201,15 @@ def permanent_gaps(conn: Conn, key: TerminalKey) -> list[dict[str, Any]]:
 
 
 def _unavailable(conn: Conn, key: TerminalKey) -> list[tuple[int, int]]:
+    return _ranges(conn, key, "unavailable")
+
+
+def _ranges(
+    conn: Conn, key: TerminalKey, table: Literal["unavailable", "lost"]
+) -> list[tuple[int, int]]:
+    """A terminal's seq ranges in `table`, in seq order."""
     rows = conn.execute(
-        "SELECT seq_from, seq_to FROM unavailable WHERE store_id = ? AND terminal_id = ?"
+        f"SELECT seq_from, seq_to FROM {table} WHERE store_id = ? AND terminal_id = ?"
         " ORDER BY seq_from",
         key,
     )
@@ -218,13 +225,6 @@ def _covered(ranges: list[tuple[int, int]], first: int, to: int) -> int:
             count += end - start + 1
             done = end
     return count
-
-
-def _lost(conn: Conn, key: TerminalKey) -> list[tuple[int, int]]:
-    rows = conn.execute(
-        "SELECT seq_from, seq_to FROM lost WHERE store_id = ? AND terminal_id = ?", key
-    )
-    return [(int(a), int(b)) for a, b in rows]
 
 
 def _missing(conn: Conn, key: TerminalKey, first: int, to: int) -> list[tuple[int, int]]:
