@@ -111,11 +111,10 @@ class RefdataSync:
             await self._consider(manifest)
         if self.refetch is None:
             return
-        # A snapshot held or being built needs no chunks: a catalog is large.
-        done = manifest is not None and manifest.id == self._held
-        await self.refetch(
-            (self.topics.manifest,) if done or manifest == self._building else self.topics.filters
-        )
+        # Chunks only for a manifest whose snapshot is neither held nor being built: a
+        # catalog is large (and with no manifest yet, none names the chunks to fetch).
+        chunks = manifest is not None and manifest.id != self._held and manifest != self._building
+        await self.refetch(self.topics.filters if chunks else (self.topics.manifest,))
 
     @property
     def waiting_for(self) -> dict[str, Any] | None:
