@@ -3,6 +3,9 @@
 # Run from the repository root (setup.sh cds there).
 
 SUPPORTED_MINORS="3.11 3.12 3.13"
+# Unit and integration tests run on two workers (pytest-xdist): each test has its own broker,
+# ports, files and database. Fault tests never do (scripts/test says why).
+PARALLEL=(-n 2 --dist worksteal)
 MIN_PATCH_3_11=2  # 3.11.2: Debian 12's python3, the oldest a till runs
 DISTRIBUTION_PYTHON=/usr/bin/python3
 
