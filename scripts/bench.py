@@ -43,8 +43,10 @@ from tests.support.collectordb import (
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
 from tests.support.flood import flood_connect, rss_mib
 from tests.support.mosquitto import Mosquitto
+from tests.support.sales import uuid7
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], Awaitable[None]]] = {}
+SALE_IDS = "v7"  # the kind of sale ids the bench's UI clients choose (`--ids`)
 
 
 def scenario(func: Callable[[argparse.Namespace, Path], Awaitable[None]]) -> Any:
@@ -71,9 +73,11 @@ def pct(samples: list[float], q: float) -> float:
 
 
 def sale_id() -> str:
-    """A random UUID that edged accepts: about one in 40,000 holds a digit run that passes as
-    a card number (refused, as it should be), which ended 100k-sale runs."""
-    while find_card_data(found := str(uuid.uuid4())) is not None:
+    """A sale id that edged accepts, as `--ids` says: a UUIDv7 (time-ordered, as README
+    "Choosing sale ids" advises) or a random UUIDv4. About one in 40,000 random ones holds a
+    digit run that passes as a card number (refused, as it should be): those are drawn again."""
+    new = uuid7 if SALE_IDS == "v7" else lambda: str(uuid.uuid4())
+    while find_card_data(found := new()) is not None:
         pass
     return found
 
@@ -667,9 +671,17 @@ def main() -> None:
         choices=BACKENDS,
         help="the collector database(s) of `drain` (repeat it; default: both)",
     )
+    parser.add_argument(
+        "--ids",
+        choices=("v7", "v4"),
+        default="v7",
+        help="sale ids: time-ordered UUIDv7 as README advises (default), or random UUIDv4",
+    )
     parser.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (all)")
     args = parser.parse_args()
     args.db = args.db or list(BACKENDS)
+    global SALE_IDS  # read by sale_id() in every scenario
+    SALE_IDS = args.ids
     names = args.scenarios or list(SCENARIOS)
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:

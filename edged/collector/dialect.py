@@ -213,6 +213,17 @@ class PgConn:
         cur: Cursor = self._conn.cursor(binary=True).execute(query, parameters)
         return cur
 
+    def copy_rows(
+        self, table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """COPY `rows` into `table` in PostgreSQL's binary format; `columns` are (name, SQL
+        type) pairs. A row the table refuses fails the whole COPY."""
+        names = ", ".join(name for name, _ in columns)
+        with self._conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([kind for _, kind in columns])
+            for row in rows:
+                copy.write_row(row)
+
     @property
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus

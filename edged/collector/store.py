@@ -17,6 +17,7 @@ import msgspec
 import structlog
 
 from edged.clock import utc_now_iso
+from edged.collector.bulk import insert_sales
 from edged.collector.database import Database
 from edged.collector.dbfile import read_marker
 from edged.collector.dburl import DbTarget, as_target
@@ -281,7 +282,7 @@ class CollectorStore:
             taken = held_seqs(conn, key, valid[0][0].seq, valid[-1][0].seq)
             valid = [(e, body) for e, body in valid if e.seq not in taken]
         rows = [self._row(key, entry, body, now) for entry, body in valid]
-        inserted = set(self.dialect.insert_many(conn, "transactions", _COLUMNS, rows, "seq"))
+        inserted = insert_sales(conn, self.dialect, key, _COLUMNS, rows)
         if inserted:
             state.entries += len(inserted)
             state.inserted += len(inserted)

@@ -187,20 +187,52 @@ def test_same_sale_id_under_another_seq_is_a_conflict(
 ) -> None:
     chain = make_chain(2)
     store.store_batch(S, T, chain)
-    other_terminal = make_chain(1)
-    reused = msgspec.structs.replace(other_terminal[0], id=chain[0].id)
-    # Re-hash so that only the id reuse is wrong, not the hash.
-    sale_json = bytes(reused.sale)
-    digest = entry_hash(
-        GENESIS_HASH,
-        entry_bytes(1, reused.id, reused.receipt_no, reused.created_at, sale_json),
-    )
-    reused = msgspec.structs.replace(reused, hash=digest.hex())
+    reused = with_sale_id(make_chain(1)[0], chain[0].id)
     assert store.store_batch(S, "t2", [reused]) == 1  # held in its slot: the stream goes on
     assert rows(db, S, "t2") == []
     (problem,) = store.problems()
     assert problem["kind"] == "id_conflict"
     assert f"{S}/{T} seq 1 (another sale)" in problem["detail"]
+
+
+def with_sale_id(entry: Entry, sale_id: str) -> Entry:
+    """`entry` (seq 1) under another sale id, hashed again: only the id reuse is wrong."""
+    sale_json = bytes(entry.sale)
+    digest = entry_hash(
+        GENESIS_HASH,
+        entry_bytes(entry.seq, sale_id, entry.receipt_no, entry.created_at, sale_json),
+    )
+    return msgspec.structs.replace(entry, id=sale_id, hash=digest.hex())
+
+
+def test_a_sale_id_another_collector_stores_during_the_copy_is_held_and_nothing_is_lost(
+    store: CollectorStore, db: CollectorDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL finds what is stored, then COPYs the rest (collector/bulk.py): a collector
+    storing another terminal's entry with one of these sale ids in between makes the COPY fail
+    on the unique index, and the batch is stored as the INSERT path would have stored it."""
+    if db.backend != "postgresql":
+        pytest.skip("SQLite has one writer per file: nobody stores in between")
+    chain = make_chain(3)
+    theirs = with_sale_id(make_chain(1)[0], chain[1].id)
+    rival = CollectorStore.open(db.target, received_by="rival")
+    conn = store._conn
+    copy_rows = conn.copy_rows  # type: ignore[attr-defined]
+
+    def racing(*args: object) -> None:
+        rival.store_batch(S, "t2", [theirs])  # committed after our check, before our COPY
+        copy_rows(*args)
+
+    monkeypatch.setattr(conn, "copy_rows", racing)
+    try:
+        assert store.store_batch(S, T, chain) == 3
+    finally:
+        rival.close()
+    assert [r[0] for r in rows(db)] == [1, 3]
+    assert [r[0] for r in rows(db, S, "t2")] == [1]
+    (problem,) = store.problems()
+    assert (problem["kind"], problem["seq"]) == ("id_conflict", 2)
+    assert f"{S}/t2 seq 1 (another sale)" in problem["detail"]
 
 
 def test_upto_never_passes_a_gap_and_advances_once_it_is_filled(
