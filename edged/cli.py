@@ -71,8 +71,9 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _collector(cfg: CollectorConfig) -> None:
     """Run the collector until SIGTERM/SIGINT; READY=1 to systemd once it is subscribed."""
-    from edged.collector.service import run_collector
+    from edged.collector.service import GIL_SWITCH_S, run_collector
 
+    sys.setswitchinterval(GIL_SWITCH_S)
     loop = asyncio.get_running_loop()
     notifier = Notifier()
     ready = asyncio.Event()

@@ -3,7 +3,7 @@ transaction, and the progress an ack reports from it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from edged.collector.dialect import Conn
@@ -44,6 +44,9 @@ class TerminalState:
     new: bool
     inserted: int = 0  # sales and held entries added: the walk has something to do
     touched_at: str = ""
+    # (seq, prev_hash, hash) of the sales added by batched INSERT (all of `inserted`, unless
+    # some went in another way): the walk takes them from here, not from the database.
+    fresh: list[tuple[int, str, str]] = field(default_factory=list)
 
     def saw(self, seq: int, hash_hex: str) -> None:
         """An entry now occupies `seq`: it may be the highest one held."""

@@ -226,7 +226,7 @@ class CollectorStore:
         break the store, quarantine it."""
         key = (batch.store_id, batch.terminal_id)
         before = states.get(key)
-        saved = replace(before) if before is not None else None
+        saved = replace(before, fresh=list(before.fresh)) if before is not None else None
         conn.execute(f"SAVEPOINT {_SAVEPOINT}")
         try:
             if self.pins.admit(key, batch.entries, batch.sig, now):  # a forgery: recorded only
@@ -286,6 +286,7 @@ class CollectorStore:
         if inserted:
             state.entries += len(inserted)
             state.inserted += len(inserted)
+            state.fresh += [(e.seq, e.prev_hash, e.hash) for e, _ in valid if e.seq in inserted]
             top = max(inserted)
             state.saw(top, next(e.hash for e, _ in reversed(valid) if e.seq == top))
         if len(inserted) == len(checked):

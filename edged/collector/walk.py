@@ -77,7 +77,7 @@ def held_after(conn: Conn, key: TerminalKey, seq: int) -> Iterator[int]:
 
 def advance(conn: Conn, key: TerminalKey, state: TerminalState, now: str) -> None:
     """Walk held seqs past contiguous_upto; update the state's upto, hash, gap and break."""
-    upto, last = state.contiguous_upto, state.last_hash
+    upto, last = _walk_fresh(conn, key, state, now)
     gap: tuple[int, int] | None = None
     while True:
         ahead = None
@@ -106,6 +106,24 @@ def advance(conn: Conn, key: TerminalKey, state: TerminalState, now: str) -> Non
     _log_gap(key, state, gap, upto)
     state.contiguous_upto, state.last_hash = upto, last
     state.gap_from, state.gap_to = gap if gap else (None, None)
+
+
+def _walk_fresh(conn: Conn, key: TerminalKey, state: TerminalState, now: str) -> tuple[int, str]:
+    """contiguous_upto and its hash after the sales this transaction added, when they are all
+    of what it added and continue it without a hole: the walk over the database then starts
+    after them instead of reading them back (a quarter of a drain's store time)."""
+    upto, last = state.contiguous_upto, state.last_hash
+    fresh = sorted(state.fresh)
+    if len(fresh) != state.inserted or not fresh or fresh[0][0] != upto + 1:
+        return upto, last
+    if fresh[-1][0] - fresh[0][0] != len(fresh) - 1:
+        return upto, last  # another hole: the database's walk sees what fills it
+    for seq, prev_hash, hash_hex in fresh:
+        if prev_hash != last and last:  # _check_link's test, for a sale right after upto
+            row = _Row(seq, None, prev_hash, hash_hex, None, None)
+            _check_link(conn, key, state, row, upto=upto, last=last, now=now)
+        upto, last = seq, hash_hex
+    return upto, last
 
 
 def _check_link(
