@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -31,7 +32,9 @@ import bench_refdata
 import fleet
 
 from edged.carddata import find_card_data
+from edged.chain import GENESIS_HASH
 from edged.client import ApiClient
+from edged.collector.store import Batch, CollectorStore
 from edged.log import configure as configure_logging
 from edged.sim.printer import SimPrinter
 from tests.support.collectordb import (
@@ -41,6 +44,7 @@ from tests.support.collectordb import (
     postgres_unavailable,
 )
 from tests.support.daemon import CollectorProcess, DaemonProcess, uplink_section
+from tests.support.entries import make_chain
 from tests.support.flood import flood_connect, rss_mib
 from tests.support.mosquitto import Mosquitto
 from tests.support.sales import uuid7
@@ -574,6 +578,70 @@ async def status_of(path: str) -> dict[str, Any]:
     async with ApiClient(path) as c:
         result: dict[str, Any] = await c.call("status")
         return result
+
+
+ID_INDEX_TXN = 8_000  # sales a transaction: 8 batches of 1000, a drain's group
+
+
+@scenario
+async def sale_id_index(args: argparse.Namespace, work: Path) -> None:
+    """The collector's own SQLite store taking 300k sales (60k with --quick) in transactions
+    of 8,000, with random UUIDv4 and with time-ordered UUIDv7 sale ids: the time per sale over
+    the last quarter, as the sale-id index has grown. Baseline: the same rows into a bare table
+    with the store's other unique index but none on the sale id, in the same transactions."""
+    total = 60_000 if args.quick else 300_000
+    timed_from = total - total // 4
+    new_ids = {"v4": lambda: str(uuid.uuid4()), "v7": uuid7}
+    per_sale: dict[str, float] = {}
+    for kind, new_id in new_ids.items():
+        store = CollectorStore.open(str(work / f"{kind}.db"), init=True)
+        prev, spent = GENESIS_HASH, 0.0
+        for start in range(1, total + 1, ID_INDEX_TXN):
+            chain = make_chain("s1", "t1", ID_INDEX_TXN, start=start, prev=prev, new_id=new_id)
+            prev = bytes.fromhex(chain[-1].hash)
+            batches = [
+                Batch.of("s1", "t1", chain[i : i + 1000]).verified()
+                for i in range(0, ID_INDEX_TXN, 1000)
+            ]  # verified before the clock starts: the store's own time is measured
+            t = time.perf_counter()
+            store.store_batches(batches)
+            if start > timed_from:
+                spent += time.perf_counter() - t
+        store.close()
+        per_sale[kind] = spent / (total - timed_from) * 1e6
+    bare = bare_table_us_per_sale(work / "v4.db", work / "bare.db", timed_from)
+    emit("sale_id_index", "store_us_per_sale_uuid4", per_sale["v4"], "us", bare)
+    emit("sale_id_index", "store_us_per_sale_uuid7", per_sale["v7"], "us", bare)
+    emit("sale_id_index", "bare_table_no_sale_id_index", bare, "us")
+
+
+def bare_table_us_per_sale(source: Path, target: Path, timed_from: int) -> float:
+    """The rows of the store at `source` written again into a table with no sale-id index,
+    in the same transactions and settings (WAL, synchronous=FULL, 64 MiB cache)."""
+    with contextlib.closing(sqlite3.connect(source)) as src:
+        rows = src.execute("SELECT * FROM transactions ORDER BY seq").fetchall()
+        (ddl,) = src.execute("SELECT sql FROM sqlite_master WHERE name = 'transactions'").fetchone()
+    bare_ddl = ddl.replace(",\n    UNIQUE (id)", "")
+    assert bare_ddl != ddl, "the store's schema changed: update the bare table"
+    conn = sqlite3.connect(target, isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = FULL", "cache_size = -65536"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute(bare_ddl)
+    one = "(" + ",".join("?" * len(rows[0])) + ")"
+    spent = 0.0
+    for start in range(0, len(rows), ID_INDEX_TXN):
+        chunk = rows[start : start + ID_INDEX_TXN]
+        t = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        for i in range(0, len(chunk), 500):
+            part = chunk[i : i + 500]
+            params = [value for row in part for value in row]
+            conn.execute(f"INSERT INTO transactions VALUES {','.join([one] * len(part))}", params)
+        conn.execute("COMMIT")
+        if start >= timed_from:
+            spent += time.perf_counter() - t
+    conn.close()
+    return spent / (len(rows) - timed_from) * 1e6
 
 
 @scenario

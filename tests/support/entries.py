@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -22,11 +23,12 @@ def make_chain(
     prev: bytes = GENESIS_HASH,
     tag: str = "",
     created_at: str = CREATED_AT,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
 ) -> list[Entry]:
     """A valid hash chain of n entries from seq `start`; `tag` varies the sales' content."""
     entries = []
     for seq in range(start, start + n):
-        sale_id = str(uuid.uuid4())
+        sale_id = new_id()
         total = 1000 + seq
         sale = {
             "id": sale_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from edged.errors import ValidationError
 from edged.sale import validate_sale
+from tests.support.sales import uuid7
 
 
 def good_sale(**changes: Any) -> dict[str, Any]:
@@ -351,6 +353,17 @@ def test_only_the_canonical_uuid_spelling_is_an_id(sale_id: str) -> None:
 
 def test_uppercase_uuid_is_an_id() -> None:
     validate_sale(good_sale(id="1B4E28BA-2FA1-11D2-883F-0016D3CCA427"))
+
+
+def test_a_uuid7_is_an_id_and_ids_made_later_sort_after() -> None:
+    """README "Choose time-ordered ids": what it advises is accepted, and sorts by time."""
+    earlier = uuid7()
+    time.sleep(0.002)
+    later = uuid7()
+    for sale_id in (earlier, later):
+        assert uuid.UUID(sale_id).version == 7
+        validate_sale(good_sale(id=sale_id))
+    assert earlier < later
 
 
 @pytest.mark.parametrize(
