@@ -2,12 +2,13 @@
 
 SQLite takes them with multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING` (dialect.py).
 On PostgreSQL that statement costs twice a COPY: a speculative insertion per row and unique
-index (`scripts/bench drain`). So there the rows already stored, by the terminal's seqs and by
-the sale ids, are found first with two index reads, and the rest go in with one binary COPY.
-Nobody else writes this terminal's seqs meanwhile (its advisory lock, dialect.lock_terminals);
-a sale id that another collector stored for another terminal in that moment makes the COPY
-fail on the unique index: it is undone to its savepoint and the rows take the INSERT path,
-which tells each conflict apart as before.
+index (`scripts/bench drain`). So there the seqs already stored (a resend) are found first with
+one index read, and the rest go in with one binary COPY; nobody else writes this terminal's
+seqs meanwhile (its advisory lock, dialect.lock_terminals). A sale id stored already (a retry
+after a purge, a till that reused an id, or the same id twice in the batch), rare, makes the
+COPY fail on the unique index: it is undone to its savepoint and the rows take the INSERT path,
+which tells each conflict apart as always. Looking the ids up first cost every batch more
+than that path costs the rare one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ _SAVEPOINT = "bulk_copy"
 _EXISTING_SEQS = (
     f"SELECT seq FROM {TABLE} WHERE store_id = ? AND terminal_id = ? AND seq BETWEEN ? AND ?"
 )
-_EXISTING_IDS = f"SELECT id FROM {TABLE} WHERE id = ANY(?::text[])"
 
 
 def insert_sales(
@@ -32,7 +32,7 @@ def insert_sales(
     columns: Sequence[tuple[str, str]],
     rows: Sequence[Sequence[Any]],
 ) -> set[int]:
-    """Insert the `rows` of one terminal (in seq order; `columns` include `seq` and `id`) that
+    """Insert the `rows` of one terminal (in seq order; `columns` include `seq`) that
     conflict with nothing stored, the lowest seq first for a sale id given twice; return the
     seqs inserted. Rows left out are judged by the caller (duplicates, conflicts)."""
     if not rows:
@@ -40,23 +40,16 @@ def insert_sales(
     if not dialect.postgres:
         return set(dialect.insert_many(conn, TABLE, columns, rows, "seq"))
     assert isinstance(conn, PgConn)
-    names = [name for name, _ in columns]
-    at_seq, at_id = names.index("seq"), names.index("id")
+    at_seq = [name for name, _ in columns].index("seq")
     first, last = rows[0][at_seq], rows[-1][at_seq]
     stored = {seq for (seq,) in conn.execute(_EXISTING_SEQS, (*key, first, last))}
-    ids = [row[at_id] for row in rows]
-    taken = {sale_id for (sale_id,) in conn.execute_binary(_EXISTING_IDS, [ids])}
-    new: list[Sequence[Any]] = []
-    for row in rows:
-        if row[at_seq] not in stored and row[at_id] not in taken:
-            taken.add(row[at_id])
-            new.append(row)
+    new = [row for row in rows if row[at_seq] not in stored]
     if not new:
         return set()
     conn.execute(f"SAVEPOINT {_SAVEPOINT}")
     try:
         conn.copy_rows(TABLE, columns, new)
-    except dialect.data_errors:  # a sale id stored meanwhile, or a value the INSERT refuses too
+    except dialect.data_errors:  # a sale id stored already, or a value the INSERT refuses too
         conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
         conn.execute(f"RELEASE {_SAVEPOINT}")
         return set(dialect.insert_many(conn, TABLE, columns, rows, "seq"))

@@ -208,7 +208,7 @@ def with_sale_id(entry: Entry, sale_id: str) -> Entry:
 def test_a_sale_id_another_collector_stores_during_the_copy_is_held_and_nothing_is_lost(
     store: CollectorStore, db: CollectorDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PostgreSQL finds what is stored, then COPYs the rest (collector/bulk.py): a collector
+    """PostgreSQL finds the seqs stored, then COPYs the rest (collector/bulk.py): a collector
     storing another terminal's entry with one of these sale ids in between makes the COPY fail
     on the unique index, and the batch is stored as the INSERT path would have stored it."""
     if db.backend != "postgresql":
