@@ -1,7 +1,7 @@
 """The store collector: receive terminals' batches, store them, acknowledge after the commit.
 
-Loop per connection: take every message already waiting (a group), store the group in one
-transaction, then PUBACK each message and publish one cumulative ack per terminal. Nothing is
+Loop per connection: the messages that arrived while the store was busy (a group) are stored
+in one transaction, then each is PUBACKed and one cumulative ack per terminal published. Nothing is
 acknowledged, to the broker or to a terminal, before the commit; a collector killed at any
 point gets the un-PUBACKed messages again from its persistent session, and whatever it had
 already stored comes back as duplicates that the store absorbs and re-acknowledges.
