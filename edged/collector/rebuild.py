@@ -46,7 +46,7 @@ def plan_resend(conn: Conn, key: TerminalKey, gap: tuple[int, int], now: str) ->
     """The request for `gap`, less the seqs the terminal said it no longer has; None if it has
     none of them. Recorded in `rebuilds` (a request within the one before counts as a retry)."""
     first, to = gap
-    for seq_from, seq_to in _unavailable(conn, key):
+    for seq_from, seq_to in _ranges(conn, key, "unavailable"):
         if seq_from <= first <= seq_to:
             first = seq_to + 1
     if first > to:
@@ -123,7 +123,7 @@ def accept_gap(conn: Conn, key: TerminalKey, seqs: tuple[int, int], *, by: str, 
     ).fetchall()
     where = f"store {key[0]} terminal {key[1]}"
     if not rows or rows[0][0] != first or rows[-1][1] != to:
-        known = ", ".join(f"{a}..{b}" for a, b in _unavailable(conn, key)) or "none"
+        known = ", ".join(f"{a}..{b}" for a, b in _ranges(conn, key, "unavailable")) or "none"
         raise AcceptGapError(
             f"seqs {first}..{to} of {where} are not a permanent gap the terminal reported "
             f"(known permanent gaps: {known}); see `edged collector status`"
@@ -169,7 +169,7 @@ def rebuild_report(conn: Conn, key: TerminalKey, upto: int) -> dict[str, Any] | 
         f"SELECT count(*) FROM ({_HELD_IN}) AS held_in", (*key, first, to, *key, first, to)
     ).fetchone()[0]
     missing = (to - first + 1) - held
-    purged = _unavailable(conn, key)
+    purged = _ranges(conn, key, "unavailable")
     gone = _covered(purged, first, to)
     # Seqs that can never come: purged at the terminal, or declared lost by its journal_gap
     # (often both, after a lost -wal: counted once).
@@ -198,10 +198,6 @@ def permanent_gaps(conn: Conn, key: TerminalKey) -> list[dict[str, Any]]:
     )
     names = ("from", "to", "reported_at", "accepted_at", "accepted_by")
     return [dict(zip(names, r, strict=True)) for r in rows]
-
-
-def _unavailable(conn: Conn, key: TerminalKey) -> list[tuple[int, int]]:
-    return _ranges(conn, key, "unavailable")
 
 
 def _ranges(

@@ -286,9 +286,10 @@ class CollectorStore:
         if inserted:
             state.entries += len(inserted)
             state.inserted += len(inserted)
-            state.fresh += [(e.seq, e.prev_hash, e.hash) for e, _ in valid if e.seq in inserted]
-            top = max(inserted)
-            state.saw(top, next(e.hash for e, _ in reversed(valid) if e.seq == top))
+            added = [(e.seq, e.prev_hash, e.hash) for e, _ in valid if e.seq in inserted]
+            state.fresh += added
+            top, _, top_hash = added[-1]  # `valid` is in seq order
+            state.saw(top, top_hash)
         if len(inserted) == len(checked):
             return
         for entry, verdict in zip(entries, checked, strict=True):

@@ -10,7 +10,7 @@ from typing import Any
 
 def uuid7() -> str:
     """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Sale ids chosen
-    this way follow each other in the store's sale-id index (README "Choosing sale ids")."""
+    this way follow each other in the store's sale-id index (README, `sale.commit`)."""
     raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
     raw[6] = 0x70 | raw[6] & 0x0F  # version 7
     raw[8] = 0x80 | raw[8] & 0x3F  # the RFC's variant
